@@ -1,0 +1,73 @@
+"""Settings from INFERSTREAM_* environment variables, with defaults for the local stack."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Literal
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+Guarantee = Literal["at-least-once"]
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(f"INFERSTREAM_{name}", default)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob a deployment may set; `INFERSTREAM_<NAME>` overrides `name`."""
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    schema_registry_url: str = ""
+    schemas_dir: Path = REPO_ROOT / "schemas"
+    models_dir: Path = REPO_ROOT / "models"
+    state_dir: Path = Path.home() / ".local" / "state" / "inferstream"
+    cache_dir: Path = Path.home() / ".cache" / "inferstream"
+    topic_partitions: int = 4
+    topic_replication: int = 1
+    # micro-batching and Faust tuning (see docs in README's configuration table)
+    batch_max: int = 256
+    batch_window_ms: float = 10.0
+    stream_buffer_maxsize: int = 4096
+    broker_commit_interval_s: float = 1.0
+    producer_linger_ms: float = 1.0
+    model_timeout_s: float = 5.0
+    model_retries: int = 2
+    inference_threads: int = 1
+    execution_providers: str = ""  # comma list overriding auto-detection, e.g. "CPUExecutionProvider"
+    log_level: str = "WARNING"
+    guarantee: Guarantee = "at-least-once"
+    extra: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        values: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name in ("extra", "guarantee"):
+                continue
+            raw = os.environ.get(f"INFERSTREAM_{f.name.upper()}")
+            if raw is None:
+                continue
+            default = getattr(cls, f.name, None)
+            try:
+                if isinstance(default, bool):
+                    values[f.name] = raw.lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    values[f.name] = int(raw)
+                elif isinstance(default, float):
+                    values[f.name] = float(raw)
+                elif isinstance(default, Path):
+                    values[f.name] = Path(raw).expanduser()
+                else:
+                    values[f.name] = raw
+            except ValueError as exc:
+                raise ValueError(f"INFERSTREAM_{f.name.upper()}={raw!r}: {exc}") from None
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def settings() -> Settings:
+    return Settings.from_env()
