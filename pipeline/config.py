@@ -27,6 +27,8 @@ class Settings:
     models_dir: Path = REPO_ROOT / "models"
     state_dir: Path = Path.home() / ".local" / "state" / "inferstream"
     cache_dir: Path = Path.home() / ".cache" / "inferstream"
+    app_id: str = "inferstream"  # Faust app id = consumer group of the scoring agents
+    topic_namespace: str = ""  # prefix of every topic name, e.g. "staging."
     topic_partitions: int = 4
     topic_replication: int = 1
     # micro-batching and Faust tuning (see docs in README's configuration table)
@@ -38,7 +40,9 @@ class Settings:
     model_timeout_s: float = 5.0
     model_retries: int = 2
     inference_threads: int = 1
-    execution_providers: str = ""  # comma list overriding auto-detection, e.g. "CPUExecutionProvider"
+    execution_providers: str = (
+        ""  # comma list overriding auto-detection, e.g. "CPUExecutionProvider"
+    )
     log_level: str = "WARNING"
     guarantee: Guarantee = "at-least-once"
     extra: dict[str, str] = field(default_factory=dict)

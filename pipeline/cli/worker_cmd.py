@@ -1,0 +1,43 @@
+"""`inferstream worker`: run the Faust worker that scores the given streams."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from pipeline.config import settings
+from pipeline.streams import STREAMS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("worker", help="run a scoring worker (Faust) for the given streams")
+    p.add_argument("--streams", default="fraud", help="comma list of streams to score")
+    p.add_argument("--model-version", help="model version to serve (default: latest)")
+    p.add_argument("--no-cache", action="store_true", help="do not use the Redis result cache")
+    p.add_argument("--log-level", help="default: INFERSTREAM_LOG_LEVEL or WARNING")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from agents.worker import build_worker
+    from pipeline.cli import CliError
+    from pipeline.logs import logging_config
+    from pipeline.models.manifest import ModelError
+
+    cfg = settings()
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        raise CliError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(STREAMS)}")
+    level = (args.log_level or cfg.log_level).upper()
+    try:
+        worker = build_worker(cfg, streams, args.model_version, use_cache=not args.no_cache)
+    except (ModelError, KeyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    sys.argv = [sys.argv[0]]  # faust's Worker parses argv itself; ours is already parsed
+    Worker(
+        worker.app, loglevel=level, logging_config=logging_config(level), quiet=True
+    ).execute_from_commandline()
+    return 0

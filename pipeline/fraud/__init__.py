@@ -1,0 +1,23 @@
+"""Fraud scoring stream: synthetic transactions and the versioned request -> features function."""
+
+from pipeline.fraud.features import (
+    FEATURE_NAMES,
+    PREPROCESSING_VERSION,
+    FeatureBatch,
+    build_features,
+    canonical_bytes,
+    data_hashes,
+)
+from pipeline.fraud.generator import DriftSpec, GeneratedBatch, TransactionGenerator
+
+__all__ = [
+    "FEATURE_NAMES",
+    "PREPROCESSING_VERSION",
+    "DriftSpec",
+    "FeatureBatch",
+    "GeneratedBatch",
+    "TransactionGenerator",
+    "build_features",
+    "canonical_bytes",
+    "data_hashes",
+]

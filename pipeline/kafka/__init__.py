@@ -1,0 +1,1 @@
+"""Kafka transport (confluent-kafka): admin, request producer, topic reader."""

@@ -1,0 +1,230 @@
+"""Load a model directory into a verified, warmed-up ONNX Runtime session and score with it.
+
+Why `predict` is meant to run off the event loop: ONNX Runtime releases the GIL for the whole
+of `InferenceSession.run`, and `run` is thread-safe on one session, so workers hand batches to a
+thread pool (`loop.run_in_executor`) and the Faust event loop keeps consuming and producing
+while the model computes. Calling `predict` on the loop itself would stall every agent for the
+length of the batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from pipeline.models.manifest import MODEL_FILE, ModelError, ModelManifest
+
+# Preferred execution providers, best first; the first one this onnxruntime build offers wins.
+PROVIDER_PREFERENCE = (
+    "TensorrtExecutionProvider",
+    "CUDAExecutionProvider",
+    "CPUExecutionProvider",
+)
+DECISIONS = np.array(["approve", "review", "decline"], dtype=object)
+
+
+class ModelIntegrityError(ModelError):
+    """A model file's sha256 differs from its manifest: the file was changed or corrupted."""
+
+
+class ExecutionProviderError(ModelError):
+    """An execution provider was asked for that is unknown or not in this onnxruntime build."""
+
+
+class RuntimeNotInstalledError(ModelError, ImportError):
+    """onnxruntime is not installed."""
+
+
+def import_onnxruntime() -> Any:
+    try:
+        import onnxruntime
+    except ImportError as exc:
+        raise RuntimeNotInstalledError(
+            f"onnxruntime cannot be imported ({exc}); install inferstream[cpu] for CPU or "
+            "inferstream[gpu] for CUDA/TensorRT"
+        ) from exc
+    return onnxruntime
+
+
+def choose_providers(requested: Sequence[str] | str | None, available: Sequence[str]) -> list[str]:
+    """Providers to ask the session for: `requested` as given (checked), or the preference order.
+
+    `requested` may be a comma-separated string (as INFERSTREAM_EXECUTION_PROVIDERS is).
+    """
+    if isinstance(requested, str):
+        requested = [p.strip() for p in requested.split(",") if p.strip()]
+    if not requested:
+        chosen = [p for p in PROVIDER_PREFERENCE if p in available]
+        return chosen or ["CPUExecutionProvider"]
+    known = _all_providers()
+    for name in requested:
+        if known and name not in known:
+            raise ExecutionProviderError(
+                f"unknown execution provider {name!r}; known providers: {', '.join(known)}"
+            )
+        if name not in available:
+            raise ExecutionProviderError(
+                f"execution provider {name!r} is not available in this onnxruntime build; "
+                f"available: {', '.join(available)}"
+            )
+    return list(requested)
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model and its session; `predict` is safe to call from several threads."""
+
+    manifest: ModelManifest
+    directory: Path
+    sha256: str
+    provider: str  # the execution provider the session actually runs on
+    providers: tuple[str, ...]  # all providers of the session, in priority order
+    reference: np.ndarray  # float32 reference inputs (drift baseline, warm-up rows)
+    session: Any  # onnxruntime.InferenceSession
+
+    @property
+    def n_features(self) -> int:
+        return len(self.manifest.feature_names)
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray:
+        """Positive-class (fraud) probability per row, float64; one session.run per call."""
+        inputs = np.ascontiguousarray(matrix, dtype=np.float32)
+        if inputs.ndim != 2 or inputs.shape[1] != self.n_features:
+            raise ValueError(
+                f"model {self.manifest.name} {self.manifest.version} expects inputs of shape "
+                f"[n, {self.n_features}], got {list(inputs.shape)}"
+            )
+        if len(inputs) == 0:
+            return np.zeros(0, dtype=np.float64)
+        manifest = self.manifest
+        (output,) = self.session.run([manifest.output_name], {manifest.input_name: inputs})
+        return np.asarray(output)[:, manifest.positive_column].astype(np.float64)
+
+    def decide(self, scores: np.ndarray | Sequence[float]) -> list[str]:
+        """"approve", "review" or "decline" per score, from the manifest thresholds."""
+        values = np.asarray(scores, dtype=np.float64)
+        t = self.manifest.thresholds
+        level = (values >= t.review).astype(np.intp) + (values >= t.decline)
+        return DECISIONS[level].tolist()
+
+
+def load_model(
+    model_dir: Path,
+    providers: Sequence[str] | None = None,
+    intra_op_threads: int = 1,
+    inter_op_threads: int = 1,
+    warmup_rows: int = 64,
+) -> LoadedModel:
+    """Verify `model_dir/model.onnx` against its manifest, open a session and warm it up.
+
+    Threads default to 1 each: throughput comes from micro-batches and more worker processes,
+    and one thread per session keeps several workers on one machine from fighting over cores.
+    """
+    onnxruntime = import_onnxruntime()
+    model_dir = Path(model_dir)
+    manifest = ModelManifest.load(model_dir)
+
+    # Hash the exact bytes the session is built from, so nothing can change in between.
+    model_bytes = _read(model_dir / MODEL_FILE)
+    actual = hashlib.sha256(model_bytes).hexdigest()
+    if actual != manifest.sha256:
+        raise ModelIntegrityError(
+            f"{model_dir / MODEL_FILE}: sha256 {actual} does not match manifest sha256 "
+            f"{manifest.sha256}; the model file was changed or corrupted"
+        )
+    reference = _load_reference(model_dir, manifest)
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = intra_op_threads
+    options.inter_op_num_threads = inter_op_threads
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    chosen = choose_providers(providers, onnxruntime.get_available_providers())
+    try:
+        session = onnxruntime.InferenceSession(model_bytes, sess_options=options, providers=chosen)
+    except Exception as exc:  # onnxruntime raises its own exception types, not importable here
+        raise ModelError(
+            f"cannot open {model_dir / MODEL_FILE} with providers {chosen}: {exc}"
+        ) from exc
+    _check_io(session, manifest, model_dir)
+
+    session_providers = tuple(session.get_providers())
+    loaded = LoadedModel(
+        manifest=manifest,
+        directory=model_dir,
+        sha256=actual,
+        provider=session_providers[0],
+        providers=session_providers,
+        reference=reference,
+        session=session,
+    )
+    if warmup_rows > 0:
+        # The first run allocates buffers and (on GPU) compiles kernels; pay for it at load time,
+        # not on the first real batch.
+        loaded.predict(_warmup_batch(reference, warmup_rows))
+    return loaded
+
+
+def _all_providers() -> list[str]:
+    try:
+        return list(import_onnxruntime().get_all_providers())
+    except RuntimeNotInstalledError:
+        return []
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"{path}: model file missing") from None
+
+
+def _load_reference(model_dir: Path, manifest: ModelManifest) -> np.ndarray:
+    path = model_dir / manifest.reference.file
+    raw = _read(path)
+    actual = hashlib.sha256(raw).hexdigest()
+    if actual != manifest.reference.sha256:
+        raise ModelIntegrityError(
+            f"{path}: sha256 {actual} does not match manifest reference.sha256 "
+            f"{manifest.reference.sha256}"
+        )
+    reference = np.load(path, allow_pickle=False)
+    if reference.ndim != 2 or reference.shape[1] != len(manifest.feature_names):
+        raise ModelError(
+            f"{path}: reference shape {list(reference.shape)} does not fit "
+            f"{len(manifest.feature_names)} features"
+        )
+    return np.ascontiguousarray(reference, dtype=np.float32)
+
+
+def _check_io(session: Any, manifest: ModelManifest, model_dir: Path) -> None:
+    inputs = {i.name: i for i in session.get_inputs()}
+    outputs = [o.name for o in session.get_outputs()]
+    if manifest.input_name not in inputs:
+        raise ModelError(
+            f"{model_dir}: manifest input {manifest.input_name!r} is not among the model's "
+            f"inputs {list(inputs)}"
+        )
+    if manifest.output_name not in outputs:
+        raise ModelError(
+            f"{model_dir}: manifest output {manifest.output_name!r} is not among the model's "
+            f"outputs {outputs}"
+        )
+    width = inputs[manifest.input_name].shape[-1]
+    if isinstance(width, int) and width != len(manifest.feature_names):
+        raise ModelError(
+            f"{model_dir}: model takes {width} features, manifest lists "
+            f"{len(manifest.feature_names)}"
+        )
+
+
+def _warmup_batch(reference: np.ndarray, rows: int) -> np.ndarray:
+    if len(reference) == 0:
+        return np.zeros((rows, reference.shape[1]), dtype=np.float32)
+    repeats = -(-rows // len(reference))
+    return np.ascontiguousarray(np.tile(reference, (repeats, 1))[:rows])

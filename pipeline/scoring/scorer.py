@@ -1,0 +1,264 @@
+"""One micro-batch: decode, validate, build one feature matrix, score once, build the outputs.
+
+Every method is synchronous and runs in the worker's inference thread, so the event loop only
+moves bytes. An input problem dead-letters that message alone; the rest of the batch goes on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from pipeline import __version__
+from pipeline.cache import ResultCache
+from pipeline.codec import AvroDeserializer, AvroSerializer, DecodeError, SchemaRegistry
+from pipeline.scoring.dead_letters import dead_letter
+from pipeline.scoring.messages import InboundMessage, OutboundMessage
+from pipeline.scoring.provenance import data_hashes
+from pipeline.streams import StreamSpec
+
+
+class Model(Protocol):
+    """What the scorer needs of a loaded model (pipeline.models.runtime.LoadedModel)."""
+
+    manifest: Any
+    sha256: str
+    provider: str
+
+    def predict(self, matrix: np.ndarray) -> np.ndarray: ...
+
+    def decide(self, scores: np.ndarray) -> list[str]: ...
+
+
+class FeatureBatch(Protocol):
+    matrix: np.ndarray
+    valid_index: np.ndarray
+    errors: list[tuple[int, str]]
+
+
+FeatureBuilder = Callable[[Sequence[dict[str, Any]]], FeatureBatch]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+@dataclass
+class PreparedBatch:
+    """Valid requests of a batch with their feature rows; dead letters of the invalid ones."""
+
+    messages: list[InboundMessage]
+    requests: list[dict[str, Any]]
+    matrix: np.ndarray
+    hashes: list[str]
+    dead_letters: list[OutboundMessage]
+    received: int
+    cached_scores: list[float | None] = field(default_factory=list)
+    degraded: bool = False
+
+
+@dataclass
+class ScoredBatch:
+    outbound: list[OutboundMessage]
+    scored: int
+    dead_lettered: int
+    cache_hits: int
+    inference_ms: float
+    decisions: list[str]
+
+
+class BatchScorer:
+    def __init__(
+        self,
+        spec: StreamSpec,
+        model: Model,
+        registry: SchemaRegistry,
+        build_features: FeatureBuilder,
+        cache: ResultCache | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.spec = spec
+        self.model = model
+        self.build_features = build_features
+        self.cache = cache
+        self.worker_id = worker_id or default_worker_id()
+        catalog = registry.catalog  # type: ignore[attr-defined]
+        self.decode = AvroDeserializer(registry, catalog.latest(spec.request_schema))
+        self.encode_result = AvroSerializer(
+            registry, catalog.latest("inference_result"), spec.results
+        )
+        self.encode_provenance = AvroSerializer(
+            registry, catalog.latest("provenance_record"), spec.provenance
+        )
+        self._batch_seq = itertools.count(1)
+
+    # -- stage 1: bytes -> feature matrix -------------------------------------------------
+    def prepare(self, messages: Sequence[InboundMessage]) -> PreparedBatch:
+        failed_at = now_ms()
+        dead: list[OutboundMessage] = []
+        ok_messages: list[InboundMessage] = []
+        requests: list[dict[str, Any]] = []
+        for message, decoded in zip(
+            messages, self.decode.many(m.value for m in messages), strict=True
+        ):
+            if isinstance(decoded, DecodeError):
+                dead.append(
+                    self._dead(message, "decode", decoded.reason, decoded.detail, failed_at)
+                )
+            elif not message.key:
+                dead.append(
+                    self._dead(
+                        message,
+                        "validate",
+                        "missing-key",
+                        f"no Kafka key; expected the request's {self.spec.key_field}",
+                        failed_at,
+                    )
+                )
+            else:
+                ok_messages.append(message)
+                requests.append(decoded)
+        features = self.build_features(requests)
+        for index, reason in features.errors:
+            dead.append(
+                self._dead(ok_messages[index], "validate", "invalid-feature", reason, failed_at)
+            )
+        keep = features.valid_index.tolist()
+        prepared = PreparedBatch(
+            messages=[ok_messages[i] for i in keep],
+            requests=[requests[i] for i in keep],
+            matrix=features.matrix,
+            hashes=data_hashes(features.matrix),
+            dead_letters=dead,
+            received=len(messages),
+        )
+        if self.cache is not None and prepared.hashes:
+            cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
+            prepared.degraded = cached is None
+            prepared.cached_scores = cached or []
+        return prepared
+
+    def _cache_key(self, data_hash: str) -> str:
+        return f"{self.model.manifest.version}:{data_hash}"
+
+    def _dead(
+        self, message: InboundMessage, stage: Any, reason: str, detail: str, failed_at: int
+    ) -> OutboundMessage:
+        return dead_letter(message, self.spec.dlq, stage, reason, detail, self.worker_id, failed_at)
+
+    # -- stage 2: one model call -----------------------------------------------------------
+    def infer(self, prepared: PreparedBatch) -> np.ndarray:
+        """Scores for every row: cache hits filled in, one ONNX call for the misses."""
+        n = len(prepared.messages)
+        if n == 0:
+            return np.empty(0)
+        cached = prepared.cached_scores
+        if not cached:
+            return self.model.predict(prepared.matrix)
+        miss = np.array([score is None for score in cached])
+        scores = np.array([0.0 if score is None else score for score in cached])
+        if miss.any():
+            scores[miss] = self.model.predict(prepared.matrix[miss])
+        return scores
+
+    # -- stage 3: outputs -------------------------------------------------------------------
+    def publishable(
+        self,
+        prepared: PreparedBatch,
+        scores: np.ndarray,
+        inference_started_ms: int,
+        inference_ms: float,
+    ) -> ScoredBatch:
+        n = len(prepared.messages)
+        batch_id = f"{self.worker_id}-{next(self._batch_seq)}"
+        served_at = now_ms()
+        decisions = self.model.decide(scores) if n else []
+        manifest = self.model.manifest
+        hits = [score is not None for score in prepared.cached_scores] or [False] * n
+        outbound = list(prepared.dead_letters)
+        for message, request, data_hash, score, decision, hit in zip(
+            prepared.messages,
+            prepared.requests,
+            prepared.hashes,
+            scores.tolist(),
+            decisions,
+            hits,
+            strict=True,
+        ):
+            request_id = request["request_id"]
+            headers = [("request_id", request_id.encode())]
+            for name in ("traceparent", "tenant"):
+                value = message.header(name)
+                if value is not None:
+                    headers.append((name, value))
+            result = {
+                "request_id": request_id,
+                "key": request.get(self.spec.key_field),
+                "tenant": request.get("tenant"),
+                "model_name": manifest.name,
+                "model_version": manifest.version,
+                "score": score,
+                "decision": decision,
+                "served_at": served_at,
+                "latency_ms": float(served_at - message.timestamp_ms),
+                "degraded": prepared.degraded,
+            }
+            provenance = {
+                "request_id": request_id,
+                "data_hash": data_hash,
+                "source_topic": message.topic,
+                "source_partition": message.partition,
+                "source_offset": message.offset,
+                "source_timestamp": message.timestamp_ms,
+                "model_name": manifest.name,
+                "model_version": manifest.version,
+                "model_sha256": self.model.sha256,
+                "preprocessing_version": manifest.preprocessing_version,
+                "pipeline_version": __version__,
+                "execution_provider": self.model.provider,
+                "batch_id": batch_id,
+                "batch_size": n,
+                "queue_wait_ms": float(max(0, inference_started_ms - message.timestamp_ms)),
+                "inference_ms": inference_ms,
+                "cache_hit": hit,
+                "degraded": prepared.degraded,
+                "served_at": served_at,
+            }
+            outbound.append(
+                OutboundMessage(self.spec.results, message.key, self.encode_result(result), headers)
+            )
+            outbound.append(
+                OutboundMessage(
+                    self.spec.provenance,
+                    request_id.encode(),
+                    self.encode_provenance(provenance),
+                    headers,
+                )
+            )
+        if self.cache is not None and not prepared.degraded:
+            misses = [i for i, hit in enumerate(hits) if not hit]
+            self.cache.put_many(
+                [self._cache_key(prepared.hashes[i]) for i in misses],
+                [float(scores[i]) for i in misses],
+            )
+        return ScoredBatch(
+            outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, decisions
+        )
+
+    def dead_letter_batch(self, prepared: PreparedBatch, reason: str, detail: str) -> ScoredBatch:
+        """The model failed for good: every valid request of the batch goes to the DLQ."""
+        failed_at = now_ms()
+        outbound = list(prepared.dead_letters)
+        outbound += [self._dead(m, "model", reason, detail, failed_at) for m in prepared.messages]
+        return ScoredBatch(outbound, 0, len(outbound), 0, 0.0, [])
