@@ -1,0 +1,53 @@
+# inferstream developer entry points. Needs python3 (3.11+); `make test` also needs Java 17+
+# and Maven (the local Kafka comes from Maven Central) and installs redis-server when it can.
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Rebuilt (pip install) only when pyproject.toml changes.
+STAMP := $(VENV)/.installed-dev
+PYTEST_ARGS ?=
+PIP := $(BIN)/python -m pip --disable-pip-version-check $(if $(CI),--progress-bar off,)
+
+.PHONY: help venv test lint demo stack-up stack-down stack-status deps
+
+help:
+	@echo "make test          venv + dependencies, then pytest (PYTEST_ARGS='...' passes options)"
+	@echo "make demo          run the end-to-end demo (inferstream demo)"
+	@echo "make lint          ruff check"
+	@echo "make stack-up      start the local Kafka + Redis (no Docker); stack-down stops them"
+	@echo "make stack-status  show them"
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# No [schemaregistry] extra for confluent-kafka: its pins are not on every mirror, and
+# pyproject.toml lists what confluent_kafka.schema_registry needs itself.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(PIP) install --quiet -e '.[dev]'
+	@touch $@
+
+# redis-server (apt-get when root or passwordless sudo) and the Kafka jars (Maven)
+deps: $(STAMP)
+	$(BIN)/python -m pipeline stack deps
+
+test: deps
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+demo: $(STAMP)
+	$(BIN)/inferstream demo
+
+stack-up: $(STAMP)
+	$(BIN)/inferstream stack up
+
+stack-down: $(STAMP)
+	$(BIN)/inferstream stack down
+
+stack-status: $(STAMP)
+	$(BIN)/inferstream stack status
