@@ -16,6 +16,7 @@ from pipeline.logs import lifecycle_event
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
 from pipeline.scoring import BatchScorer
+from pipeline.scoring.publisher import Publisher
 from pipeline.scoring.runner import ScoringRunner
 from pipeline.streams import stream_spec
 
@@ -29,14 +30,6 @@ class Worker:
     runners: dict[str, ScoringRunner]
 
 
-def feature_builder(stream: str):
-    if stream == "fraud":
-        from pipeline.fraud.features import build_features
-
-        return build_features
-    raise KeyError(f"no feature builder for stream {stream!r}")
-
-
 def build_worker(
     settings: Settings, streams: list[str], model_version: str | None = None, use_cache: bool = True
 ) -> Worker:
@@ -46,6 +39,7 @@ def build_worker(
     stats: dict[str, AgentStats] = {}
     runners: dict[str, ScoringRunner] = {}
     described = []
+    publisher = Publisher.from_settings(settings)  # one producer for every stream's outputs
     for name in streams:
         spec = stream_spec(name, settings.topic_namespace)
         model_dir = resolve_model_dir(settings.models_dir, spec.model_name, model_version)
@@ -53,8 +47,13 @@ def build_worker(
             model_dir, providers=providers, intra_op_threads=settings.inference_threads
         )
         cache = ResultCache(settings.redis_url, namespace=spec.model_name) if use_cache else None
-        scorer = BatchScorer(spec, model, registry, feature_builder(name), cache=cache)
-        runner = ScoringRunner(scorer, settings.model_timeout_s, settings.model_retries)
+        scorer = BatchScorer(spec, model, registry, spec.features().build_features, cache=cache)
+        runner = ScoringRunner(
+            scorer,
+            settings.model_timeout_s,
+            settings.model_retries,
+            deliver=publisher.publish,
+        )
         runners[name] = runner
         stats[name] = register_scoring_agent(
             app, spec, runner, settings.batch_max, settings.batch_window_ms / 1000
@@ -67,15 +66,7 @@ def build_worker(
             }
         )
 
-    ready = {"announced": False}
-
-    @app.on_rebalance_complete.connect
-    async def announce_ready(sender: faust.App, **kwargs: object) -> None:
-        if not ready["announced"]:
-            ready["announced"] = True
-            lifecycle_event(
-                "ready", "worker ready", streams=described, bootstrap=settings.kafka_bootstrap
-            )
+    announce_when_assigned(app, settings, described)
 
     @app.timer(interval=30.0)
     async def report_stats() -> None:
@@ -92,3 +83,61 @@ def build_worker(
             )
 
     return Worker(app, stats, runners)
+
+
+def announce_when_assigned(app: faust.App, settings: Settings, described: list[dict]) -> None:
+    """One `ready` line once partitions are assigned: what tests and supervisors wait for."""
+    ready = {"announced": False}
+
+    @app.on_rebalance_complete.connect
+    async def announce_ready(sender: faust.App, **kwargs: object) -> None:
+        if not ready["announced"]:
+            ready["announced"] = True
+            lifecycle_event(
+                "ready",
+                "worker ready",
+                app_id=app.conf.id,
+                streams=described,
+                bootstrap=settings.kafka_bootstrap,
+            )
+
+
+def build_drift_worker(
+    settings: Settings, streams: list[str], model_version: str | None = None
+) -> faust.App:
+    """The drift app: its own consumer group on the request topics, alerts to drift.alerts."""
+    from agents.drift import register_drift_agent
+    from pipeline.drift_monitor import DriftMonitor
+    from pipeline.state import RedisStateStore
+
+    app = make_app(settings, f"{settings.app_id}-drift")
+    registry = registry_from_settings(settings)
+    store = RedisStateStore(settings.redis_url, prefix="inferstream:drift:")
+    described = []
+    for name in streams:
+        spec = stream_spec(name, settings.topic_namespace)
+        model = load_model(
+            resolve_model_dir(settings.models_dir, spec.model_name, model_version),
+            providers=["CPUExecutionProvider"],
+            warmup_rows=0,
+        )
+        monitor = DriftMonitor(
+            spec,
+            model,
+            registry,
+            spec.features().build_features,
+            store,
+            calibration_cache=settings.cache_dir / "drift-calibration",
+            exempt_features=spec.features().DRIFT_EXEMPT_FEATURES,
+        )
+        register_drift_agent(app, monitor)
+        described.append(
+            {
+                "stream": name,
+                "model": f"{model.manifest.name}:{model.manifest.version}",
+                "role": "drift",
+                "features": len(model.manifest.feature_names),
+            }
+        )
+    announce_when_assigned(app, settings, described)
+    return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass, replace
+from types import ModuleType
 
 DRIFT_ALERTS_TOPIC = "drift.alerts"
 
@@ -17,6 +19,8 @@ class StreamSpec:
     request_schema: str  # schema name under schemas/
     key_field: str  # request field that is the Kafka key (order is kept per key)
     model_name: str
+    # module with build_features() and DRIFT_EXEMPT_FEATURES: the stream's versioned preprocessing
+    features_module: str
     # prefix of every topic name, so several environments (or test runs) can share a cluster
     namespace: str = ""
 
@@ -44,6 +48,9 @@ class StreamSpec:
     def shadow(self) -> str:
         return f"{self.prefix}.shadow"
 
+    def features(self) -> ModuleType:
+        return importlib.import_module(self.features_module)
+
     @property
     def topics(self) -> tuple[str, ...]:
         return (self.requests, self.results, self.provenance, self.dlq, self.shadow)
@@ -51,7 +58,11 @@ class StreamSpec:
 
 STREAMS: dict[str, StreamSpec] = {
     "fraud": StreamSpec(
-        name="fraud", request_schema="fraud_request", key_field="card_id", model_name="fraud"
+        name="fraud",
+        request_schema="fraud_request",
+        key_field="card_id",
+        model_name="fraud",
+        features_module="pipeline.fraud.features",
     ),
 }
 

@@ -25,6 +25,12 @@ class WorkerProcess:
         self.lines: deque[str] = deque(maxlen=2000)  # its recent log lines, for error reports
         self._ready = threading.Event()
 
+    def start_role(self, role: str, timeout: float = 120) -> WorkerProcess:
+        """Start as another role's worker: "drift" runs `inferstream drift worker`."""
+        if role == "drift":
+            self.args = [*self.args[:3], "drift", "worker", *self.args[4:]]
+        return self.start(timeout)
+
     def start(self, timeout: float = 90) -> WorkerProcess:
         self._ready.clear()
         self.proc = subprocess.Popen(

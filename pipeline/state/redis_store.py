@@ -10,8 +10,9 @@ log = logging.getLogger(__name__)
 
 
 class RedisStateStore:
-    def __init__(self, redis_url: str, prefix: str, retry_after_s: float = 5.0,
-                 timeout_s: float = 0.5) -> None:
+    def __init__(
+        self, redis_url: str, prefix: str, retry_after_s: float = 5.0, timeout_s: float = 0.5
+    ) -> None:
         import redis
 
         self._client = redis.Redis.from_url(
@@ -32,8 +33,11 @@ class RedisStateStore:
             return getattr(self._client, operation)(*args)
         except Exception as exc:  # redis-py raises ConnectionError, TimeoutError, ...
             if self.available:
-                log.warning("redis unavailable, state not %s: %s",
-                            "saved" if operation == "set" else "read", exc)
+                log.warning(
+                    "redis unavailable, state not %s: %s",
+                    "saved" if operation == "set" else "read",
+                    exc,
+                )
             self._down_until = time.monotonic() + self.retry_after_s
             return None
 
@@ -45,4 +49,4 @@ class RedisStateStore:
 
     def keys(self, pattern: str = "*") -> list[str]:
         found = self._call("keys", self.prefix + pattern) or []
-        return sorted(k.decode()[len(self.prefix):] for k in found)
+        return sorted(k.decode()[len(self.prefix) :] for k in found)

@@ -1,0 +1,1 @@
+"""Drift detector benchmark: false-alarm run length, detection delay, throughput, baselines."""

@@ -1,0 +1,332 @@
+"""Drift detector benchmark.
+
+    .venv/bin/python -m bench.drift            # full run (minutes), JSON under bench/results/
+    .venv/bin/python -m bench.drift --smoke    # seconds; checks that everything runs
+
+Measures, for 20 independent N(0, 1) features and a 5,000-row reference:
+- ERT: rows between false alarms (OPEN events) on stationary data, batches of K rows;
+- detection delay (rows after the change until the changed feature's alert opens) for a
+  +0.5 sd mean shift and a 1 -> 1.5 sd change in one feature, over seeded runs;
+- update() throughput for batches of 256 and of 10 rows, one process;
+- baselines on the same data when an interpreter with river / alibi-detect is available
+  (--baseline-python, INFERSTREAM_BENCH_BASELINE_PYTHON, or /tmp/benchvenv/bin/python).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import chi2
+
+from bench.drift import scenarios
+from bench.drift.scenarios import SHIFT, VARIANCE, Scenario
+from pipeline.drift import DriftConfig
+
+RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
+DEFAULT_BASELINE_PYTHON = Path("/tmp/benchvenv/bin/python")
+ERT_ROWS_PER_RUN = 500_000
+BASELINE_ERT_ROWS = 1_000_000  # KSDrift: ~50 false alarms expected at its ERT of ~20,000
+KSWIN_ERT_ROWS = 5_000  # KSWIN alarms every few dozen rows; this is plenty
+KSWIN_WARM = 500  # stationary rows KSWIN sees before the change
+
+
+def _map(workers: int, fn, items: list) -> list:
+    if workers <= 1:
+        return [fn(item) for item in items]
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def measure_ert(args: argparse.Namespace, config: DriftConfig) -> dict:
+    runs = max(1, -(-args.ert_rows // ERT_ROWS_PER_RUN))
+    per_run = args.ert_rows // runs
+    started = time.perf_counter()
+    fn = partial(
+        _false_alarms,
+        rows=per_run,
+        n_ref=args.n_ref,
+        d=args.features,
+        batch=config.check_every,
+        cache=args.cache,
+        config=config,
+    )
+    results = _map(args.workers, fn, [1000 + i for i in range(runs)])
+    rows = sum(r["rows"] for r in results)
+    opens = sum(r["opens"] for r in results)
+    # exact Poisson 95% interval on the alarm count, turned into rows per alarm
+    low = rows / (chi2.ppf(0.975, 2 * opens + 2) / 2)
+    high = rows / (chi2.ppf(0.025, 2 * opens) / 2) if opens else None
+    return {
+        "rows": rows,
+        "runs": runs,
+        "false_alarms": opens,
+        "batch": config.check_every,
+        "ert": rows / opens if opens else None,
+        "ert_95ci": [low, high],
+        "target": config.target_ert,
+        "seconds": time.perf_counter() - started,
+    }
+
+
+def _false_alarms(seed: int, **kwargs) -> dict:
+    return scenarios.count_false_alarms(seed, **kwargs)
+
+
+def _delay(seed: int, **kwargs) -> dict:
+    return scenarios.detection_delay(seed, **kwargs)
+
+
+def measure_delays(
+    args: argparse.Namespace, config: DriftConfig, scenario: Scenario, batch: int
+) -> dict:
+    fn = partial(
+        _delay,
+        n_ref=args.n_ref,
+        d=args.features,
+        scenario=scenario,
+        batch=batch,
+        cache=args.cache,
+        config=config,
+    )
+    results = _map(args.workers, fn, list(range(args.runs)))
+    return {
+        "scenario": scenario.name,
+        "batch": batch,
+        **scenarios.summarise_delays(results),
+        "delays": [r["delay"] for r in results],
+    }
+
+
+def run_baselines(args: argparse.Namespace, python: Path) -> dict:
+    """Write the shared data, run bench/drift/baselines.py under `python`, read its JSON."""
+    d, n_ref = args.features, args.n_ref
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "data.npz"
+        out = Path(tmp) / "out.json"
+        ert_stream = np.concatenate(
+            list(scenarios.stationary_chunks(1000, min(BASELINE_ERT_ROWS, args.ert_rows), d))
+        )
+        arrays: dict[str, np.ndarray] = {
+            "ert_reference": scenarios.reference(1000, n_ref, d),  # = our first ERT run
+            "ert_stream": ert_stream,
+            "kswin_stream": ert_stream[:KSWIN_ERT_ROWS],
+            "kswin_warm": np.asarray(KSWIN_WARM),
+            "ksdrift_batch": np.asarray(1000),
+            "feature": np.asarray(SHIFT.feature),
+            "references": np.stack([scenarios.reference(s, n_ref, d) for s in range(args.runs)]),
+        }
+        for key, scenario in (("shift", SHIFT), ("variance", VARIANCE)):
+            runs = [scenarios.change_run(s, d, scenario) for s in range(args.runs)]
+            length = max(r.shape[0] for r, _ in runs)
+            padded = np.zeros((args.runs, length, d), dtype=np.float32)
+            for i, (rows, _) in enumerate(runs):
+                padded[i, : rows.shape[0]] = rows
+            arrays[f"{key}_rows"] = padded
+            arrays[f"{key}_change"] = np.array([c for _, c in runs])
+        np.savez(data, **arrays)
+        script = Path(__file__).with_name("baselines.py")
+        started = time.perf_counter()
+        try:
+            subprocess.run(
+                [str(python), str(script), str(data), str(out)],
+                check=True,
+                timeout=args.baseline_timeout,
+                capture_output=True,
+                text=True,
+            )
+        except (subprocess.SubprocessError, OSError) as exc:
+            detail = getattr(exc, "stderr", "") or ""
+            return {"skipped": f"baseline run failed: {exc} {detail[-500:]}"}
+        result = json.loads(out.read_text())
+    result["seconds"] = time.perf_counter() - started
+    for name in ("ksdrift", "kswin"):
+        entry = result.get(name, {})
+        for key, scenario in (("shift", SHIFT), ("variance", VARIANCE)):
+            if key in entry:
+                runs = [{"delay": d} for d in entry[key]]
+                entry[key] = {
+                    "scenario": scenario.name,
+                    **scenarios.summarise_delays(runs),
+                    "delays": entry[key],
+                }
+    return result
+
+
+def _baseline_python(args: argparse.Namespace) -> Path | None:
+    if args.baseline_python == "none":
+        return None
+    if args.baseline_python:
+        return Path(args.baseline_python)
+    env = os.environ.get("INFERSTREAM_BENCH_BASELINE_PYTHON")
+    if env:
+        return Path(env)
+    return DEFAULT_BASELINE_PYTHON if DEFAULT_BASELINE_PYTHON.exists() else Path(sys.executable)
+
+
+def _fmt(value: object, digits: int = 0) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def print_table(report: dict) -> None:
+    ert = report["ert"]
+    lines = [
+        f"drift bench: d={report['features']} features, reference {report['n_ref']:,} rows, "
+        f"windows {report['config']['windows']}, K={report['config']['check_every']}, "
+        f"threshold z>{report['threshold']:.3f}",
+        "",
+        f"{'detector':<44} {'ERT rows':>10} {'alarms':>7} {'shift med':>9} {'p90':>6} "
+        f"{'found':>6} {'var med':>8} {'p90':>6} {'found':>6}",
+    ]
+
+    def row(name: str, ert_value, alarms, shift: dict | None, var: dict | None) -> str:
+        shift, var = shift or {}, var or {}
+        found = lambda s: f"{s.get('detected', '-')}/{s.get('runs', '-')}" if s else "-"  # noqa: E731
+        return (
+            f"{name:<44} {_fmt(ert_value):>10} {_fmt(alarms):>7} "
+            f"{_fmt(shift.get('median')):>9} {_fmt(shift.get('p90')):>6} {found(shift):>6} "
+            f"{_fmt(var.get('median')):>8} {_fmt(var.get('p90')):>6} {found(var):>6}"
+        )
+
+    delays = report["delays"]
+    lines.append(
+        row(
+            f"inferstream sliding KS (batches of {report['config']['check_every']})",
+            ert["ert"],
+            ert["false_alarms"],
+            delays["shift"],
+            delays["variance"],
+        )
+    )
+    if "shift_batch256" in delays:
+        lines.append(
+            row(
+                "inferstream, batches of 256 (check per batch)",
+                None,
+                None,
+                delays["shift_batch256"],
+                None,
+            )
+        )
+    for key in ("ksdrift", "kswin"):
+        entry = report.get("baselines", {}).get(key)
+        if not entry:
+            continue
+        if "skipped" in entry:
+            lines.append(f"{key:<44} skipped: {entry['skipped'][:60]}")
+            continue
+        lines.append(
+            row(
+                entry["name"][:44],
+                entry["ert"]["ert"],
+                entry["ert"]["alarms"],
+                entry.get("shift"),
+                entry.get("variance"),
+            )
+        )
+    if "skipped" in report.get("baselines", {}):
+        lines.append(f"baselines skipped: {report['baselines']['skipped'][:80]}")
+    lines += [
+        "",
+        f"ERT measured over {ert['rows']:,} stationary rows ({ert['runs']} references): "
+        f"{_fmt(ert['ert'])} rows (95% CI {_fmt(ert['ert_95ci'][0])}..{_fmt(ert['ert_95ci'][1])}),"
+        f" target {ert['target']:,.0f}",
+        "throughput (update() rows/s, one process): "
+        + ", ".join(f"batch {b}: {v:,.0f}" for b, v in report["throughput"].items()),
+        "",
+        "targets: "
+        + ", ".join(f"{k} {'PASS' if v else 'FAIL'}" for k, v in report["targets"].items()),
+    ]
+    print("\n".join(lines))
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(prog="python -m bench.drift", description=__doc__)
+    parser.add_argument("--smoke", action="store_true", help="tiny run: seconds, no baselines")
+    parser.add_argument("--runs", type=int, default=50, help="seeded runs per change scenario")
+    parser.add_argument(
+        "--ert-rows", type=int, default=4_000_000, help="stationary rows for the ERT estimate"
+    )
+    parser.add_argument("--features", type=int, default=20)
+    parser.add_argument("--n-ref", type=int, default=5000)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--cache", type=Path, default=None, help="calibration cache directory")
+    parser.add_argument(
+        "--baseline-python", default="", help="interpreter with river/alibi-detect, or 'none'"
+    )
+    parser.add_argument("--baseline-timeout", type=float, default=1800.0)
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    args = parser.parse_args(argv)
+    if args.smoke:
+        args.runs, args.ert_rows, args.workers, args.baseline_python = 3, 20_000, 1, "none"
+    config = DriftConfig()
+    started = time.perf_counter()
+    probe = scenarios.make_detector(
+        scenarios.reference(0, args.n_ref, args.features), args.cache, config
+    )
+    report: dict = {
+        "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
+        "smoke": args.smoke,
+        "features": args.features,
+        "n_ref": args.n_ref,
+        "config": config.to_dict(),
+        "threshold": float(probe.thresholds[0]),
+        "calibration_seconds": time.perf_counter() - started,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": sys.version.split()[0],
+            "numpy": np.__version__,
+        },
+    }
+    report["ert"] = measure_ert(args, config)
+    report["delays"] = {
+        "shift": measure_delays(args, config, SHIFT, config.check_every),
+        "variance": measure_delays(args, config, VARIANCE, config.check_every),
+        "shift_batch256": measure_delays(args, config, SHIFT, 256),
+    }
+    rows = {256: 3_000 if args.smoke else 300_000, 10: 1_000 if args.smoke else 50_000}
+    report["throughput"] = {
+        batch: scenarios.throughput(
+            args.n_ref, args.features, batch, n, args.cache, config, repeats=1 if args.smoke else 3
+        )
+        for batch, n in rows.items()
+    }
+    python = _baseline_python(args)
+    report["baselines"] = (
+        run_baselines(args, python) if python else {"skipped": "disabled (--smoke or 'none')"}
+    )
+    ert, shift, var = report["ert"], report["delays"]["shift"], report["delays"]["variance"]
+    report["targets"] = {
+        "ERT within 25%": ert["ert"] is not None
+        and abs(ert["ert"] / config.target_ert - 1) <= 0.25,
+        "shift median <= 150": shift.get("median", 1e9) <= 150,
+        "shift p90 <= 250": shift.get("p90", 1e9) <= 250,
+        ">= 100k rows/s (batch 256)": report["throughput"][256] >= 100_000,
+        "variance always detected": var["detected"] == var["runs"],
+    }
+    report["seconds"] = time.perf_counter() - started
+    print_table(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    path = args.out / f"drift-{stamp}.json"
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(f"\nwrote {path} ({report['seconds']:.0f} s)")
+    return report
+
+
+if __name__ == "__main__":
+    main()

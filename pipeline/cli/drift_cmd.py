@@ -1,0 +1,104 @@
+"""`inferstream drift worker | status`: the drift detector on a stream, and where it stands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from pipeline.cli import CliError
+from pipeline.config import settings
+from pipeline.streams import STREAMS
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    drift = sub.add_parser("drift", help="streaming drift detection on request inputs")
+    actions = drift.add_subparsers(dest="action", metavar="ACTION", required=True)
+    worker = actions.add_parser("worker", help="run the drift agent (its own consumer group)")
+    worker.add_argument("--streams", default="fraud")
+    worker.add_argument("--model-version", help="reference of this model version (default: latest)")
+    worker.add_argument("--log-level", help="default: INFERSTREAM_LOG_LEVEL or WARNING")
+    worker.set_defaults(func=run_worker)
+    status = actions.add_parser("status", help="per-feature statistics and open alerts")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.set_defaults(func=run_status)
+
+
+def run_worker(args: argparse.Namespace) -> int:
+    from faust.worker import Worker
+
+    from agents.worker import build_drift_worker
+    from pipeline.logs import logging_config
+    from pipeline.models.manifest import ModelError
+
+    cfg = settings()
+    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown:
+        raise CliError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(STREAMS)}")
+    level = (args.log_level or cfg.log_level).upper()
+    try:
+        app = build_drift_worker(cfg, streams, args.model_version)
+    except (ModelError, KeyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    sys.argv = [sys.argv[0]]  # faust's Worker parses argv itself
+    Worker(
+        app, loglevel=level, logging_config=logging_config(level), quiet=True
+    ).execute_from_commandline()
+    return 0
+
+
+def load_statuses(redis_url: str, namespace: str) -> list[dict]:
+    from pipeline.state import RedisStateStore
+
+    store = RedisStateStore(redis_url, prefix="inferstream:drift:")
+    keys = store.keys(f"status:{namespace}*")
+    if not store.available:
+        raise CliError(f"cannot reach Redis at {redis_url}")
+    return [json.loads(blob) for key in keys if (blob := store.get(key))]
+
+
+def run_status(args: argparse.Namespace) -> int:
+    cfg = settings()
+    statuses = load_statuses(cfg.redis_url, cfg.topic_namespace)
+    if args.json:
+        print(json.dumps(statuses, indent=2))
+        return 0
+    if not statuses:
+        print("no drift detector has reported yet (is `inferstream drift worker` running?)")
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    for status in statuses:
+        age = time.time() - status["updated_at"]
+        table = Table(
+            title=f"{status['stream']} / {status['model']}  reference "
+            f"{status['reference_version']}  rows {status['rows_seen']:,}  "
+            f"(updated {age:.0f}s ago)",
+            title_justify="left",
+        )
+        for column in ("feature", "test", "z", "threshold", "statistic", "window", "state"):
+            table.add_column(column, justify="left" if column in ("feature", "test") else "right")
+        for f in sorted(status["features"], key=lambda f: -f["z"] / max(f["threshold"], 1e-9)):
+            over = f["z"] >= f["threshold"]
+            table.add_row(
+                f["feature"],
+                f["test"],
+                f"{f['z']:.2f}",
+                f"{f['threshold']:.2f}",
+                f"{f['statistic']:.3f}",
+                str(f["window"]),
+                f["state"],
+                style="bold red" if over else None,
+            )
+        console.print(table)
+        for alert in status["open_alerts"]:
+            console.print(
+                f"open alert: {alert['feature']} {alert['state']} {alert['severity']} "
+                f"D={alert['statistic']:.3f} z={alert['z']:.1f} "
+                f"(threshold {alert['threshold']:.1f}, window {alert['window']})"
+            )
+    return 0

@@ -1,0 +1,182 @@
+"""Alert states with hysteresis, and the events that map onto drift_alert.v1.avsc."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+
+
+class AlertState(StrEnum):
+    OPEN = "OPEN"
+    UPDATE = "UPDATE"
+    RESOLVED = "RESOLVED"
+
+
+class Severity(StrEnum):
+    MINOR = "MINOR"
+    MAJOR = "MAJOR"
+
+
+class DriftTest(StrEnum):
+    KS = "KS"
+    G = "G"
+
+
+@dataclass(frozen=True)
+class FeatureEvidence:
+    feature: str
+    z: float
+    statistic: float
+
+
+@dataclass(frozen=True)
+class AlertEvent:
+    """One alert transition for one feature; everything in DriftAlert but stream and model."""
+
+    reference_version: str
+    feature: str
+    state: AlertState
+    severity: Severity
+    test: DriftTest
+    statistic: float  # KS D, or Jensen-Shannon distance for the G-test
+    z: float
+    threshold: float
+    window: int
+    p_value: float
+    mean_shift: float  # in reference standard deviations (0 for categorical)
+    wasserstein: float  # W1 between window and reference (0 for categorical)
+    ranked_features: tuple[FeatureEvidence, ...]
+    first_offset: int
+    last_offset: int
+    window_start_ms: int
+    window_end_ms: int
+    rows_seen: int
+
+    def to_avro_dict(
+        self, stream: str, model_name: str, model_version: str, detected_at_ms: int
+    ) -> dict[str, Any]:
+        """A record for drift_alert.v1.avsc."""
+        return {
+            "stream": stream,
+            "model_name": model_name,
+            "model_version": model_version,
+            "reference_version": self.reference_version,
+            "feature": self.feature,
+            "state": str(self.state),
+            "severity": str(self.severity),
+            "test": str(self.test),
+            "statistic": float(self.statistic),
+            "z": float(self.z),
+            "threshold": float(self.threshold),
+            "window": int(self.window),
+            "p_value": float(self.p_value),
+            "mean_shift": float(self.mean_shift),
+            "wasserstein": float(self.wasserstein),
+            "ranked_features": [
+                {"feature": e.feature, "z": float(e.z), "statistic": float(e.statistic)}
+                for e in self.ranked_features
+            ],
+            "first_offset": int(self.first_offset),
+            "last_offset": int(self.last_offset),
+            "window_start": int(self.window_start_ms),
+            "window_end": int(self.window_end_ms),
+            "rows_seen": int(self.rows_seen),
+            "detected_at": int(detected_at_ms),
+        }
+
+
+@dataclass(frozen=True)
+class FeatureStat:
+    """Where one feature stands now (for a status command)."""
+
+    feature: str
+    test: DriftTest
+    z: float  # max over full windows of the exact z
+    statistic: float  # effect size in the window giving z
+    window: int  # that window (0 while no window is full)
+    threshold: float
+    state: str  # IDLE, ALERTING or COOLDOWN
+    windows: dict[int, tuple[float, float]] = field(default_factory=dict)  # w -> (z, statistic)
+
+
+class AlertMachine:
+    """Per-series alert phases, vectorised: IDLE -> ACTIVE -> COOLING -> IDLE.
+
+    IDLE: `persistence` consecutive checks with evidence > threshold open an alert.
+    ACTIVE: resolves once evidence has stayed < resolve_ratio x threshold for `resolve_rows`
+    rows (hysteresis: the band between the two levels neither opens nor resolves).
+    COOLING: `cooldown_rows` rows in which the series cannot open again.
+    The calibration simulates false alarms with this same class, so the threshold accounts for
+    the persistence rule and the dead time exactly as the detector applies them.
+    """
+
+    IDLE, ACTIVE, COOLING = 0, 1, 2
+    PHASE_NAMES = ("IDLE", "ALERTING", "COOLDOWN")
+
+    def __init__(
+        self,
+        shape: int | tuple[int, ...],
+        persistence: int,
+        resolve_ratio: float,
+        resolve_rows: int,
+        cooldown_rows: int,
+    ) -> None:
+        self.persistence = int(persistence)
+        self.resolve_ratio = float(resolve_ratio)
+        self.resolve_rows = int(resolve_rows)
+        self.cooldown_rows = int(cooldown_rows)
+        self.phase = np.zeros(shape, dtype=np.int8)
+        self.streak = np.zeros(shape, dtype=np.int32)
+        self.below = np.zeros(shape, dtype=np.int64)
+        self.cooldown = np.zeros(shape, dtype=np.int64)
+
+    def step(
+        self, evidence: np.ndarray, threshold: np.ndarray | float, rows: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Advance one check covering `rows` new rows; returns (opened, resolved) masks."""
+        over = evidence > threshold
+        if not self.phase.any() and not over.any():  # the common case: all quiet
+            if self.streak.any():
+                self.streak[...] = 0
+            nothing = np.zeros(self.phase.shape, dtype=bool)
+            return nothing, nothing
+        cooling = self.phase == self.COOLING
+        if cooling.any():
+            self.cooldown[cooling] -= rows
+            done = cooling & (self.cooldown <= 0)
+            self.phase[done] = self.IDLE
+        idle = self.phase == self.IDLE
+        self.streak = np.where(idle & over, self.streak + 1, 0).astype(np.int32)
+        opened = idle & (self.streak >= self.persistence)
+        active = self.phase == self.ACTIVE
+        resolved = np.zeros_like(opened)
+        if active.any():
+            under = evidence < self.resolve_ratio * np.asarray(threshold)
+            self.below = np.where(active & under, self.below + rows, 0)
+            resolved = active & (self.below >= self.resolve_rows)
+            if resolved.any():
+                self.phase[resolved] = self.COOLING if self.cooldown_rows > 0 else self.IDLE
+                self.cooldown[resolved] = self.cooldown_rows
+                self.below[resolved] = 0
+        if opened.any():
+            self.phase[opened] = self.ACTIVE
+            self.streak[opened] = 0
+            self.below[opened] = 0
+        return opened, resolved
+
+    def state_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "phase": self.phase,
+            "streak": self.streak,
+            "below": self.below,
+            "cooldown": self.cooldown,
+        }
+
+    def load_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        for name in ("phase", "streak", "below", "cooldown"):
+            current = getattr(self, name)
+            value = np.asarray(arrays[name], dtype=current.dtype).reshape(current.shape)
+            setattr(self, name, value)

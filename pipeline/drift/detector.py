@@ -1,0 +1,398 @@
+"""Streaming drift detector: sliding-window KS and G-tests against a fixed reference.
+
+One `update()` per micro-batch: values are turned into codes (their place in the sorted
+reference) with one vectorised searchsorted, appended to ring buffers, and every K rows the
+windows are tested. Alerts are per feature, each with its own hysteresis; the threshold is
+calibrated so that all features together raise one false OPEN per `target_ert` rows.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import wasserstein_distance
+
+from pipeline.drift.alerts import (
+    AlertEvent,
+    AlertMachine,
+    AlertState,
+    DriftTest,
+    FeatureEvidence,
+    FeatureStat,
+    Severity,
+)
+from pipeline.drift.calibration import Calibrator
+from pipeline.drift.categorical import CategoricalIndex, GWindows, g_p_value
+from pipeline.drift.config import DriftConfig
+from pipeline.drift.ks import NumericIndex, ks_p_value
+from pipeline.drift.reference import Reference
+from pipeline.drift.snapshot import pack, unpack
+from pipeline.drift.windows import KSWindows, Ring
+
+
+class DriftDetector:
+    """Detects drift of a model's input features away from its reference sample.
+
+    The reference is never rolled forward by the detector: call `reset_reference()` after a
+    retrain or once an alert has been acknowledged and a new baseline chosen.
+    """
+
+    def __init__(
+        self,
+        reference: Reference,
+        config: DriftConfig | None = None,
+        calibration_cache: Path | None = None,
+        *,
+        thresholds: np.ndarray | None = None,
+    ) -> None:
+        self.config = config or DriftConfig()
+        self._calibrator = Calibrator(calibration_cache)
+        self._install(reference, thresholds)
+
+    # ---- public API -------------------------------------------------------------------------
+
+    @property
+    def reference(self) -> Reference:
+        return self._reference
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        return self._reference.feature_names
+
+    @property
+    def tests(self) -> tuple[DriftTest, ...]:
+        return self._tests
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """Alarm threshold on z per feature (shared by KS features; per feature for G)."""
+        return self._threshold.copy()
+
+    @property
+    def rows_seen(self) -> int:
+        return self._rows_seen
+
+    def reset_reference(self, reference: Reference) -> None:
+        """Adopt a new reference: windows, counters and alerts start afresh."""
+        self._install(reference, None)
+
+    def update(
+        self,
+        rows: np.ndarray,
+        offsets: np.ndarray | None = None,
+        timestamps_ms: np.ndarray | None = None,
+    ) -> list[AlertEvent]:
+        """Add a batch of rows [n, d] (float32); returns the alert transitions it caused.
+
+        `offsets` and `timestamps_ms` (one per row) only label alerts with the offset and time
+        range their window covers; without timestamps the arrival time is used.
+        """
+        values = np.asarray(rows, dtype=np.float32)
+        if values.ndim == 1:
+            values = values[None, :]
+        count = values.shape[0]
+        if values.ndim != 2 or values.shape[1] != self._d:
+            raise ValueError(f"expected rows of {self._d} features, got shape {values.shape}")
+        if count == 0:
+            return []
+        self._push(values, offsets, timestamps_ms)
+        before = self._rows_seen
+        self._rows_seen += count
+        self._since_check += count
+        if self._rows_seen // self.config.check_every == before // self.config.check_every:
+            return []
+        return self._check()
+
+    def stats(self) -> list[FeatureStat]:
+        """Exact current evidence per feature (recomputes every window; for status commands)."""
+        z, stat = self._evaluate(None)
+        best = self._best_window(z, stat)
+        out = []
+        for j, name in enumerate(self.feature_names):
+            k = best[j]
+            full = self._rows_seen >= self.config.windows[k]
+            out.append(
+                FeatureStat(
+                    feature=name,
+                    test=self._tests[j],
+                    z=float(z[k, j]),
+                    statistic=float(stat[k, j]),
+                    window=self.config.windows[k] if full else 0,
+                    threshold=float(self._threshold[j]),
+                    state=AlertMachine.PHASE_NAMES[int(self._machine.phase[j])],
+                    windows={
+                        w: (float(z[i, j]), float(stat[i, j]))
+                        for i, w in enumerate(self.config.windows)
+                        if self._rows_seen >= w
+                    },
+                )
+            )
+        return out
+
+    def snapshot(self) -> bytes:
+        """Everything needed to continue exactly where this detector is, as bytes."""
+        header = {
+            "reference_version": self._reference.version,
+            "config": self.config.to_dict(),
+            "rows_seen": self._rows_seen,
+            "since_check": self._since_check,
+            "feature_names": list(self.feature_names),
+        }
+        arrays: dict[str, np.ndarray] = {"threshold": self._threshold}
+        for name, ring in self._rings().items():
+            columns, written = ring.state()
+            arrays[f"ring_{name}"] = columns
+            arrays[f"written_{name}"] = np.asarray(written, dtype=np.int64)
+        for name, array in self._machine.state_arrays().items():
+            arrays[f"machine_{name}"] = array
+        arrays["last_z"] = self._last_z
+        arrays["since_emit"] = self._since_emit
+        arrays["peak"] = self._peak
+        return pack(header, arrays)
+
+    @classmethod
+    def restore(
+        cls,
+        reference: Reference,
+        blob: bytes,
+        calibration_cache: Path | None = None,
+        config: DriftConfig | None = None,
+    ) -> DriftDetector:
+        """A detector continuing from `snapshot()` bytes; the reference must be the same one.
+
+        Thresholds come from the snapshot (no recalibration), unless `config` is given and its
+        alarm settings differ from the snapshot's, in which case they are recalibrated.
+        """
+        header, arrays = unpack(blob)
+        if header["reference_version"] != reference.version:
+            raise ValueError(
+                f"snapshot was taken against reference {header['reference_version']}, "
+                f"not {reference.version}"
+            )
+        saved = DriftConfig.from_dict(header["config"])
+        keep_thresholds = config is None or (
+            config.alarm_key() == saved.alarm_key()
+            and config.target_ert == saved.target_ert
+            and (config.ks_floor, config.js_floor) == (saved.ks_floor, saved.js_floor)
+        )
+        detector = cls(
+            reference,
+            config or saved,
+            calibration_cache,
+            thresholds=arrays["threshold"] if keep_thresholds else None,
+        )
+        if max(detector.config.windows) != max(saved.windows):
+            raise ValueError("the largest window changed: buffered rows cannot be reused")
+        for name, ring in detector._rings().items():
+            ring.restore(arrays[f"ring_{name}"], int(arrays[f"written_{name}"]))
+        detector._machine.load_arrays(
+            {k.removeprefix("machine_"): v for k, v in arrays.items() if k.startswith("machine_")}
+        )
+        detector._last_z = arrays["last_z"].astype(np.float64)
+        detector._since_emit = arrays["since_emit"].astype(np.int64)
+        detector._peak = arrays["peak"].astype(np.int8)
+        detector._rows_seen = int(header["rows_seen"])
+        detector._since_check = int(header["since_check"])
+        return detector
+
+    # ---- setup ------------------------------------------------------------------------------
+
+    def _install(self, reference: Reference, thresholds: np.ndarray | None) -> None:
+        cfg = self.config
+        self._reference = reference
+        self._d = reference.n_features
+        self._tests = reference.tests(cfg.categorical_max_distinct)
+        is_ks = np.array([t is DriftTest.KS for t in self._tests], dtype=bool)
+        self._num = np.flatnonzero(is_ks)
+        self._cat = np.flatnonzero(~is_ks)
+        self._all_numeric = self._cat.size == 0
+        self._nindex = NumericIndex.build(reference.values[:, self._num])
+        self._cindex = CategoricalIndex.build(reference.values[:, self._cat])
+        self._ks = KSWindows(self._num.size, cfg.windows, reference.n_ref, self._nindex.distance)
+        self._g = GWindows(self._cindex, cfg.windows)
+        self._values = Ring(self._d, cfg.w_max, np.float32)
+        self._meta = Ring(2, cfg.w_max, np.int64, fill=-1)  # source offset, timestamp (ms)
+        self._floor = np.where(is_ks, cfg.ks_floor, cfg.js_floor)
+        self._major = np.where(is_ks, cfg.ks_major, cfg.js_major)
+        self._machine = AlertMachine(
+            self._d, cfg.persistence, cfg.resolve_ratio, cfg.resolve_after, cfg.cooldown
+        )
+        self._last_z = np.zeros(self._d)  # z at the feature's last event
+        self._since_emit = np.zeros(self._d, dtype=np.int64)
+        self._peak = np.zeros(self._d, dtype=np.int8)  # 1 once the open alert has been MAJOR
+        self._rows_seen = 0
+        self._since_check = 0
+        if thresholds is None:
+            thresholds = self._calibrate()
+        thresholds = np.asarray(thresholds, dtype=np.float64)
+        if thresholds.shape != (self._d,):
+            raise ValueError("one threshold per feature expected")
+        self._threshold = thresholds
+
+    def _calibrate(self) -> np.ndarray:
+        out = np.zeros(self._d)
+        if self._num.size:
+            out[self._num] = self._calibrator.ks_threshold(
+                self.config, self._reference.n_ref, self._d
+            )
+        for i, j in enumerate(self._cat):
+            out[j] = self._calibrator.g_threshold(self.config, self._cindex.ref_counts[i], self._d)
+        return out
+
+    def _rings(self) -> dict[str, Ring]:
+        return {
+            "ks": self._ks.ring,
+            "g": self._g.ring,
+            "values": self._values,
+            "meta": self._meta,
+        }
+
+    # ---- per batch --------------------------------------------------------------------------
+
+    def _push(
+        self, values: np.ndarray, offsets: np.ndarray | None, timestamps: np.ndarray | None
+    ) -> None:
+        count = values.shape[0]
+        if self._all_numeric:
+            self._ks.push(self._nindex.codes(values).T)
+        else:
+            if self._num.size:
+                self._ks.push(self._nindex.codes(values[:, self._num]).T)
+            self._g.push(self._cindex.codes(values[:, self._cat]).T)
+        self._values.push(values.T)
+        meta = np.empty((2, count), dtype=np.int64)
+        meta[0] = -1 if offsets is None else np.asarray(offsets, dtype=np.int64).reshape(count)
+        if timestamps is None:
+            meta[1] = int(time.time() * 1000)
+        else:
+            meta[1] = np.asarray(timestamps, dtype=np.int64).reshape(count)
+        self._meta.push(meta)
+
+    def _evaluate(self, level: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """(z, effect size) per window and feature; exact wherever z could reach `level`."""
+        lvl = -np.inf if level is None else level
+        if self._all_numeric:
+            z, dist, _ = self._ks.evaluate(lvl)
+            return z, dist
+        n_w = len(self.config.windows)
+        z = np.zeros((n_w, self._d))
+        stat = np.zeros((n_w, self._d))
+        if self._num.size:
+            zk, dk, _ = self._ks.evaluate(lvl if level is None else level[self._num])
+            z[:, self._num] = zk
+            stat[:, self._num] = dk
+        zg, js, _ = self._g.evaluate()
+        z[:, self._cat] = zg
+        stat[:, self._cat] = js
+        return z, stat
+
+    def _best_window(self, z: np.ndarray, stat: np.ndarray) -> np.ndarray:
+        floored = np.where(stat >= self._floor, z, 0.0)
+        best = floored.argmax(axis=0)
+        none = floored.max(axis=0) <= 0  # nothing above the floor: report the raw maximum
+        if none.any():
+            best = np.where(none, z.argmax(axis=0), best)
+        return best
+
+    def _check(self) -> list[AlertEvent]:
+        rows = self._since_check
+        self._since_check = 0
+        machine = self._machine
+        active = machine.phase == AlertMachine.ACTIVE
+        level = np.where(active, self.config.resolve_ratio * self._threshold, self._threshold)
+        z, stat = self._evaluate(level)
+        evidence = np.where(stat >= self._floor, z, 0.0).max(axis=0)
+        opened, resolved = machine.step(evidence, self._threshold, rows)
+        self._since_emit += rows
+        staying = active & ~resolved & (evidence > self._threshold)
+        if not (opened.any() or resolved.any() or staying.any()):
+            return []
+        # events carry exact values for every feature (ranked list): recompute all windows
+        z, stat = self._evaluate(None)
+        best = self._best_window(z, stat)
+        cols = np.arange(self._d)
+        best_stat = stat[best, cols]
+        major = (best_stat >= self._major).astype(np.int8)
+        updates = staying & (
+            (evidence >= self.config.update_growth * self._last_z)
+            | (self._since_emit >= self.config.update_every)
+            | (major > self._peak)
+        )
+        emit = opened | resolved | updates
+        if not emit.any():
+            return []
+        best_z = z[best, cols]
+        ranking = np.argsort(-best_z, kind="stable")
+        ranked = tuple(
+            FeatureEvidence(self.feature_names[j], float(best_z[j]), float(best_stat[j]))
+            for j in ranking
+        )
+        events = []
+        for j in ranking:
+            if not emit[j]:
+                continue
+            if resolved[j]:
+                state, severity = AlertState.RESOLVED, int(self._peak[j])
+                self._last_z[j] = 0.0
+                self._peak[j] = 0
+            else:
+                state = AlertState.OPEN if opened[j] else AlertState.UPDATE
+                self._peak[j] = major[j] if opened[j] else max(self._peak[j], major[j])
+                severity = int(major[j])
+                self._last_z[j] = evidence[j]
+            self._since_emit[j] = 0
+            events.append(self._event(j, int(best[j]), state, severity, z, stat, ranked))
+        return events
+
+    def _event(
+        self,
+        j: int,
+        k: int,
+        state: AlertState,
+        severity: int,
+        z: np.ndarray,
+        stat: np.ndarray,
+        ranked: tuple[FeatureEvidence, ...],
+    ) -> AlertEvent:
+        width = self.config.windows[k]
+        n_ref = self._reference.n_ref
+        test = self._tests[j]
+        mean_shift = wasserstein = 0.0
+        if test is DriftTest.KS:
+            p_value = ks_p_value(float(stat[k, j]), n_ref, width)
+            i = int(np.searchsorted(self._num, j))
+            window = self._values.last(width)[j].astype(np.float64)
+            window = window[np.isfinite(window)]
+            ref = self._nindex.sorted_ref[i].astype(np.float64)
+            ref = ref[np.isfinite(ref)]
+            if window.size and ref.size:
+                mean_shift = float((window.mean() - self._nindex.mean[i]) / self._nindex.std[i])
+                wasserstein = float(wasserstein_distance(window, ref))
+        else:
+            i = int(np.searchsorted(self._cat, j))
+            counts = self._g.counts(width)[i]
+            p_value = g_p_value(float(z[k, j]) ** 2, self._cindex.ref_counts[i], counts)
+        offsets, times = self._meta.last(width)
+        known = offsets[offsets >= 0]
+        return AlertEvent(
+            reference_version=self._reference.version,
+            feature=self.feature_names[j],
+            state=state,
+            severity=Severity.MAJOR if severity else Severity.MINOR,
+            test=test,
+            statistic=float(stat[k, j]),
+            z=float(z[k, j]),
+            threshold=float(self._threshold[j]),
+            window=width,
+            p_value=p_value,
+            mean_shift=mean_shift,
+            wasserstein=wasserstein,
+            ranked_features=ranked,
+            first_offset=int(known.min()) if known.size else -1,
+            last_offset=int(known.max()) if known.size else -1,
+            window_start_ms=int(times[0]),
+            window_end_ms=int(times[-1]),
+            rows_seen=self._rows_seen,
+        )

@@ -1,0 +1,146 @@
+"""Drift monitoring of a stream's requests: decode, featurise, feed the detector, emit alerts.
+
+Transport-independent like the scorer: the drift agent hands it raw messages in a worker
+thread and publishes what it returns. Invalid requests are skipped here (the scoring agent
+dead-letters them); the detector state is checkpointed to Redis so a restart keeps its windows.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Collection, Sequence
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from pipeline.codec import AvroDeserializer, AvroSerializer, DecodeError, SchemaRegistry
+from pipeline.drift import AlertEvent, AlertState, DriftConfig, DriftDetector, Reference
+from pipeline.scoring.messages import InboundMessage, OutboundMessage
+from pipeline.scoring.scorer import FeatureBuilder, now_ms
+from pipeline.state import RedisStateStore
+from pipeline.streams import StreamSpec, drift_alerts_topic
+
+log = logging.getLogger("inferstream.drift")
+
+
+def monitored_columns(feature_names: Sequence[str], exempt: Collection[str]) -> np.ndarray:
+    return np.array([i for i, name in enumerate(feature_names) if name not in exempt])
+
+
+def reference_for(model: Any, columns: np.ndarray) -> Reference:
+    """The model's reference sample of inputs (monitored columns), with their feature names."""
+    names = model.manifest.feature_names
+    return Reference.from_rows(model.reference[:, columns], [names[i] for i in columns])
+
+
+class DriftMonitor:
+    def __init__(
+        self,
+        spec: StreamSpec,
+        model: Any,
+        registry: SchemaRegistry,
+        build_features: FeatureBuilder,
+        store: RedisStateStore | None,
+        calibration_cache: Any = None,
+        config: DriftConfig | None = None,
+        exempt_features: Collection[str] = (),
+    ) -> None:
+        self.spec = spec
+        self.model_name = model.manifest.name
+        self.model_version = model.manifest.version
+        self.build_features = build_features
+        self.store = store
+        catalog = registry.catalog  # type: ignore[attr-defined]
+        self.decode = AvroDeserializer(registry, catalog.latest(spec.request_schema))
+        self.alerts_topic = drift_alerts_topic(spec.namespace)
+        self.encode_alert = AvroSerializer(
+            registry, catalog.latest("drift_alert"), self.alerts_topic
+        )
+        self.columns = monitored_columns(model.manifest.feature_names, exempt_features)
+        reference = reference_for(model, self.columns)
+        self.checkpoint_key = f"{spec.prefix}:{self.model_version}:{reference.version}"
+        self.detector = self._restore(reference, calibration_cache, config)
+        self.open_alerts: dict[str, dict[str, Any]] = self._saved_open_alerts()
+        self.skipped = 0
+
+    def _saved_open_alerts(self) -> dict[str, dict[str, Any]]:
+        blob = self.store.get(f"status:{self.checkpoint_key}") if self.store else None
+        if not blob or not self.detector.rows_seen:
+            return {}
+        return {a["feature"]: a for a in json.loads(blob).get("open_alerts", [])}
+
+    def _restore(
+        self, reference: Reference, cache: Any, config: DriftConfig | None
+    ) -> DriftDetector:
+        blob = self.store.get(f"checkpoint:{self.checkpoint_key}") if self.store else None
+        if blob:
+            try:
+                detector = DriftDetector.restore(reference, blob, cache, config)
+                log.info("drift detector restored", extra={"rows_seen": detector.rows_seen})
+                return detector
+            except (ValueError, KeyError) as exc:
+                log.warning("drift checkpoint unusable, starting fresh: %s", exc)
+        return DriftDetector(reference, config, cache)
+
+    def process(self, messages: list[InboundMessage]) -> list[OutboundMessage]:
+        requests, offsets, stamps = [], [], []
+        for message, decoded in zip(
+            messages, self.decode.many(m.value for m in messages), strict=True
+        ):
+            if isinstance(decoded, DecodeError):
+                self.skipped += 1
+                continue
+            requests.append(decoded)
+            offsets.append(message.offset)
+            stamps.append(message.timestamp_ms)
+        features = self.build_features(requests)
+        self.skipped += len(features.errors)
+        if not len(features.matrix):
+            return []
+        keep = features.valid_index
+        events = self.detector.update(
+            features.matrix[:, self.columns], np.asarray(offsets)[keep], np.asarray(stamps)[keep]
+        )
+        return [self._publishable(event) for event in events]
+
+    def _publishable(self, event: AlertEvent) -> OutboundMessage:
+        record = event.to_avro_dict(self.spec.name, self.model_name, self.model_version, now_ms())
+        if event.state == AlertState.RESOLVED:
+            self.open_alerts.pop(event.feature, None)
+        else:
+            self.open_alerts[event.feature] = record
+        log.warning(
+            "drift %s",
+            record["state"],
+            extra={"feature": event.feature, "z": round(event.z, 2), "statistic": event.statistic},
+        )
+        key = f"{self.spec.name}/{self.model_name}/{event.feature}".encode()
+        return OutboundMessage(self.alerts_topic, key, self.encode_alert(record), [])
+
+    def checkpoint(self) -> bool:
+        """Detector state and a status summary to Redis; False when Redis is unavailable."""
+        if self.store is None:
+            return False
+        saved = self.store.put(f"checkpoint:{self.checkpoint_key}", self.detector.snapshot())
+        status = {
+            "stream": self.spec.name,
+            "model": f"{self.model_name}:{self.model_version}",
+            "reference_version": self.detector.reference.version,
+            "rows_seen": self.detector.rows_seen,
+            "skipped_invalid": self.skipped,
+            "updated_at": time.time(),
+            "features": [_stat_dict(s) for s in self.detector.stats()],
+            "open_alerts": list(self.open_alerts.values()),
+        }
+        self.store.put(f"status:{self.checkpoint_key}", json.dumps(status).encode())
+        return saved
+
+
+def _stat_dict(stat: Any) -> dict[str, Any]:
+    out = asdict(stat)
+    out["test"] = str(stat.test)
+    out["windows"] = {str(w): v for w, v in stat.windows.items()}
+    return out

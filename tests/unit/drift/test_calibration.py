@@ -1,0 +1,74 @@
+"""The calibrated threshold reproduces its ERT on fresh stationary data (fixed seeds)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from pipeline.drift import Calibrator, DriftConfig, DriftDetector, NullCurve, Reference
+from pipeline.drift.calibration import SHIPPED_DIR, ks_key
+
+
+def _false_alarm_rate(detector: DriftDetector, stream: np.ndarray, batch: int) -> int:
+    opens = 0
+    for start in range(0, stream.shape[0], batch):
+        opens += sum(e.state == "OPEN" for e in detector.update(stream[start : start + batch]))
+    return opens
+
+
+def test_ks_calibration_reproduces_its_ert(tmp_path) -> None:
+    # a small configuration, calibrated from scratch here (not shipped), then verified
+    config = DriftConfig(windows=(50, 150), check_every=10, target_ert=2000)
+    d, n_ref, rows_per_reference = 4, 1000, 50_000
+    rng = np.random.default_rng(2024)
+    rows = opens = 0
+    thresholds = set()
+    for _ in range(8):  # fresh references too: the ERT is an average over them
+        names = [f"f{j}" for j in range(d)]
+        reference = Reference.from_rows(rng.standard_normal((n_ref, d)), names)
+        detector = DriftDetector(reference, config, tmp_path)
+        thresholds.add(float(detector.thresholds[0]))
+        stream = rng.standard_normal((rows_per_reference, d)).astype(np.float32)
+        opens += _false_alarm_rate(detector, stream, config.check_every)
+        rows += rows_per_reference
+    assert len(thresholds) == 1  # one calibration, cached
+    assert list(tmp_path.glob("ks-*.json"))
+    ert = rows / opens
+    # 400k rows, ~200 expected false alarms: +-25% is ~3.5 standard errors
+    print(f"measured ERT {ert:.0f} over {rows} rows ({opens} false alarms)")
+    assert ert == pytest.approx(config.target_ert, rel=0.25), (ert, opens)
+
+
+def test_g_calibration_reproduces_its_ert(tmp_path) -> None:
+    config = DriftConfig(windows=(50, 150), check_every=10, target_ert=1000)
+    probs = [np.array([0.6, 0.3, 0.1]), np.array([0.35, 0.25, 0.2, 0.15, 0.05])]
+    rng = np.random.default_rng(7)
+    rows = opens = 0
+    for _ in range(4):
+        ref = np.column_stack([rng.choice(p.size, 2000, p=p) for p in probs])
+        reference = Reference.from_rows(ref, ["a", "b"], categorical=["a", "b"])
+        detector = DriftDetector(reference, config, tmp_path)
+        stream = np.column_stack([rng.choice(p.size, 50_000, p=p) for p in probs])
+        opens += _false_alarm_rate(detector, stream.astype(np.float32), config.check_every)
+        rows += 50_000
+    ert = rows / opens
+    print(f"measured ERT {ert:.0f} over {rows} rows ({opens} false alarms)")
+    assert ert == pytest.approx(config.target_ert, rel=0.25), (ert, opens)
+
+
+def test_curve_threshold_is_monotone_in_target() -> None:
+    shipped = sorted(SHIPPED_DIR.glob("ks-*.json"))
+    assert shipped, "precomputed calibration for the default configuration is shipped"
+    curve = NullCurve.from_json(json.loads(shipped[0].read_text()))
+    assert curve.key == ks_key(DriftConfig(), 5000)
+    levels = [curve.threshold_for(d * 20_000) for d in (1, 9, 10, 11, 12, 20, 100)]
+    assert levels == sorted(levels) and 1.8 < levels[0] < levels[-1] < 3.0
+
+
+def test_default_detector_uses_shipped_calibration(tmp_path) -> None:
+    rng = np.random.default_rng(0)
+    reference = Reference.from_rows(rng.standard_normal((5000, 20)), [f"x{j}" for j in range(20)])
+    DriftDetector(reference, calibration_cache=tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing simulated, nothing cached
+    calibrator = Calibrator(tmp_path)
+    assert calibrator.ks_threshold(DriftConfig(), 5000, 20) == pytest.approx(2.37, abs=0.03)
