@@ -42,7 +42,8 @@ class DemoStats:
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=2_000))
     flagged: int = 0  # decisions other than approve
     dead_letters: int = 0
-    alerts: list[str] = field(default_factory=list)
+    alerts: list[str] = field(default_factory=list)  # every transition, as a line
+    open_alerts: dict[str, str] = field(default_factory=dict)  # feature -> latest line
 
     def add_result(self, latency_ms: float, decision: str) -> None:
         self.results.add(1)

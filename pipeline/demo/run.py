@@ -85,8 +85,13 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> Demo
         settings.topic_replication,
         settings.topic_namespace,
     )
-    console.print("starting a worker ...")
+    console.print("starting a scoring worker and a drift worker ...")
     worker = WorkerProcess().start()
+    try:
+        drift_worker = WorkerProcess().start_role("drift")
+    except RuntimeError:
+        worker.stop()
+        raise
     stats = DemoStats()
     decode = AvroDeserializer(registry_from_settings(settings))
     consumer, kinds = _watch_consumer(settings)
@@ -109,13 +114,16 @@ def run_demo(settings: Settings, options: DemoOptions, console: Console) -> Demo
                         continue
                     _account(stats, kinds[message.topic()], message, decode)
                 live.update(render(stats, time.monotonic() - started, options.seconds, note))
-                if not worker.running:
-                    raise RuntimeError("the worker exited:\n" + "\n".join(worker.lines))
+                for process in (worker, drift_worker):
+                    if not process.running:
+                        raise RuntimeError("a worker exited:\n" + "\n".join(process.lines))
     finally:
         stop.set()
         producer.join(10)
         consumer.close()
         worker.stop()
+        drift_worker.stop()
+    console.print()
     console.print(summary(stats, time.monotonic() - started))
     return stats
 

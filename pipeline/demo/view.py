@@ -24,7 +24,13 @@ def render(stats: DemoStats, elapsed_s: float, seconds: float, note: str = "") -
     table.add_row("mean batch size", f"{stats.mean_batch:,.1f}")
     table.add_row("flagged (review + decline)", f"{stats.fraud_rate:.2%}")
     table.add_row("dead letters", f"{stats.dead_letters:,}")
-    table.add_row("drift alerts", stats.alerts[-1] if stats.alerts else "none")
+    if stats.open_alerts:
+        for feature, line in sorted(stats.open_alerts.items()):
+            table.add_row(f"drift alert: {feature}", line, style="bold red")
+    else:
+        table.add_row(
+            "drift alerts", "none open" + (f" ({len(stats.alerts)} so far)" if stats.alerts else "")
+        )
     if note:
         table.caption = note
     return table
@@ -39,7 +45,7 @@ def summary(stats: DemoStats, elapsed_s: float) -> str:
         f"  throughput {stats.results.total / max(elapsed_s, 1e-3):,.0f} events/s",
         f"  end-to-end latency p50 {p50:.1f} ms, p95 {p95:.1f} ms, p99 {p99:.1f} ms",
         f"  mean batch size {stats.mean_batch:.1f}, flagged {stats.fraud_rate:.2%}",
-        f"  drift alerts: {len(stats.alerts)}"
-        + (f" (last: {stats.alerts[-1]})" if stats.alerts else ""),
+        f"  drift alert transitions: {len(stats.alerts)}; open at the end: "
+        + (", ".join(sorted(stats.open_alerts)) or "none"),
     ]
     return "\n".join(lines)
