@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import faust
 
+from agents.transport import FetchTunedTransport
 from pipeline.config import Settings
 
 
 def make_app(settings: Settings, app_id: str = "inferstream") -> faust.App:
     settings.state_dir.mkdir(parents=True, exist_ok=True)  # faust creates only the last level
-    return faust.App(
+    app = faust.App(
         app_id,
-        broker=f"kafka://{settings.kafka_bootstrap}",
+        broker=f"{settings.faust_transport}://{settings.kafka_bootstrap}",
         store="memory://",
         datadir=str(settings.state_dir / "faust"),
         # bytes in, bytes out: our Avro codec runs in the scorer's thread, not in Faust
@@ -29,3 +30,12 @@ def make_app(settings: Settings, app_id: str = "inferstream") -> faust.App:
         # faust would otherwise read its own --loglevel for the banner and redirect stdout
         worker_redirect_stdouts=False,
     )
+    if settings.faust_transport == "kafka":
+        # before anything asks for app.transport (app.topic() does)
+        app.transport = FetchTunedTransport(
+            app.conf.broker_consumer,
+            app,
+            fetch_min_bytes=settings.consumer_fetch_min_bytes,
+            fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
+        )
+    return app

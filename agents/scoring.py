@@ -1,22 +1,22 @@
 """The scoring agent: `<stream>.requests` in micro-batches -> results, provenance, dead letters.
 
-Acknowledgement rule: `take_events` acks the batch when the loop body finishes, so the body
-never raises: it awaits delivery of every output first, and if outputs cannot be delivered
-the process exits hard, before the ack, so the batch is consumed again after a restart.
+Acknowledgement rule: a batch's requests are acked only after every one of its outputs is
+delivered (the runner returns after delivery). The batcher's acks are manual, so a batch that
+was not delivered is never acked, whether the agent fails or is stopped; if outputs cannot be
+delivered the process exits hard, so the batch is consumed again after a restart.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import faust
 from faust.types import EventT
 
-from pipeline.scoring import InboundMessage, OutboundMessage
+from agents.batcher import DeadlineBatcher
+from pipeline.scoring import InboundMessage
 from pipeline.scoring.runner import ScoringRunner
 from pipeline.streams import StreamSpec
 
@@ -41,13 +41,13 @@ def to_inbound(event: EventT) -> InboundMessage:
     if isinstance(headers, dict):
         headers = list(headers.items())
     return InboundMessage(
-        topic=message.topic,
-        partition=message.partition,
-        offset=message.offset,
-        timestamp_ms=int(message.timestamp * 1000),
-        key=message.key,
-        value=message.value,
-        headers=list(headers or ()),
+        message.topic,
+        message.partition,
+        message.offset,
+        int(message.timestamp * 1000),
+        message.key,
+        message.value,
+        headers or [],  # read-only from here on: no copy
     )
 
 
@@ -59,43 +59,38 @@ def register_scoring_agent(
     window_s: float,
     stats: AgentStats | None = None,
 ) -> AgentStats:
+    """`runner` must deliver the outputs (ScoringRunner(..., deliver=Publisher.publish))."""
+    if runner.deliver is None:
+        raise ValueError("the scoring agent needs a runner that delivers its outputs")
     stats = stats or AgentStats()
     source = app.topic(spec.requests, key_serializer="raw", value_serializer="raw")
-    outputs = {
-        name: app.topic(name, key_serializer="raw", value_serializer="raw")
-        for name in (spec.results, spec.provenance, spec.dlq)
-    }
-
-    async def publish(messages: Sequence[OutboundMessage]) -> None:
-        pending = [
-            await outputs[m.topic].send(key=m.key, value=m.value, headers=m.headers)
-            for m in messages
-        ]
-        await asyncio.gather(*pending)  # delivered (acks=all), not just buffered
 
     @app.agent(source, name=f"score-{spec.name}", concurrency=1)
     async def score(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch_max, within=window_s):
-            messages = [to_inbound(event) for event in events]
-            try:
-                scored = await runner.score(messages)
-                await publish(scored.outbound)
-            except Exception:
-                # Returning would ack a batch whose outputs may be missing: exit before the ack.
-                log.critical(
-                    "batch of %d could not be published; exiting so it is retried after restart",
-                    len(messages),
-                    exc_info=True,
-                )
-                logging.shutdown()
-                os._exit(70)
-            stats.batches += 1
-            stats.received += len(messages)
-            stats.scored += scored.scored
-            stats.dead_lettered += scored.dead_lettered
-            stats.cache_hits += scored.cache_hits
-            stats.batch_sizes.append(len(messages))
-            if len(stats.batch_sizes) > 10_000:
-                del stats.batch_sizes[:5_000]
+        async with DeadlineBatcher(stream, batch_max, window_s) as batcher:
+            while True:
+                events = await batcher.next_batch()
+                messages = [to_inbound(event) for event in events]
+                try:
+                    scored = await runner.score(messages)  # returns once outputs are delivered
+                except Exception:
+                    # Acking would lose a batch whose outputs may be missing: exit, unacked.
+                    log.critical(
+                        "batch of %d could not be published; exiting so it is retried after "
+                        "restart",
+                        len(messages),
+                        exc_info=True,
+                    )
+                    logging.shutdown()
+                    os._exit(70)
+                await batcher.ack(events)
+                stats.batches += 1
+                stats.received += len(messages)
+                stats.scored += scored.scored
+                stats.dead_lettered += scored.dead_lettered
+                stats.cache_hits += scored.cache_hits
+                stats.batch_sizes.append(len(messages))
+                if len(stats.batch_sizes) > 10_000:
+                    del stats.batch_sizes[:5_000]
 
     return stats

@@ -37,6 +37,12 @@ class Settings:
     stream_buffer_maxsize: int = 4096
     broker_commit_interval_s: float = 1.0
     producer_linger_ms: float = 1.0
+    faust_transport: str = "kafka"  # Faust broker driver: "kafka" (aiokafka) or "confluent"
+    # the broker holds a fetch up to this long for this many bytes: fewer, larger fetches
+    consumer_fetch_min_bytes: int = 65536
+    consumer_fetch_max_wait_ms: int = 5
+    output_compression: str = "none"  # compression.type of results/provenance/dead letters
+    publish_timeout_s: float = 60.0  # a batch's outputs not delivered by then: the worker exits
     model_timeout_s: float = 5.0
     model_retries: int = 2
     inference_threads: int = 1

@@ -2,6 +2,8 @@
 
 Decoding and encoding run on one "codec" thread (keeps batches in order); the model runs on
 its own pool so a hung call can be abandoned after its timeout without blocking the next batch.
+With `deliver` (e.g. `Publisher.publish`), the codec thread also delivers the batch's outputs,
+and `score` returns only once all of them are delivered.
 """
 
 from __future__ import annotations
@@ -9,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from pipeline.scoring.messages import InboundMessage
+from pipeline.scoring.messages import InboundMessage, OutboundMessage
 from pipeline.scoring.scorer import BatchScorer, ScoredBatch, now_ms
 
 log = logging.getLogger("inferstream.scoring")
+
+Deliver = Callable[[Sequence[OutboundMessage]], None]
 
 
 class ScoringRunner:
@@ -27,8 +31,10 @@ class ScoringRunner:
         model_timeout_s: float,
         model_retries: int,
         retry_backoff_s: float = 0.05,
+        deliver: Deliver | None = None,
     ) -> None:
         self.scorer = scorer
+        self.deliver = deliver
         self.model_timeout_s = model_timeout_s
         self.model_retries = model_retries
         self.retry_backoff_s = retry_backoff_s
@@ -40,7 +46,13 @@ class ScoringRunner:
         prepared = await loop.run_in_executor(self._codec, self.scorer.prepare, messages)
         if not prepared.messages:  # nothing valid to score: only dead letters to publish
             return await loop.run_in_executor(
-                self._codec, self.scorer.publishable, prepared, np.empty(0), now_ms(), 0.0
+                self._codec,
+                self._finish,
+                self.scorer.publishable,
+                prepared,
+                np.empty(0),
+                now_ms(),
+                0.0,
             )
         last_error: BaseException | None = None
         for attempt in range(1 + self.model_retries):
@@ -62,7 +74,13 @@ class ScoringRunner:
                 continue
             inference_ms = (time.perf_counter() - started) * 1000
             return await loop.run_in_executor(
-                self._codec, self.scorer.publishable, prepared, scores, started_ms, inference_ms
+                self._codec,
+                self._finish,
+                self.scorer.publishable,
+                prepared,
+                scores,
+                started_ms,
+                inference_ms,
             )
         reason = "model-timeout" if isinstance(last_error, TimeoutError) else "model-error"
         log.error(
@@ -72,8 +90,20 @@ class ScoringRunner:
             last_error,
         )
         return await loop.run_in_executor(
-            self._codec, self.scorer.dead_letter_batch, prepared, reason, repr(last_error)
+            self._codec,
+            self._finish,
+            self.scorer.dead_letter_batch,
+            prepared,
+            reason,
+            repr(last_error),
         )
+
+    def _finish(self, build: Callable[..., ScoredBatch], *args: object) -> ScoredBatch:
+        """On the codec thread: build the outputs and, with `deliver`, deliver them."""
+        scored = build(*args)
+        if self.deliver is not None:
+            self.deliver(scored.outbound)
+        return scored
 
     def close(self) -> None:
         self._codec.shutdown(wait=False)

@@ -1,0 +1,250 @@
+"""One configuration: fresh topics and group, a flat-out backlog, then fixed offered rates."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from confluent_kafka.admin import AdminClient
+
+from bench.collector import Collector
+from bench.events import Event, EventPool, load_backlog, produce_paced, request_producer
+from bench.targets import Target, cpu_seconds
+from pipeline.codec import registry_from_settings
+from pipeline.config import Settings
+from pipeline.kafka.admin import ensure_topics, topic_names
+from pipeline.kafka.reader import read_topic
+from pipeline.streams import stream_spec
+
+
+@dataclass(frozen=True)
+class Plan:
+    settings: Settings
+    run_id: str
+    events: int  # flat-out backlog size
+    rate_seconds: float  # length of each fixed-rate phase
+    loads: tuple[float, ...]  # fractions of the reference's flat-out rate
+    keep_topics: bool = False
+
+
+@dataclass
+class Phase:
+    name: str
+    events: list[Event]
+    rate: float | None = None  # offered events/s; None: flat out from a backlog
+    sent_at: list[float] = field(default_factory=list)
+
+
+def run_target(
+    target: Target, index: int, plan: Plan, pool: EventPool, rates: list[float] | None
+) -> dict[str, Any]:
+    """Measure `target` flat out, then at `rates` (None: the plan's loads x its own flat rate)."""
+    cfg = plan.settings
+    namespace = f"bench-{plan.run_id}-{index}."
+    spec = stream_spec("fraud", namespace)
+    ensure_topics(cfg.kafka_bootstrap, ["fraud"], cfg.topic_partitions, 1, namespace)
+    flat = Phase("flat", pool.events(0, target.backlog(plan.events)))
+    load_s = load_backlog(cfg.kafka_bootstrap, spec.requests, flat.events)
+    collector = Collector(cfg.kafka_bootstrap, spec.results)
+    collector.start()
+    collector.started.wait(15)
+    state_dir = str(cfg.state_dir / "bench" / namespace.rstrip("."))
+    process = target.process(target.env(namespace, f"inferstream-{namespace}", state_dir))
+    marks: dict[str, float] = {}
+    collector.on_first = lambda: marks.setdefault("cpu_first", _cpu(process))
+    started = time.monotonic()
+    out: dict[str, Any] = {"target": target.name, "namespace": namespace}
+    try:
+        process.start(timeout=90)
+        out["startup_s"] = round(time.monotonic() - started, 2)
+        busy0 = _system_busy()
+        complete = collector.wait(len(flat.events), timeout=300, idle=20)
+        busy1 = _system_busy()
+        out["flat"] = _flat_result(flat, collector, marks, _cpu(process), complete, load_s)
+        # all processes of the machine (broker, bench, anyone else's) while flat out
+        out["flat"]["system_busy_cores"] = round(
+            (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * (os.cpu_count() or 1), 2
+        )
+        with open("/proc/loadavg") as f:
+            out["loadavg_1m"] = float(f.read().split()[0])
+        if rates is None:
+            rate = out["flat"].get("events_per_s")
+            if not rate:
+                raise RuntimeError(f"{target.name}: no flat-out throughput to derive rates from")
+            rates = [rate * load for load in plan.loads]
+        out["rates"] = rates
+        out["loads"] = _rate_phases(
+            target, plan, pool, rates, collector, process, spec, out["flat"].get("events_per_s")
+        )
+    finally:
+        process.stop()
+        collector.stop()
+    out["duplicates"] = collector.duplicates
+    if target.has_provenance:
+        out["batches"] = _batch_sizes(cfg, spec.provenance, len(collector.arrivals), pool, plan)
+    if not plan.keep_topics:
+        _delete_topics(cfg.kafka_bootstrap, namespace)
+    return out
+
+
+def _system_busy() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine, from /proc/stat."""
+    with open("/proc/stat") as f:
+        values = [int(v) for v in f.readline().split()[1:]]
+    idle = values[3] + values[4]  # idle + iowait
+    return sum(values) - idle, sum(values)
+
+
+def _cpu(process: Any) -> float:
+    return cpu_seconds(process.proc.pid)
+
+
+def _flat_result(
+    phase: Phase,
+    collector: Collector,
+    marks: dict[str, float],
+    cpu_end: float,
+    complete: bool,
+    load_s: float,
+) -> dict[str, Any]:
+    arrivals = collector.arrivals
+    times = np.sort(
+        np.array([arrivals[e.request_id] for e in phase.events if e.request_id in arrivals])
+    )
+    if len(times) < 2:
+        return {"completed": len(times), "complete": False}
+    first = times[0]
+    counted = int(len(times) - np.count_nonzero(times == first))
+    span = float(times[-1] - first)
+    return {
+        "events": len(phase.events),
+        "completed": len(times),
+        "complete": complete,
+        "events_per_s": round(counted / span, 1) if span > 0 else None,
+        "span_s": round(span, 3),
+        "cpu_s_per_1k": round((cpu_end - marks.get("cpu_first", cpu_end)) / counted * 1000, 4)
+        if counted
+        else None,
+        "backlog_load_s": round(load_s, 3),
+    }
+
+
+def _rate_phases(
+    target: Target,
+    plan: Plan,
+    pool: EventPool,
+    rates: list[float],
+    collector: Collector,
+    process: Any,
+    spec: Any,
+    flat_rate: float | None,
+) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    offset = plan.events
+    producer = request_producer(plan.settings.kafka_bootstrap)
+    # An idempotent producer's first records wait ~0.5 s for its id and metadata: not ours to
+    # measure, so warm it up on a topic the worker does not read.
+    producer.produce(spec.shadow, b"warm-up")
+    producer.flush(30)
+    saturated = False
+    for load, rate in zip(plan.loads, rates, strict=True):
+        count = max(1, round(rate * plan.rate_seconds))
+        events = pool.events(offset, offset + count)
+        offset += count
+        own_max = flat_rate or 0.0
+        if saturated or rate > 1.1 * own_max:
+            reason = "saturated" if saturated else "above this config's flat-out rate"
+            results.append({"load": load, "offered_per_s": round(rate, 1), "skipped": reason})
+            continue
+        time.sleep(0.5)  # let the previous phase's commits and acks settle
+        expected = len(collector.arrivals) + count
+        sent_at = [0.0] * count
+        cpu0 = _cpu(process)
+        achieved = produce_paced(producer, spec.requests, events, rate, sent_at)
+        last_sent = max(sent_at)
+        complete = collector.wait(expected, timeout=max(15.0, 2 * plan.rate_seconds), idle=8)
+        cpu1 = _cpu(process)
+        arrivals = collector.arrivals
+        got = [
+            (arrivals[e.request_id], sent_at[i])
+            for i, e in enumerate(events)
+            if e.request_id in arrivals
+        ]
+        latency = np.array([(a - s) * 1000 for a, s in got])
+        drain_s = (max(a for a, _ in got) - last_sent) if got else None
+        saturated = not complete or (
+            drain_s is not None and drain_s > 1.0 + 0.1 * plan.rate_seconds
+        )
+        results.append(
+            {
+                "load": load,
+                "offered_per_s": round(rate, 1),
+                "achieved_offer_per_s": round(achieved, 1),
+                "events": count,
+                "completed": len(got),
+                "saturated": saturated,
+                "drain_s": None if drain_s is None else round(drain_s, 3),
+                "cpu_s_per_1k": round((cpu1 - cpu0) / max(1, len(got)) * 1000, 4),
+                **_percentiles(latency),
+            }
+        )
+    return results
+
+
+def _percentiles(latency_ms: np.ndarray) -> dict[str, float | None]:
+    if len(latency_ms) == 0:
+        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
+    p50, p95, p99 = np.percentile(latency_ms, [50, 95, 99])
+    return {
+        "p50_ms": round(float(p50), 2),
+        "p95_ms": round(float(p95), 2),
+        "p99_ms": round(float(p99), 2),
+        "max_ms": round(float(latency_ms.max()), 2),
+    }
+
+
+def _batch_sizes(
+    cfg: Settings, topic: str, expected: int, pool: EventPool, plan: Plan
+) -> dict[str, Any]:
+    """Batch-size distribution per phase, from provenance batch_id / batch_size."""
+    flat_ids = {e.request_id for e in pool.events(0, plan.events)}
+    sizes: dict[str, dict[str, int]] = defaultdict(dict)
+    registry = registry_from_settings(cfg)
+    for n, record in enumerate(
+        read_topic(cfg.kafka_bootstrap, topic, registry, "beginning", None, idle_timeout=3)
+    ):
+        value = record.value
+        if value is not None:
+            phase = "flat" if value["request_id"] in flat_ids else "loads"
+            sizes[phase][value["batch_id"]] = value["batch_size"]
+        if n + 1 >= expected:
+            break
+    return {phase: _size_stats(list(by_id.values())) for phase, by_id in sizes.items()}
+
+
+def _size_stats(sizes: list[int]) -> dict[str, Any]:
+    arr = np.array(sizes)
+    return {
+        "batches": len(sizes),
+        "mean": round(float(arr.mean()), 1),
+        "event_weighted_mean": round(float((arr * arr).sum() / arr.sum()), 1),
+        "p50": int(np.percentile(arr, 50)),
+        "p95": int(np.percentile(arr, 95)),
+        "max": int(arr.max()),
+    }
+
+
+def _delete_topics(bootstrap: str, namespace: str) -> None:
+    """The config's topics, and Faust's own (`<app id>-__assignor-__leader`, ...)."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    app_id = f"inferstream-{namespace}"
+    names = set(topic_names(["fraud"], namespace))
+    names |= {t for t in admin.list_topics(timeout=15).topics if t.startswith(app_id)}
+    for future in admin.delete_topics(sorted(names)).values():
+        with contextlib.suppress(Exception):  # already gone or never created
+            future.result(30)

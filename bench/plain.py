@@ -1,0 +1,96 @@
+"""Baseline "Python ceiling": a synchronous confluent-kafka loop around the same BatchScorer.
+
+consume up to batch_max (or what arrives within the window) -> prepare -> infer -> publishable
+-> produce every output -> flush (delivered) -> commit. Same outputs and the same
+at-least-once rule as the agent, no Faust and no event loop. Run: `python -m bench.plain` with
+the worker's INFERSTREAM_* environment.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka import Consumer, Producer
+
+from pipeline.codec import registry_from_settings
+from pipeline.config import settings
+from pipeline.fraud.features import build_features
+from pipeline.logs import lifecycle_event
+from pipeline.models.manifest import resolve_model_dir
+from pipeline.models.runtime import load_model
+from pipeline.scoring import BatchScorer, InboundMessage
+from pipeline.scoring.scorer import now_ms
+from pipeline.streams import stream_spec
+
+
+def main() -> None:
+    cfg = settings()
+    spec = stream_spec("fraud", cfg.topic_namespace)
+    providers = [p for p in cfg.execution_providers.split(",") if p] or None
+    model = load_model(
+        resolve_model_dir(cfg.models_dir, spec.model_name, None),
+        providers=providers,
+        intra_op_threads=cfg.inference_threads,
+    )
+    scorer = BatchScorer(spec, model, registry_from_settings(cfg), build_features)
+    consumer = Consumer(
+        {
+            "bootstrap.servers": cfg.kafka_bootstrap,
+            "group.id": cfg.app_id,
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = Producer(
+        {
+            "bootstrap.servers": cfg.kafka_bootstrap,
+            "acks": "all",
+            "linger.ms": cfg.producer_linger_ms,
+        }
+    )
+    announced = False
+
+    def on_assign(consumer: Consumer, partitions: list) -> None:
+        nonlocal announced
+        if not announced:
+            announced = True
+            lifecycle_event("ready", "plain loop ready")
+
+    consumer.subscribe([spec.requests], on_assign=on_assign)
+    window_s = cfg.batch_window_ms / 1000
+    while True:
+        batch = consumer.consume(num_messages=cfg.batch_max, timeout=window_s)
+        messages = [
+            InboundMessage(
+                m.topic(),
+                m.partition(),
+                m.offset(),
+                m.timestamp()[1],
+                m.key(),
+                m.value(),
+                list(m.headers() or ()),
+            )
+            for m in batch
+            if m.error() is None
+        ]
+        if not messages:
+            continue
+        prepared = scorer.prepare(messages)
+        started_ms, started = now_ms(), time.perf_counter()
+        scores = scorer.infer(prepared)
+        inference_ms = (time.perf_counter() - started) * 1000
+        scored = scorer.publishable(prepared, scores, started_ms, inference_ms)
+        for out in scored.outbound:
+            while True:
+                try:
+                    producer.produce(out.topic, out.value, out.key, headers=out.headers)
+                    break
+                except BufferError:
+                    producer.poll(0.01)
+        if producer.flush(30):
+            raise SystemExit("outputs not delivered; exiting before the commit")
+        consumer.commit(asynchronous=True)
+
+
+if __name__ == "__main__":
+    main()
