@@ -8,7 +8,8 @@ BIN := $(VENV)/bin
 # Rebuilt (pip install) only when pyproject.toml changes.
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
-PIP := $(BIN)/python -m pip --disable-pip-version-check $(if $(CI),--progress-bar off,)
+PIP := $(BIN)/python -m pip --disable-pip-version-check
+PIP_INSTALL_FLAGS := --quiet $(if $(CI),--progress-bar off,)
 
 .PHONY: help venv test lint demo stack-up stack-down stack-status deps
 
@@ -27,7 +28,7 @@ $(BIN)/python:
 # No [schemaregistry] extra for confluent-kafka: its pins are not on every mirror, and
 # pyproject.toml lists what confluent_kafka.schema_registry needs itself.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(PIP) install --quiet -e '.[dev]'
+	$(PIP) install $(PIP_INSTALL_FLAGS) -e '.[dev]'
 	@touch $@
 
 # redis-server (apt-get when root or passwordless sudo) and the Kafka jars (Maven)
