@@ -50,3 +50,7 @@ class RedisStateStore:
     def keys(self, pattern: str = "*") -> list[str]:
         found = self._call("keys", self.prefix + pattern) or []
         return sorted(k.decode()[len(self.prefix) :] for k in found)
+
+    def delete_matching(self, pattern: str) -> int:
+        keys = self._call("keys", self.prefix + pattern) or []
+        return int(self._call("delete", *keys) or 0) if keys else 0
