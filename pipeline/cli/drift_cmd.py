@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 
 from pipeline.cli import CliError
 from pipeline.config import settings
-from pipeline.streams import STREAMS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,26 +24,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from faust.worker import Worker
-
     from agents.worker import build_drift_worker
-    from pipeline.logs import logging_config
+    from pipeline.cli.worker_cmd import parse_streams, run_faust_app
     from pipeline.models.manifest import ModelError
 
     cfg = settings()
-    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown:
-        raise CliError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(STREAMS)}")
-    level = (args.log_level or cfg.log_level).upper()
+    streams = parse_streams(args.streams)
     try:
         app = build_drift_worker(cfg, streams, args.model_version)
     except (ModelError, KeyError, ValueError) as exc:
         raise CliError(str(exc)) from None
-    sys.argv = [sys.argv[0]]  # faust's Worker parses argv itself
-    Worker(
-        app, loglevel=level, logging_config=logging_config(level), quiet=True
-    ).execute_from_commandline()
+    run_faust_app(app, (args.log_level or cfg.log_level).upper())
     return 0
 
 
@@ -53,7 +42,9 @@ def load_statuses(redis_url: str, namespace: str) -> list[dict]:
     from pipeline.state import RedisStateStore
 
     store = RedisStateStore(redis_url, prefix="inferstream:drift:")
-    keys = store.keys(f"status:{namespace}*")
+    from pipeline.streams import STREAMS
+
+    keys = [k for stream in STREAMS for k in store.keys(f"status:{namespace}{stream}:*")]
     if not store.available:
         raise CliError(f"cannot reach Redis at {redis_url}")
     return [json.loads(blob) for key in keys if (blob := store.get(key))]

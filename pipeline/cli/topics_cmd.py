@@ -22,13 +22,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run_ensure(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
+    from pipeline.cli.worker_cmd import parse_streams
     from pipeline.kafka.admin import ensure_topics
 
     cfg = settings()
-    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown:
-        raise CliError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(STREAMS)}")
+    streams = parse_streams(args.streams)
     try:
         states = ensure_topics(
             cfg.kafka_bootstrap,

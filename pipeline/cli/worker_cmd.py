@@ -18,32 +18,43 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def parse_streams(text: str) -> list[str]:
+    from pipeline.cli import CliError
+
+    streams = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown or not streams:
+        raise CliError(
+            f"unknown stream(s) {', '.join(unknown) or text!r}; known: {', '.join(STREAMS)}"
+        )
+    return streams
+
+
+def run_faust_app(app: object, level: str) -> None:
+    """Run a Faust app as this process's worker, with our JSON logs."""
     from faust.worker import Worker
 
-    from agents.worker import build_worker
-    from pipeline.cli import CliError
     from pipeline.logs import logging_config
-    from pipeline.models.manifest import ModelError
 
-    cfg = settings()
-    streams = [s.strip() for s in args.streams.split(",") if s.strip()]
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown:
-        raise CliError(f"unknown stream(s) {', '.join(unknown)}; known: {', '.join(STREAMS)}")
-    level = (args.log_level or cfg.log_level).upper()
-    try:
-        worker = build_worker(cfg, streams, args.model_version, use_cache=not args.no_cache)
-    except (ModelError, KeyError, ValueError) as exc:
-        raise CliError(str(exc)) from None
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv itself; ours is already parsed
-    faust_worker = Worker(
-        worker.app, loglevel=level, logging_config=logging_config(level), quiet=True
-    )
+    faust_worker = Worker(app, loglevel=level, logging_config=logging_config(level), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it can spin on every log
     # call: every debug line of aiokafka and faust then builds a LogRecord (4-6 % of the CPU
     # of a loaded worker). Logs are JSON on stderr here, nobody watches a spinner.
     faust_worker.spinner = None
     faust_worker.execute_from_commandline()
-    return 0
 
+
+def run(args: argparse.Namespace) -> int:
+    from agents.worker import build_worker
+    from pipeline.cli import CliError
+    from pipeline.models.manifest import ModelError
+
+    cfg = settings()
+    streams = parse_streams(args.streams)
+    try:
+        worker = build_worker(cfg, streams, args.model_version, use_cache=not args.no_cache)
+    except (ModelError, KeyError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    run_faust_app(worker.app, (args.log_level or cfg.log_level).upper())
+    return 0
