@@ -5,8 +5,6 @@ from pipeline.fraud.features import (
     PREPROCESSING_VERSION,
     FeatureBatch,
     build_features,
-    canonical_bytes,
-    data_hashes,
 )
 from pipeline.fraud.generator import DriftSpec, GeneratedBatch, TransactionGenerator
 
@@ -18,6 +16,4 @@ __all__ = [
     "GeneratedBatch",
     "TransactionGenerator",
     "build_features",
-    "canonical_bytes",
-    "data_hashes",
 ]

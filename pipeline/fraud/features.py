@@ -2,7 +2,7 @@
 
 Any change to what a feature means, its order or its validation is a new
 `PREPROCESSING_VERSION`; models record the version they were trained with, and replay compares
-`data_hashes` recomputed with it.
+`pipeline.scoring.provenance.data_hashes` of the features recomputed with it.
 
 Features (float32, in `FEATURE_NAMES` order):
 - log_amount: ln(amount).
@@ -26,13 +26,14 @@ are unaffected.
 
 from __future__ import annotations
 
-import hashlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+
+# the canonical input bytes and their hashes are the pipeline's, shared by every stream
 
 PREPROCESSING_VERSION = "fraud-features/1"
 
@@ -175,22 +176,6 @@ def build_features(records: Sequence[Mapping[str, object]]) -> FeatureBatch:
     matrix[:, 10] = np.log1p(gap_s)
     matrix[:, 11] = risky
     return FeatureBatch(matrix=matrix, valid_index=valid_index, errors=errors)
-
-
-def canonical_bytes(row: np.ndarray) -> bytes:
-    """The bytes that identify one model input: float32 little-endian, in feature order."""
-    return np.ascontiguousarray(row, dtype="<f4").tobytes()
-
-
-def data_hashes(matrix: np.ndarray) -> list[str]:
-    """Hex sha256 of `canonical_bytes` of each row (provenance `data_hash`; replay recomputes)."""
-    canonical = np.ascontiguousarray(matrix, dtype="<f4")
-    if canonical.ndim != 2:
-        raise ValueError(f"expected a 2-d matrix, got shape {canonical.shape}")
-    blob = canonical.tobytes()
-    step = canonical.shape[1] * 4
-    sha256 = hashlib.sha256
-    return [sha256(blob[start : start + step]).hexdigest() for start in range(0, len(blob), step)]
 
 
 # -- column extraction ------------------------------------------------------------------------

@@ -18,10 +18,9 @@ from pipeline.fraud.features import (
     FEATURE_NAMES,
     PREPROCESSING_VERSION,
     build_features,
-    canonical_bytes,
-    data_hashes,
 )
 from pipeline.fraud.generator import TransactionGenerator
+from pipeline.scoring.provenance import canonical_bytes, data_hashes
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "fraud_request.v1.avsc"
 SIX_AM_MS = int(datetime(2025, 1, 6, 6, 0, tzinfo=UTC).timestamp() * 1000)
