@@ -15,7 +15,24 @@ from pipeline.streams import StreamSpec
 
 
 class DeliveryFailed(RuntimeError):
-    pass
+    """Records were not acknowledged by the broker."""
+
+
+def produce_waiting(
+    producer: Producer,
+    topic: str,
+    value: bytes,
+    key: bytes | None,
+    headers: list[tuple[str, bytes]],
+    **kwargs: Any,
+) -> None:
+    """`produce`, waiting for room when librdkafka's local queue is full instead of failing."""
+    while True:
+        try:
+            producer.produce(topic, value, key, headers=headers, **kwargs)
+            return
+        except BufferError:  # let deliveries drain, then retry
+            producer.poll(0.05)
 
 
 def traceparent() -> str:
@@ -65,18 +82,14 @@ class RequestProducer:
         if record.get("tenant"):
             base["tenant"] = str(record["tenant"])
         all_headers = [(k, v.encode()) for k, v in {**base, **(headers or {})}.items()]
-        while True:
-            try:
-                self._producer.produce(
-                    self.stream.requests,
-                    value=value,
-                    key=None if key is None else str(key).encode(),
-                    headers=all_headers,
-                    on_delivery=self._on_delivery,
-                )
-                break
-            except BufferError:  # local queue full: let deliveries drain, then retry
-                self._producer.poll(0.05)
+        produce_waiting(
+            self._producer,
+            self.stream.requests,
+            value,
+            None if key is None else str(key).encode(),
+            all_headers,
+            on_delivery=self._on_delivery,
+        )
         self._producer.poll(0)
         return str(record["request_id"])
 

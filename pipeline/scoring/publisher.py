@@ -18,11 +18,8 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.config import Settings
+from pipeline.kafka.producer import DeliveryFailed, produce_waiting
 from pipeline.scoring.messages import OutboundMessage
-
-
-class DeliveryFailed(RuntimeError):
-    """Some outputs of a batch were not delivered; the batch must not be acknowledged."""
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -55,15 +52,9 @@ class Publisher:
     def publish(self, messages: Sequence[OutboundMessage]) -> None:
         """Produce every message and wait for all to be delivered; DeliveryFailed if not."""
         producer = self._producer
-        produce = producer.produce
         self._errors.clear()
         for m in messages:
-            while True:
-                try:
-                    produce(m.topic, m.value, m.key, headers=m.headers)
-                    break
-                except BufferError:  # local queue full: let deliveries drain, then retry
-                    producer.poll(0.05)
+            produce_waiting(producer, m.topic, m.value, m.key, m.headers)
         undelivered = producer.flush(self.timeout_s)
         if undelivered or self._errors:
             first = f"; first error: {self._errors[0]}" if self._errors else ""
