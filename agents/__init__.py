@@ -1,1 +1,1 @@
-"""Faust bindings: the app, and one agent per job (scoring, drift) on the stream topics."""
+"""Faust bindings: the worker process (lifecycle, signals, timers) hosting batch-native engines."""

@@ -27,20 +27,17 @@ class Settings:
     models_dir: Path = REPO_ROOT / "models"
     state_dir: Path = Path.home() / ".local" / "state" / "inferstream"
     cache_dir: Path = Path.home() / ".cache" / "inferstream"
-    app_id: str = "inferstream"  # Faust app id = consumer group of the scoring agents
+    app_id: str = "inferstream"  # consumer group of the scoring engine (drift: <app_id>-drift)
     topic_namespace: str = ""  # prefix of every topic name, e.g. "staging."
     topic_partitions: int = 4
     topic_replication: int = 1
-    # micro-batching and Faust tuning (see docs in README's configuration table)
-    batch_max: int = 256
-    batch_window_ms: float = 10.0
-    stream_buffer_maxsize: int = 4096
-    broker_commit_interval_s: float = 1.0
+    # the engine (pipeline/engine): micro-batches, commits, backpressure
+    batch_max: int = 256  # largest micro-batch
+    latency_slo_ms: float = 25.0  # event-age objective (record timestamp to delivery)
+    commit_interval_s: float = 0.5  # delivered offsets are committed this often
+    engine_stall_s: float = 1.0  # a handler that takes no batch this long: partitions paused
+    consumer_prefetch_kbytes: int = 8192  # librdkafka's prefetch bound per engine
     producer_linger_ms: float = 1.0
-    faust_transport: str = "kafka"  # Faust broker driver: "kafka" (aiokafka) or "confluent"
-    # the broker holds a fetch up to this long for this many bytes: fewer, larger fetches
-    consumer_fetch_min_bytes: int = 65536
-    consumer_fetch_max_wait_ms: int = 5
     output_compression: str = "none"  # compression.type of results/provenance/dead letters
     publish_timeout_s: float = 60.0  # a batch's outputs not delivered by then: the worker exits
     model_timeout_s: float = 5.0

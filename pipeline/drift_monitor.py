@@ -1,8 +1,9 @@
 """Drift monitoring of a stream's requests: decode, featurise, feed the detector, emit alerts.
 
-Transport-independent like the scorer: the drift agent hands it raw messages in a worker
-thread and publishes what it returns. Invalid requests are skipped here (the scoring agent
-dead-letters them); the detector state is checkpointed to Redis so a restart keeps its windows.
+Transport-independent like the scorer: the drift handler (pipeline/drift/handler.py) runs it
+as engine stages and publishes what it returns. Invalid requests are skipped here (the scoring
+handler dead-letters them); the detector state is checkpointed to Redis so a restart keeps its
+windows.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import json
 import logging
 import time
 from collections.abc import Collection, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,15 @@ from pipeline.state import RedisStateStore
 from pipeline.streams import StreamSpec, drift_alerts_topic
 
 log = logging.getLogger("inferstream.drift")
+
+
+@dataclass(frozen=True)
+class DriftRows:
+    """A batch's monitored feature columns, with the source offsets and timestamps of its rows."""
+
+    matrix: np.ndarray
+    offsets: np.ndarray
+    timestamps_ms: np.ndarray
 
 
 def monitored_columns(feature_names: Sequence[str], exempt: Collection[str]) -> np.ndarray:
@@ -85,7 +95,8 @@ class DriftMonitor:
                 log.warning("drift checkpoint unusable, starting fresh: %s", exc)
         return DriftDetector(reference, config, cache)
 
-    def process(self, messages: list[InboundMessage]) -> list[OutboundMessage]:
+    def featurize(self, messages: Sequence[InboundMessage]) -> DriftRows:
+        """Decode and featurise; undecodable or invalid requests are counted and skipped."""
         requests, offsets, stamps = [], [], []
         for message, decoded in zip(
             messages, self.decode.many(m.value for m in messages), strict=True
@@ -98,13 +109,22 @@ class DriftMonitor:
             stamps.append(message.timestamp_ms)
         features = self.build_features(requests)
         self.skipped += len(features.errors)
-        if not len(features.matrix):
-            return []
         keep = features.valid_index
-        events = self.detector.update(
-            features.matrix[:, self.columns], np.asarray(offsets)[keep], np.asarray(stamps)[keep]
+        return DriftRows(
+            features.matrix[:, self.columns] if len(features.matrix) else features.matrix,
+            np.asarray(offsets, dtype=np.int64)[keep] if len(keep) else np.empty(0, np.int64),
+            np.asarray(stamps, dtype=np.int64)[keep] if len(keep) else np.empty(0, np.int64),
         )
+
+    def update(self, rows: DriftRows) -> list[OutboundMessage]:
+        """Feed the detector; the alert transitions it reports, ready to publish."""
+        if not len(rows.matrix):
+            return []
+        events = self.detector.update(rows.matrix, rows.offsets, rows.timestamps_ms)
         return [self._publishable(event) for event in events]
+
+    def process(self, messages: Sequence[InboundMessage]) -> list[OutboundMessage]:
+        return self.update(self.featurize(messages))
 
     def _publishable(self, event: AlertEvent) -> OutboundMessage:
         record = event.to_avro_dict(self.spec.name, self.model_name, self.model_version, now_ms())

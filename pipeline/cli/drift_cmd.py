@@ -13,8 +13,11 @@ from pipeline.config import settings
 def register(sub: argparse._SubParsersAction) -> None:
     drift = sub.add_parser("drift", help="streaming drift detection on request inputs")
     actions = drift.add_subparsers(dest="action", metavar="ACTION", required=True)
-    worker = actions.add_parser("worker", help="run the drift agent (its own consumer group)")
+    worker = actions.add_parser("worker", help="run the drift engine (its own consumer group)")
     worker.add_argument("--streams", default="fraud")
+    worker.add_argument(
+        "--processes", type=int, default=1, help="engine processes in the drift group"
+    )
     worker.add_argument("--model-version", help="reference of this model version (default: latest)")
     worker.add_argument("--log-level", help="default: INFERSTREAM_LOG_LEVEL or WARNING")
     worker.set_defaults(func=run_worker)
@@ -24,18 +27,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run_worker(args: argparse.Namespace) -> int:
-    from agents.worker import build_drift_worker
-    from pipeline.cli.worker_cmd import parse_streams, run_faust_app
-    from pipeline.models.manifest import ModelError
+    from pipeline.cli.worker_cmd import run_worker as run_any_worker
 
-    cfg = settings()
-    streams = parse_streams(args.streams)
-    try:
-        app = build_drift_worker(cfg, streams, args.model_version)
-    except (ModelError, KeyError, ValueError) as exc:
-        raise CliError(str(exc)) from None
-    run_faust_app(app, (args.log_level or cfg.log_level).upper())
-    return 0
+    return run_any_worker(args, "drift", ["drift", "worker"])
 
 
 def load_statuses(redis_url: str, namespace: str) -> list[dict]:

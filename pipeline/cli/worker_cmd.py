@@ -1,4 +1,4 @@
-"""`inferstream worker`: run the Faust worker that scores the given streams."""
+"""`inferstream worker`: a Faust worker hosting the scoring engine of the given streams."""
 
 from __future__ import annotations
 
@@ -10,10 +10,16 @@ from pipeline.streams import STREAMS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("worker", help="run a scoring worker (Faust) for the given streams")
+    p = sub.add_parser("worker", help="run a scoring worker for the given streams")
     p.add_argument("--streams", default="fraud", help="comma list of streams to score")
     p.add_argument("--model-version", help="model version to serve (default: latest)")
     p.add_argument("--no-cache", action="store_true", help="do not use the Redis result cache")
+    p.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="engine processes in one consumer group under one supervisor (default 1)",
+    )
     p.add_argument("--log-level", help="default: INFERSTREAM_LOG_LEVEL or WARNING")
     p.set_defaults(func=run)
 
@@ -39,22 +45,48 @@ def run_faust_app(app: object, level: str) -> None:
     sys.argv = [sys.argv[0]]  # faust's Worker parses argv itself; ours is already parsed
     faust_worker = Worker(app, loglevel=level, logging_config=logging_config(level), quiet=True)
     # Faust's terminal spinner sets the root logger to DEBUG so that it can spin on every log
-    # call: every debug line of aiokafka and faust then builds a LogRecord (4-6 % of the CPU
-    # of a loaded worker). Logs are JSON on stderr here, nobody watches a spinner.
+    # call: every debug line then builds a LogRecord. Logs are JSON on stderr here.
     faust_worker.spinner = None
     faust_worker.execute_from_commandline()
 
 
-def run(args: argparse.Namespace) -> int:
-    from agents.worker import build_worker
+def run_worker(args: argparse.Namespace, role: str, command: list[str]) -> int:
+    """Shared by `worker` and `drift worker`: one process, or a supervisor of several."""
     from pipeline.cli import CliError
-    from pipeline.models.manifest import ModelError
 
     cfg = settings()
     streams = parse_streams(args.streams)
+    processes = getattr(args, "processes", 1)
+    if processes < 1:
+        raise CliError(f"--processes must be at least 1, got {processes}", exit_code=2)
+    if processes > 1:
+        from agents.supervisor import Supervisor
+
+        child = [sys.executable, "-m", "pipeline", *command, "--streams", ",".join(streams)]
+        if args.model_version:
+            child += ["--model-version", args.model_version]
+        if getattr(args, "no_cache", False):
+            child.append("--no-cache")
+        if args.log_level:
+            child += ["--log-level", args.log_level]
+        return Supervisor(child, processes).run()
+
+    from agents.worker import build_worker
+    from pipeline.models.manifest import ModelError
+
     try:
-        worker = build_worker(cfg, streams, args.model_version, use_cache=not args.no_cache)
+        worker = build_worker(
+            cfg,
+            streams,
+            role=role,  # type: ignore[arg-type]
+            model_version=args.model_version,
+            use_cache=not getattr(args, "no_cache", False),
+        )
     except (ModelError, KeyError, ValueError) as exc:
         raise CliError(str(exc)) from None
     run_faust_app(worker.app, (args.log_level or cfg.log_level).upper())
     return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return run_worker(args, "score", ["worker"])

@@ -1,7 +1,7 @@
 """One micro-batch: decode, validate, build one feature matrix, score once, build the outputs.
 
-Every method is synchronous and runs in the worker's inference thread, so the event loop only
-moves bytes. An input problem dead-letters that message alone; the rest of the batch goes on.
+Every method is synchronous; the engine runs each on its own stage thread (handler.py). An
+input problem dead-letters that message alone; the rest of the batch goes on.
 """
 
 from __future__ import annotations
@@ -182,6 +182,8 @@ class BatchScorer:
         scores: np.ndarray,
         inference_started_ms: int,
         inference_ms: float,
+        cut: str = "",
+        wait_ms: float = 0.0,
     ) -> ScoredBatch:
         n = len(prepared.messages)
         batch_id = f"{self.worker_id}-{next(self._batch_seq)}"
@@ -232,6 +234,8 @@ class BatchScorer:
                 "execution_provider": self.model.provider,
                 "batch_id": batch_id,
                 "batch_size": n,
+                "batch_cut": cut,
+                "batch_wait_ms": wait_ms,
                 "queue_wait_ms": float(max(0, inference_started_ms - message.timestamp_ms)),
                 "inference_ms": inference_ms,
                 "cache_hit": hit,

@@ -1,8 +1,7 @@
-"""BatchScorer on in-process messages: dead letters, one model call per batch, provenance."""
+"""BatchScorer through the scoring handler's stages: dead letters, one model call, provenance."""
 
 from __future__ import annotations
 
-import asyncio
 from types import SimpleNamespace
 
 import numpy as np
@@ -15,7 +14,8 @@ from pipeline.fraud.features import build_features
 from pipeline.fraud.generator import TransactionGenerator
 from pipeline.scoring import BatchScorer, InboundMessage
 from pipeline.scoring.provenance import data_hashes
-from pipeline.scoring.runner import ScoringRunner
+from pipeline.engine import Batch
+from pipeline.scoring.handler import ScoringHandler
 from pipeline.streams import stream_spec
 
 REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
@@ -59,6 +59,21 @@ def messages(records, start_offset=0):
     ]
 
 
+class Delivered(list):
+    """The handler's deliver callable: records what it was given."""
+
+    def __call__(self, outbound):
+        self.extend(outbound)
+
+
+def score(scorer, batch, timeout_s=5.0, retries=0, cut="idle"):
+    delivered = Delivered()
+    handler = ScoringHandler(scorer, delivered, timeout_s, retries, retry_backoff_s=0)
+    scored = handler.handle(Batch(1, batch, cut, 1.5, 0.0, {}))
+    assert delivered == scored.outbound, "handle() returns once all outputs were delivered"
+    return scored
+
+
 def outputs(scored, topic):
     return [m for m in scored.outbound if m.topic == topic]
 
@@ -67,8 +82,7 @@ def test_a_batch_is_one_model_call_with_a_result_and_provenance_per_request():
     records = TransactionGenerator(seed=1).generate(50).records
     model = FakeModel()
     scorer = BatchScorer(SPEC, model, REGISTRY, build_features, worker_id="w")
-    runner = ScoringRunner(scorer, model_timeout_s=5, model_retries=0)
-    scored = asyncio.run(runner.score(messages(records)))
+    scored = score(scorer, messages(records), cut="deadline")
     assert model.calls == [50]
     results = [DECODE(m.value) for m in outputs(scored, SPEC.results)]
     provenance = [DECODE(m.value) for m in outputs(scored, SPEC.provenance)]
@@ -77,6 +91,7 @@ def test_a_batch_is_one_model_call_with_a_result_and_provenance_per_request():
     assert [p["data_hash"] for p in provenance] == data_hashes(matrix)
     assert results[0]["score"] == pytest.approx(matrix[0, 0] / 100)
     assert {p["batch_size"] for p in provenance} == {50}
+    assert {(p["batch_cut"], p["batch_wait_ms"]) for p in provenance} == {("deadline", 1.5)}
     assert provenance[3]["source_offset"] == 3
     assert outputs(scored, SPEC.results)[0].key == records[0]["card_id"].encode()
     assert outputs(scored, SPEC.provenance)[0].key == records[0]["request_id"].encode()
@@ -89,7 +104,7 @@ def test_bad_messages_are_dead_lettered_and_the_rest_scored():
     batch[3].value = b"garbage"
     batch[4].key = None
     scorer = BatchScorer(SPEC, FakeModel(), REGISTRY, build_features, worker_id="w")
-    scored = asyncio.run(ScoringRunner(scorer, 5, 0).score(batch))
+    scored = score(scorer, batch)
     dead = {int(dict(m.headers)["dlq.source.offset"]): dict(m.headers)
             for m in outputs(scored, SPEC.dlq)}
     assert dead[1]["dlq.reason"] == b"invalid-feature"
@@ -105,14 +120,12 @@ def test_model_failures_are_retried_then_the_batch_is_dead_lettered():
     records = TransactionGenerator(seed=3).generate(4).records
     flaky = FakeModel(failures=1)
     scorer = BatchScorer(SPEC, flaky, REGISTRY, build_features, worker_id="w")
-    scored = asyncio.run(ScoringRunner(scorer, 5, model_retries=2, retry_backoff_s=0).score(
-        messages(records)))
+    scored = score(scorer, messages(records), retries=2)
     assert len(outputs(scored, SPEC.results)) == 4 and len(flaky.calls) == 2
 
     broken = FakeModel(failures=10)
     scorer = BatchScorer(SPEC, broken, REGISTRY, build_features, worker_id="w")
-    scored = asyncio.run(ScoringRunner(scorer, 5, model_retries=2, retry_backoff_s=0).score(
-        messages(records)))
+    scored = score(scorer, messages(records), retries=2)
     assert len(broken.calls) == 3
     assert outputs(scored, SPEC.results) == []
     reasons = {dict(m.headers)["dlq.reason"] for m in outputs(scored, SPEC.dlq)}
@@ -122,7 +135,7 @@ def test_model_failures_are_retried_then_the_batch_is_dead_lettered():
 def test_a_hung_model_times_out_into_the_dlq():
     records = TransactionGenerator(seed=4).generate(2).records
     scorer = BatchScorer(SPEC, FakeModel(hang_s=0.5), REGISTRY, build_features, worker_id="w")
-    scored = asyncio.run(ScoringRunner(scorer, 0.05, 0).score(messages(records)))
+    scored = score(scorer, messages(records), timeout_s=0.05)
     assert {dict(m.headers)["dlq.reason"] for m in outputs(scored, SPEC.dlq)} == {
         b"model-timeout"}
 
@@ -144,9 +157,8 @@ def test_cached_scores_skip_the_model_and_redis_down_flags_degraded():
     records = TransactionGenerator(seed=5).generate(8).records
     model, cache = FakeModel(), DictCache()
     scorer = BatchScorer(SPEC, model, REGISTRY, build_features, cache=cache, worker_id="w")
-    runner = ScoringRunner(scorer, 5, 0)
-    first = asyncio.run(runner.score(messages(records)))
-    second = asyncio.run(runner.score(messages(records, start_offset=8)))
+    first = score(scorer, messages(records))
+    second = score(scorer, messages(records, start_offset=8))
     assert model.calls == [8]  # the second batch came wholly from the cache
     prov = [DECODE(m.value) for m in outputs(second, SPEC.provenance)]
     assert all(p["cache_hit"] for p in prov)
@@ -154,6 +166,6 @@ def test_cached_scores_skip_the_model_and_redis_down_flags_degraded():
         DECODE(m.value)["score"] for m in outputs(second, SPEC.results)]
 
     cache.down = True
-    third = asyncio.run(runner.score(messages(records, start_offset=16)))
+    third = score(scorer, messages(records, start_offset=16))
     assert model.calls == [8, 8]
     assert all(DECODE(m.value)["degraded"] for m in outputs(third, SPEC.results))

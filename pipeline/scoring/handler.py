@@ -1,0 +1,153 @@
+"""The scoring handler: a BatchScorer as the engine's four stages.
+
+    prepare (decode, validate, features, cache lookup) -> infer (one model call, timeout and
+    bounded retries) -> encode (results, provenance, dead letters) -> deliver (returns once
+    every output is acknowledged)
+
+Each stage runs on its own engine thread, so while batch n is in the model, batch n+1 is
+decoded and batch n-1 delivered. `handle` runs the same stages one after the other, for
+callers that score a batch on their own thread (replay, tests).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from threading import Lock
+
+import numpy as np
+
+from pipeline.engine import Batch, Stage
+from pipeline.scoring.messages import OutboundMessage
+from pipeline.scoring.scorer import BatchScorer, PreparedBatch, ScoredBatch, now_ms
+
+log = logging.getLogger("inferstream.scoring")
+
+Deliver = Callable[[Sequence[OutboundMessage]], None]
+
+
+@dataclass
+class _InFlight:
+    batch: Batch
+    prepared: PreparedBatch
+    scores: np.ndarray | None = None
+    inference_started_ms: int = 0
+    inference_ms: float = 0.0
+    failure: tuple[str, str] | None = None  # (reason, detail) when the model failed for good
+
+
+@dataclass
+class ScoringStats:
+    """Counters the worker's periodic stats line reads."""
+
+    batches: int = 0
+    received: int = 0
+    scored: int = 0
+    dead_lettered: int = 0
+    cache_hits: int = 0
+
+
+class ScoringHandler:
+    def __init__(
+        self,
+        scorer: BatchScorer,
+        deliver: Deliver,
+        model_timeout_s: float,
+        model_retries: int,
+        retry_backoff_s: float = 0.05,
+    ) -> None:
+        if model_timeout_s <= 0 or model_retries < 0:
+            raise ValueError("model timeout must be positive and retries at least 0")
+        self.name = f"score-{scorer.spec.name}"
+        self.scorer = scorer
+        self.deliver = deliver
+        self.model_timeout_s = model_timeout_s
+        self.model_retries = model_retries
+        self.retry_backoff_s = retry_backoff_s
+        self.stats = ScoringStats()
+        self._stats_lock = Lock()
+        # two threads: a hung call is abandoned after its timeout, the retry takes the other
+        self._model = ThreadPoolExecutor(2, thread_name_prefix=f"{self.name}-model")
+
+    def stages(self) -> list[Stage]:
+        return [
+            Stage("prepare", self.prepare),
+            Stage("infer", self.infer),
+            Stage("encode", self.encode),
+            Stage("deliver", self.publish),
+        ]
+
+    def handle(self, batch: Batch) -> ScoredBatch:
+        """All four stages on the calling thread; returns once the outputs are delivered."""
+        return self.publish(self.encode(self.infer(self.prepare(batch))))
+
+    # -- stages ----------------------------------------------------------------------------
+    def prepare(self, batch: Batch) -> _InFlight:
+        return _InFlight(batch, self.scorer.prepare(batch.messages))
+
+    def infer(self, work: _InFlight) -> _InFlight:
+        if not work.prepared.messages:  # nothing valid to score: only dead letters to publish
+            work.scores, work.inference_started_ms = np.empty(0), now_ms()
+            return work
+        last_error: BaseException | None = None
+        for attempt in range(1 + self.model_retries):
+            work.inference_started_ms, started = now_ms(), time.perf_counter()
+            future = self._model.submit(self.scorer.infer, work.prepared)
+            try:
+                work.scores = future.result(self.model_timeout_s)
+            except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
+                last_error = (
+                    TimeoutError(f"model call over {self.model_timeout_s}s")
+                    if isinstance(exc, FutureTimeout)
+                    else exc
+                )
+                log.warning(
+                    "model call failed (attempt %d of %d): %r",
+                    attempt + 1,
+                    1 + self.model_retries,
+                    last_error,
+                )
+                time.sleep(self.retry_backoff_s * (2**attempt))
+                continue
+            work.inference_ms = (time.perf_counter() - started) * 1000
+            return work
+        reason = "model-timeout" if isinstance(last_error, TimeoutError) else "model-error"
+        log.error(
+            "dead-lettering a batch of %d after %d model attempts: %r",
+            len(work.prepared.messages),
+            1 + self.model_retries,
+            last_error,
+        )
+        work.failure = (reason, repr(last_error))
+        return work
+
+    def encode(self, work: _InFlight) -> ScoredBatch:
+        if work.failure is not None:
+            return self.scorer.dead_letter_batch(work.prepared, *work.failure)
+        assert work.scores is not None
+        return self.scorer.publishable(
+            work.prepared,
+            work.scores,
+            work.inference_started_ms,
+            work.inference_ms,
+            cut=work.batch.cut,
+            wait_ms=work.batch.wait_ms,
+        )
+
+    def publish(self, scored: ScoredBatch) -> ScoredBatch:
+        self.deliver(scored.outbound)
+        with self._stats_lock:
+            s = self.stats
+            s.batches += 1
+            s.received += scored.scored + scored.dead_lettered
+            s.scored += scored.scored
+            s.dead_lettered += scored.dead_lettered
+            s.cache_hits += scored.cache_hits
+        return scored
+
+    def close(self) -> None:
+        self._model.shutdown(wait=False, cancel_futures=True)
