@@ -20,6 +20,7 @@ from pipeline.cache import ResultCache
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.engine import BatchHandler, Engine, EngineConfig
+from pipeline.kafka.client_config import client_config
 from pipeline.logs import lifecycle_event
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
@@ -46,7 +47,7 @@ def engine_config(settings: Settings, name: str, group_id: str, topic: str) -> E
         name=name,
         group_id=group_id,
         topics=(topic,),
-        consumer={"bootstrap.servers": settings.kafka_bootstrap},
+        consumer=client_config(settings),
         batch_max=settings.batch_max,
         latency_objective_s=settings.latency_slo_ms / 1000,
         commit_interval_s=settings.commit_interval_s,

@@ -1,6 +1,6 @@
 """Delivering a batch's outputs with librdkafka: produce them all, then wait until all are acked.
 
-`publish` blocks (it runs on the runner's codec thread, never on the event loop) and returns
+`publish` blocks (it runs as the handler's deliver stage, on its own engine thread) and returns
 only when the broker has acknowledged every record (acks=all), so the caller may then ack the
 batch's requests. Any record that fails raises `DeliveryFailed`.
 
@@ -18,13 +18,14 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.config import Settings
+from pipeline.kafka.client_config import client_config
 from pipeline.kafka.producer import DeliveryFailed, produce_waiting
 from pipeline.scoring.messages import OutboundMessage
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     return {
-        "bootstrap.servers": settings.kafka_bootstrap,
+        **client_config(settings),
         "acks": "all",
         "enable.idempotence": True,  # no duplicates or reordering from retries
         "partitioner": "murmur2_random",  # the Java/aiokafka partition for a key
