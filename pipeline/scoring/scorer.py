@@ -18,7 +18,8 @@ import numpy as np
 
 from pipeline import __version__
 from pipeline.cache import ResultCache
-from pipeline.codec import AvroDeserializer, AvroSerializer, DecodeError, SchemaRegistry
+from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
+from pipeline.codec.columns import ColumnEncoder
 from pipeline.scoring.dead_letters import dead_letter
 from pipeline.scoring.messages import InboundMessage, OutboundMessage
 from pipeline.scoring.provenance import data_hashes
@@ -44,6 +45,10 @@ class FeatureBatch(Protocol):
 
 
 FeatureBuilder = Callable[[Sequence[dict[str, Any]]], FeatureBatch]
+
+
+# request headers copied onto the outputs (trace context and tenant travel with the request)
+_PASSED_HEADERS = frozenset({"traceparent", "tenant"})
 
 
 def now_ms() -> int:
@@ -98,10 +103,10 @@ class BatchScorer:
         self.decode = AvroDeserializer(
             registry, catalog.latest(spec.request_schema), logical_types=False
         )
-        self.encode_result = AvroSerializer(
+        self.encode_result = ColumnEncoder(
             registry, catalog.latest("inference_result"), spec.results
         )
-        self.encode_provenance = AvroSerializer(
+        self.encode_provenance = ColumnEncoder(
             registry, catalog.latest("provenance_record"), spec.provenance
         )
         self._batch_seq = itertools.count(1)
@@ -192,40 +197,30 @@ class BatchScorer:
         manifest = self.model.manifest
         hits = [score is not None for score in prepared.cached_scores] or [False] * n
         outbound = list(prepared.dead_letters)
-        for message, request, data_hash, score, decision, hit in zip(
-            prepared.messages,
-            prepared.requests,
-            prepared.hashes,
-            scores.tolist(),
-            decisions,
-            hits,
-            strict=True,
-        ):
-            request_id = request["request_id"]
-            headers = [("request_id", request_id.encode())]
-            for name in ("traceparent", "tenant"):
-                value = message.header(name)
-                if value is not None:
-                    headers.append((name, value))
-            result = {
-                "request_id": request_id,
-                "key": request.get(self.spec.key_field),
-                "tenant": request.get("tenant"),
+        if not n:
+            return ScoredBatch(outbound, 0, len(outbound), 0, inference_ms, [])
+        messages, requests = prepared.messages, prepared.requests
+        request_ids = [r["request_id"] for r in requests]
+        stamps = np.fromiter((m.timestamp_ms for m in messages), dtype=np.int64, count=n)
+        # fields with one value per batch are encoded once (pipeline/codec/columns.py)
+        results = self.encode_result.encode(
+            {
                 "model_name": manifest.name,
                 "model_version": manifest.version,
-                "score": score,
-                "decision": decision,
                 "served_at": served_at,
-                "latency_ms": float(served_at - message.timestamp_ms),
                 "degraded": prepared.degraded,
-            }
-            provenance = {
-                "request_id": request_id,
-                "data_hash": data_hash,
-                "source_topic": message.topic,
-                "source_partition": message.partition,
-                "source_offset": message.offset,
-                "source_timestamp": message.timestamp_ms,
+            },
+            {
+                "request_id": request_ids,
+                "key": [r.get(self.spec.key_field) for r in requests],
+                "tenant": [r.get("tenant") for r in requests],
+                "score": scores,
+                "decision": decisions,
+                "latency_ms": (served_at - stamps).astype(np.float64),
+            },
+        )
+        provenance = self.encode_provenance.encode(
+            {
                 "model_name": manifest.name,
                 "model_version": manifest.version,
                 "model_sha256": self.model.sha256,
@@ -236,23 +231,32 @@ class BatchScorer:
                 "batch_size": n,
                 "batch_cut": cut,
                 "batch_wait_ms": wait_ms,
-                "queue_wait_ms": float(max(0, inference_started_ms - message.timestamp_ms)),
                 "inference_ms": inference_ms,
-                "cache_hit": hit,
                 "degraded": prepared.degraded,
                 "served_at": served_at,
-            }
-            outbound.append(
-                OutboundMessage(self.spec.results, message.key, self.encode_result(result), headers)
-            )
-            outbound.append(
-                OutboundMessage(
-                    self.spec.provenance,
-                    request_id.encode(),
-                    self.encode_provenance(provenance),
-                    headers,
-                )
-            )
+            },
+            {
+                "request_id": request_ids,
+                "data_hash": prepared.hashes,
+                "source_topic": [m.topic for m in messages],
+                "source_partition": [m.partition for m in messages],
+                "source_offset": [m.offset for m in messages],
+                "source_timestamp": stamps,
+                "queue_wait_ms": np.maximum(0, inference_started_ms - stamps).astype(np.float64),
+                "cache_hit": hits,
+            },
+        )
+        results_topic, provenance_topic = self.spec.results, self.spec.provenance
+        for message, request_id, result, record in zip(
+            messages, request_ids, results, provenance, strict=True
+        ):
+            id_bytes = request_id.encode()
+            headers = [("request_id", id_bytes)]
+            for name, value in message.headers:
+                if name in _PASSED_HEADERS:
+                    headers.append((name, value))
+            outbound.append(OutboundMessage(results_topic, message.key, result, headers))
+            outbound.append(OutboundMessage(provenance_topic, id_bytes, record, headers))
         if self.cache is not None and not prepared.degraded:
             misses = [i for i, hit in enumerate(hits) if not hit]
             self.cache.put_many(
