@@ -7,6 +7,7 @@ import asyncio
 from mode import Service
 
 from pipeline.engine import Engine
+from pipeline.logs import lifecycle_event
 
 
 class EngineService(Service):
@@ -25,4 +26,13 @@ class EngineService(Service):
 
     async def on_stop(self) -> None:
         # joining the engine's thread blocks: not on the event loop
-        await asyncio.get_running_loop().run_in_executor(None, self.engine.stop)
+        engine = self.engine
+        clean = await asyncio.get_running_loop().run_in_executor(None, engine.stop)
+        lifecycle_event(
+            "engine-stopped",
+            "engine stopped" if clean else "engine did not stop cleanly",
+            engine=engine.config.name,
+            clean=clean,
+            batches=engine.stats.batches,
+            events=engine.stats.events,
+        )
