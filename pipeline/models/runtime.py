@@ -1,10 +1,9 @@
 """Load a model directory into a verified, warmed-up ONNX Runtime session and score with it.
 
-Why `predict` is meant to run off the event loop: ONNX Runtime releases the GIL for the whole
-of `InferenceSession.run`, and `run` is thread-safe on one session, so workers hand batches to a
-thread pool (`loop.run_in_executor`) and the Faust event loop keeps consuming and producing
-while the model computes. Calling `predict` on the loop itself would stall every agent for the
-length of the batch.
+Why `predict` runs on its own thread (the scoring handler's infer stage): ONNX Runtime
+releases the GIL for the whole of `InferenceSession.run`, and `run` is thread-safe on one
+session, so the engine decodes the next batch and delivers the previous one while the model
+computes. Nothing calls it on an event loop, which it would stall for the length of a batch.
 """
 
 from __future__ import annotations
