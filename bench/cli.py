@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from bench.window import DEFAULT_MS as DEFAULT_WINDOW_MS
+from bench.window import ENV as WINDOW_ENV
+
 SMOKE = {"events": 3000, "rate_seconds": 2.0, "loads": "0.5"}
 
 
@@ -17,7 +20,9 @@ def _ints(text: str) -> list[int]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--smoke", action="store_true", help="few events, one config per baseline")
+    p.add_argument(
+        "--smoke", action="store_true", help="few events: reference, floor, ceiling, drift"
+    )
     p.add_argument("--events", type=int, default=30_000, help="flat-out backlog per config")
     p.add_argument(
         "--rate-seconds", type=float, default=6.0, help="length of each fixed-rate phase"
@@ -25,16 +30,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--loads", default="0.25,0.5,0.9", help="offered loads, fractions of the reference's max"
     )
-    p.add_argument("--windows", default="1,5,10,20", help="window sweep (ms), at --batch-max")
-    p.add_argument("--batch-sizes", default="64,1024", help="batch_max sweep, at --window")
+    p.add_argument("--slos", default="10,50", help="latency SLO sweep (ms), at --batch-max")
+    p.add_argument("--batch-sizes", default="64,1024", help="batch_max sweep, at --slo")
     p.add_argument(
-        "--transports",
-        default="kafka",
-        help="Faust transports to compare, e.g. kafka,confluent (confluent:// did not start an "
-        "agent with faust-streaming 0.15.3)",
+        "--processes", default="2", help="`inferstream worker --processes N` configs (comma list)"
     )
-    p.add_argument("--window", type=float, default=None, help="reference window (ms)")
+    p.add_argument("--slo", type=float, default=None, help="reference latency SLO (ms)")
     p.add_argument("--batch-max", type=int, default=None, help="reference batch_max")
+    p.add_argument(
+        "--window",
+        type=float,
+        default=None,
+        help=f"the baselines' batching window (ms; default {WINDOW_ENV} or {DEFAULT_WINDOW_MS:g})",
+    )
     p.add_argument("--only", default="", help="comma list of roles to run (e.g. reference,floor)")
     p.add_argument("--name", default="", help="results file name (default: the run id)")
     p.add_argument("--out", default="", help="write the JSON here instead of bench/results/")
@@ -45,6 +53,7 @@ def execute(args: argparse.Namespace) -> int:
     from bench import report
     from bench.run import new_plan, plan_targets, run
     from bench.targets import Target
+    from bench.window import window_ms
     from pipeline.config import Settings
 
     settings = Settings.from_env()
@@ -54,15 +63,12 @@ def execute(args: argparse.Namespace) -> int:
     reference = Target(
         "inferstream",
         "reference",
-        args.window if args.window is not None else settings.batch_window_ms,
-        args.batch_max if args.batch_max is not None else settings.batch_max,
+        latency_slo_ms=args.slo if args.slo is not None else settings.latency_slo_ms,
+        batch_max=args.batch_max if args.batch_max is not None else settings.batch_max,
+        window_ms=args.window if args.window is not None else window_ms(),
     )
     targets = plan_targets(
-        _floats(args.windows),
-        _ints(args.batch_sizes),
-        [t for t in args.transports.split(",") if t],
-        args.smoke,
-        reference,
+        _floats(args.slos), _ints(args.batch_sizes), _ints(args.processes), args.smoke, reference
     )
     if args.only:
         roles = set(args.only.split(","))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from bench.collector import Collector
@@ -19,7 +20,8 @@ from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.kafka.admin import ensure_topics, topic_names
 from pipeline.kafka.reader import read_topic
-from pipeline.streams import stream_spec
+from pipeline.streams import StreamSpec, stream_spec
+from pipeline.worker_process import WorkerProcess
 
 
 @dataclass(frozen=True)
@@ -40,46 +42,75 @@ class Phase:
     sent_at: list[float] = field(default_factory=list)
 
 
-def run_target(
-    target: Target, index: int, plan: Plan, pool: EventPool, rates: list[float] | None
-) -> dict[str, Any]:
-    """Measure `target` flat out, then at `rates` (None: the plan's loads x its own flat rate)."""
+@dataclass
+class Setup:
+    """One configuration's fresh topics, its loaded backlog and its (not yet started) worker."""
+
+    namespace: str
+    app_id: str
+    spec: StreamSpec
+    flat: Phase
+    load_s: float  # seconds the backlog took to produce
+    process: WorkerProcess
+
+
+def set_up(target: Target, index: int, plan: Plan, pool: EventPool) -> Setup:
+    """Fresh topics (namespace `bench-<run id>-<index>.`), the flat-out backlog produced."""
     cfg = plan.settings
     namespace = f"bench-{plan.run_id}-{index}."
+    app_id = f"inferstream-{namespace}"
     spec = stream_spec("fraud", namespace)
     ensure_topics(cfg.kafka_bootstrap, ["fraud"], cfg.topic_partitions, 1, namespace)
     flat = Phase("flat", pool.events(0, target.backlog(plan.events)))
     load_s = load_backlog(cfg.kafka_bootstrap, spec.requests, flat.events)
+    state_dir = str(cfg.state_dir / "bench" / namespace.rstrip("."))
+    process = target.process(target.env(namespace, app_id, state_dir))
+    return Setup(namespace, app_id, spec, flat, load_s, process)
+
+
+def offered_rates(
+    plan: Plan, loads: tuple[float, ...], reference_rate: float | None, own_rate: Any, name: str
+) -> list[float]:
+    """`loads` x the reference's flat-out rate; without a reference run, x this config's own."""
+    rate = reference_rate or own_rate
+    if not rate:
+        raise RuntimeError(f"{name}: no flat-out throughput to derive rates from")
+    return [rate * load for load in loads]
+
+
+def run_target(
+    target: Target, index: int, plan: Plan, pool: EventPool, reference_rate: float | None
+) -> dict[str, Any]:
+    """Measure `target` flat out, then at the plan's loads x the reference's flat-out rate."""
+    cfg = plan.settings
+    setup = set_up(target, index, plan, pool)
+    spec, flat, process = setup.spec, setup.flat, setup.process
     collector = Collector(cfg.kafka_bootstrap, spec.results)
     collector.start()
     collector.started.wait(15)
-    state_dir = str(cfg.state_dir / "bench" / namespace.rstrip("."))
-    process = target.process(target.env(namespace, f"inferstream-{namespace}", state_dir))
     marks: dict[str, float] = {}
-    collector.on_first = lambda: marks.setdefault("cpu_first", _cpu(process))
+    collector.on_first = lambda: marks.setdefault("cpu_first", worker_cpu(process))
     started = time.monotonic()
-    out: dict[str, Any] = {"target": target.name, "namespace": namespace}
+    out: dict[str, Any] = {"target": target.name, "namespace": setup.namespace}
     try:
-        process.start(timeout=90)
+        process.start(timeout=120)
+        # startup is not measured: until the worker (all its processes) said ready
+        marks.update(ready_at=time.time(), cpu_ready=worker_cpu(process))
         out["startup_s"] = round(time.monotonic() - started, 2)
-        busy0 = _system_busy()
+        busy0 = system_busy()
         complete = collector.wait(len(flat.events), timeout=300, idle=20)
-        busy1 = _system_busy()
-        out["flat"] = _flat_result(flat, collector, marks, _cpu(process), complete, load_s)
-        # all processes of the machine (broker, bench, anyone else's) while flat out
-        out["flat"]["system_busy_cores"] = round(
-            (busy1[0] - busy0[0]) / max(1, busy1[1] - busy0[1]) * (os.cpu_count() or 1), 2
+        busy1 = system_busy()
+        out["flat"] = _flat_result(
+            flat, collector, marks, worker_cpu(process), complete, setup.load_s
         )
-        with open("/proc/loadavg") as f:
-            out["loadavg_1m"] = float(f.read().split()[0])
-        if rates is None:
-            rate = out["flat"].get("events_per_s")
-            if not rate:
-                raise RuntimeError(f"{target.name}: no flat-out throughput to derive rates from")
-            rates = [rate * load for load in plan.loads]
+        out["flat"]["system_busy_cores"] = busy_cores(busy0, busy1)
+        out["loadavg_1m"] = loadavg()
+        rates = offered_rates(
+            plan, plan.loads, reference_rate, out["flat"].get("events_per_s"), target.name
+        )
         out["rates"] = rates
         out["loads"] = _rate_phases(
-            target, plan, pool, rates, collector, process, spec, out["flat"].get("events_per_s")
+            plan, pool, rates, collector, process, spec, out["flat"].get("events_per_s")
         )
     finally:
         process.stop()
@@ -88,11 +119,11 @@ def run_target(
     if target.has_provenance:
         out["batches"] = _batch_sizes(cfg, spec.provenance, len(collector.arrivals), pool, plan)
     if not plan.keep_topics:
-        _delete_topics(cfg.kafka_bootstrap, namespace)
+        delete_topics(cfg.kafka_bootstrap, setup.namespace)
     return out
 
 
-def _system_busy() -> tuple[int, int]:
+def system_busy() -> tuple[int, int]:
     """(busy, total) jiffies of the whole machine, from /proc/stat."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -100,7 +131,20 @@ def _system_busy() -> tuple[int, int]:
     return sum(values) - idle, sum(values)
 
 
-def _cpu(process: Any) -> float:
+def busy_cores(before: tuple[int, int], after: tuple[int, int]) -> float:
+    """Cores busy between two `system_busy()` readings: the broker, the bench, anyone else."""
+    share = (after[0] - before[0]) / max(1, after[1] - before[1])
+    return round(share * (os.cpu_count() or 1), 2)
+
+
+def loadavg() -> float:
+    with open("/proc/loadavg") as f:
+        return float(f.read().split()[0])
+
+
+def worker_cpu(process: WorkerProcess) -> float:
+    """CPU seconds of the worker and its descendants (a supervisor's engine processes)."""
+    assert process.proc is not None
     return cpu_seconds(process.proc.pid)
 
 
@@ -113,44 +157,69 @@ def _flat_result(
     load_s: float,
 ) -> dict[str, Any]:
     arrivals = collector.arrivals
-    times = np.sort(
-        np.array([arrivals[e.request_id] for e in phase.events if e.request_id in arrivals])
+    times = np.array([arrivals[e.request_id] for e in phase.events if e.request_id in arrivals])
+    start, cpu_start, counted_from = flat_start(
+        times, marks["ready_at"], marks.get("cpu_first"), marks["cpu_ready"]
     )
-    if len(times) < 2:
-        return {"completed": len(times), "complete": False}
-    first = times[0]
-    counted = int(len(times) - np.count_nonzero(times == first))
-    span = float(times[-1] - first)
+    counted = int(np.count_nonzero(times > start))
+    if counted < 1:
+        return {"events": len(phase.events), "completed": len(times), "complete": False}
+    span = float(times.max() - start)
     return {
         "events": len(phase.events),
         "completed": len(times),
         "complete": complete,
         "events_per_s": round(counted / span, 1) if span > 0 else None,
         "span_s": round(span, 3),
-        "cpu_s_per_1k": round((cpu_end - marks.get("cpu_first", cpu_end)) / counted * 1000, 4)
-        if counted
-        else None,
+        "counted": counted,
+        "counted_from": counted_from,
+        "cpu_s_per_1k": round((cpu_end - cpu_start) / counted * 1000, 4),
         "backlog_load_s": round(load_s, 3),
     }
 
 
+def flat_start(
+    times: np.ndarray, ready_at: float, cpu_first: float | None, cpu_ready: float
+) -> tuple[float, float, str]:
+    """Where the flat-out interval starts: (time, CPU mark, why), startup left out.
+
+    From the first output (the events that came with it are not counted), or, when outputs
+    came before the worker said ready (a supervisor is ready when its last process is; the
+    first one has scored meanwhile, and the group rebalances when the next joins), from the
+    ready line, provided at least half of the events came after it.
+    """
+    if len(times) == 0:
+        return ready_at, cpu_ready, "ready"
+    first = float(times.min())
+    if first < ready_at and np.count_nonzero(times > ready_at) >= len(times) / 2:
+        return ready_at, cpu_ready, "ready"
+    return first, cpu_first if cpu_first is not None else cpu_ready, "first output"
+
+
+def live_producer(plan: Plan, spec: StreamSpec) -> Producer:
+    """The fixed-rate phases' producer, warmed up on a topic no worker reads.
+
+    An idempotent producer's first records wait ~0.5 s for its id and metadata: not ours to
+    measure.
+    """
+    producer = request_producer(plan.settings.kafka_bootstrap)
+    producer.produce(spec.shadow, b"warm-up")
+    producer.flush(30)
+    return producer
+
+
 def _rate_phases(
-    target: Target,
     plan: Plan,
     pool: EventPool,
     rates: list[float],
     collector: Collector,
-    process: Any,
-    spec: Any,
+    process: WorkerProcess,
+    spec: StreamSpec,
     flat_rate: float | None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     offset = plan.events
-    producer = request_producer(plan.settings.kafka_bootstrap)
-    # An idempotent producer's first records wait ~0.5 s for its id and metadata: not ours to
-    # measure, so warm it up on a topic the worker does not read.
-    producer.produce(spec.shadow, b"warm-up")
-    producer.flush(30)
+    producer = live_producer(plan, spec)
     saturated = False
     for load, rate in zip(plan.loads, rates, strict=True):
         count = max(1, round(rate * plan.rate_seconds))
@@ -164,11 +233,11 @@ def _rate_phases(
         time.sleep(0.5)  # let the previous phase's commits and acks settle
         expected = len(collector.arrivals) + count
         sent_at = [0.0] * count
-        cpu0 = _cpu(process)
+        cpu0, busy0 = worker_cpu(process), system_busy()
         achieved = produce_paced(producer, spec.requests, events, rate, sent_at)
         last_sent = max(sent_at)
         complete = collector.wait(expected, timeout=max(15.0, 2 * plan.rate_seconds), idle=8)
-        cpu1 = _cpu(process)
+        cpu1, busy1 = worker_cpu(process), system_busy()
         arrivals = collector.arrivals
         got = [
             (arrivals[e.request_id], sent_at[i])
@@ -190,6 +259,8 @@ def _rate_phases(
                 "saturated": saturated,
                 "drain_s": None if drain_s is None else round(drain_s, 3),
                 "cpu_s_per_1k": round((cpu1 - cpu0) / max(1, len(got)) * 1000, 4),
+                # the whole machine: the bench's own producer and collector share the cores
+                "system_busy_cores": busy_cores(busy0, busy1),
                 **_percentiles(latency),
             }
         )
@@ -239,12 +310,15 @@ def _size_stats(sizes: list[int]) -> dict[str, Any]:
     }
 
 
-def _delete_topics(bootstrap: str, namespace: str) -> None:
-    """The config's topics, and Faust's own (`<app id>-__assignor-__leader`, ...)."""
+def delete_topics(bootstrap: str, namespace: str) -> None:
+    """The config's topics, Faust's own (`<app id>-__assignor-__leader`, ...) and its groups."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     app_id = f"inferstream-{namespace}"
     names = set(topic_names(["fraud"], namespace))
     names |= {t for t in admin.list_topics(timeout=15).topics if t.startswith(app_id)}
-    for future in admin.delete_topics(sorted(names)).values():
+    futures = list(admin.delete_topics(sorted(names)).values())
+    # the committed offsets of a config's groups would outlive its topics on the broker
+    futures += admin.delete_consumer_groups([app_id, f"{app_id}-drift"]).values()
+    for future in futures:
         with contextlib.suppress(Exception):  # already gone or never created
             future.result(30)

@@ -1,24 +1,28 @@
 """Baseline "Python ceiling": a synchronous confluent-kafka loop around the same BatchScorer.
 
-consume up to batch_max (or what arrives within the window) -> prepare -> infer -> publishable
--> produce every output -> flush (delivered) -> commit. Same outputs and the same
-at-least-once rule as the agent, no Faust and no event loop. Run: `python -m bench.plain` with
-the worker's INFERSTREAM_* environment.
+consume up to batch_max (or what arrives within the window, BENCH_WINDOW_MS: bench/window.py)
+-> prepare -> infer -> publishable -> produce every output -> flush (delivered) -> commit.
+Same outputs, the same producer settings as the worker's publisher and the same at-least-once
+rule as the engine; no Faust, no event loop, no pipelining of stages. Run: `python -m
+bench.plain` with the worker's INFERSTREAM_* environment.
 """
 
 from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, KafkaError, Message, Producer
 
+from bench.window import window_ms
 from pipeline.codec import registry_from_settings
 from pipeline.config import settings
 from pipeline.fraud.features import build_features
+from pipeline.kafka.client_config import client_config
 from pipeline.logs import lifecycle_event
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
 from pipeline.scoring import BatchScorer, InboundMessage
+from pipeline.scoring.publisher import producer_config
 from pipeline.scoring.scorer import now_ms
 from pipeline.streams import stream_spec
 
@@ -35,19 +39,21 @@ def main() -> None:
     scorer = BatchScorer(spec, model, registry_from_settings(cfg), build_features)
     consumer = Consumer(
         {
-            "bootstrap.servers": cfg.kafka_bootstrap,
+            **client_config(cfg),
             "group.id": cfg.app_id,
             "auto.offset.reset": "earliest",
             "enable.auto.commit": False,
         }
     )
-    producer = Producer(
-        {
-            "bootstrap.servers": cfg.kafka_bootstrap,
-            "acks": "all",
-            "linger.ms": cfg.producer_linger_ms,
-        }
-    )
+    # the publisher's settings (idempotent, acks=all, murmur2_random, linger): a ceiling that
+    # produced more cheaply than the worker may would not be the worker's ceiling
+    failed: list[KafkaError] = []
+
+    def on_delivery(error: KafkaError | None, message: Message) -> None:
+        if error is not None:  # delivery.report.only.error: only failures come here
+            failed.append(error)
+
+    producer = Producer({**producer_config(cfg), "on_delivery": on_delivery})
     announced = False
 
     def on_assign(consumer: Consumer, partitions: list) -> None:
@@ -57,7 +63,7 @@ def main() -> None:
             lifecycle_event("ready", "plain loop ready")
 
     consumer.subscribe([spec.requests], on_assign=on_assign)
-    window_s = cfg.batch_window_ms / 1000
+    window_s = window_ms() / 1000
     while True:
         batch = consumer.consume(num_messages=cfg.batch_max, timeout=window_s)
         messages = [
@@ -87,8 +93,8 @@ def main() -> None:
                     break
                 except BufferError:
                     producer.poll(0.01)
-        if producer.flush(30):
-            raise SystemExit("outputs not delivered; exiting before the commit")
+        if producer.flush(30) or failed:
+            raise SystemExit(f"outputs not delivered ({failed[:1]}); exiting before the commit")
         consumer.commit(asynchronous=True)
 
 

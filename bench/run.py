@@ -13,38 +13,49 @@ from importlib import metadata
 from typing import Any
 
 from bench import report
+from bench.drift_run import run_drift_target
 from bench.events import EventPool
 from bench.measure import Plan, run_target
 from bench.targets import ROLE_DOC, Target
 from pipeline.config import REPO_ROOT, Settings
 
+DRIFT_COMMIT_INTERVAL_S = 0.05
+
 
 def plan_targets(
-    windows: list[float],
+    slos: list[float],
     batch_sizes: list[int],
-    transports: list[str],
+    processes: list[int],
     smoke: bool,
     reference: Target | None = None,
 ) -> list[Target]:
+    """Reference first (its flat-out rate sets every config's offered rates), then baselines.
+
+    Smoke: reference, floor, ceiling and the drift worker, on few events. Full: also per-event,
+    `--processes N`, and the sweep over the engine's knobs (latency SLO at the reference
+    batch_max, batch_max at the reference SLO).
+    """
     ref = reference or Target("inferstream", "reference")
+    floor = Target("passthrough", "floor", batch_max=ref.batch_max, window_ms=ref.window_ms)
+    ceiling = Target("plain", "ceiling", batch_max=ref.batch_max, window_ms=ref.window_ms)
+    # the drift group commits often: its commits are the bench's only view of its progress
+    drift = replace(ref, kind="drift", role="drift", commit_interval_s=DRIFT_COMMIT_INTERVAL_S)
+    if smoke:
+        return [ref, floor, ceiling, drift]
     targets = [
         ref,
-        Target("passthrough", "floor", ref.window_ms, ref.batch_max),
-        Target("inferstream", "per-event", ref.window_ms, 1),
-        Target("plain", "ceiling", ref.window_ms, ref.batch_max),
+        floor,
+        replace(ref, role="per-event", batch_max=1),
+        ceiling,
+        *(replace(ref, role="processes", processes=n) for n in processes if n > 1),
+        drift,
     ]
-    if smoke:
-        return targets
-    sweep = [Target("inferstream", "sweep", w, ref.batch_max) for w in windows]
-    sweep += [Target("inferstream", "sweep", ref.window_ms, b) for b in batch_sizes]
-    for transport in transports:
-        if transport != ref.transport:
-            sweep.append(Target("inferstream", "sweep", ref.window_ms, ref.batch_max, transport))
-            sweep.append(Target("passthrough", "sweep", ref.window_ms, ref.batch_max, transport))
-    seen = {(t.kind, t.window_ms, t.batch_max, t.transport) for t in targets}
+    sweep = [replace(ref, role="sweep", latency_slo_ms=slo) for slo in slos]
+    sweep += [replace(ref, role="sweep", batch_max=b) for b in batch_sizes]
+    seen = {t.key for t in targets}
     for t in sweep:
-        if (t.kind, t.window_ms, t.batch_max, t.transport) not in seen:
-            seen.add((t.kind, t.window_ms, t.batch_max, t.transport))
+        if t.key not in seen:
+            seen.add(t.key)
             targets.append(t)
     return targets
 
@@ -54,28 +65,23 @@ def run(plan: Plan, targets: list[Target], log: Any = print) -> dict[str, Any]:
     pool = EventPool(plan.settings)
     pool.events(0, plan.events)
     configs: list[dict[str, Any]] = []
-    rates: list[float] | None = None
+    reference_rate: float | None = None
+    rates: list[float] = []
     for index, target in enumerate(targets):
         log(f"[bench] {index + 1}/{len(targets)} {target.name} ({target.role})")
+        measure = run_drift_target if target.kind == "drift" else run_target
         try:
-            entry = run_target(target, index, plan, pool, rates)
-        except Exception as exc:  # one broken config (e.g. a transport) must not sink the run
+            entry = measure(target, index, plan, pool, reference_rate)
+        except Exception as exc:  # one broken config must not sink the run
             log(f"[bench]   failed: {exc!r}")
             entry = {"target": target.name, "error": repr(exc)}
         entry.update(name=target.name, **asdict(target))
         configs.append(entry)
-        flat = entry.get("flat", {})
-        log(f"[bench]   flat: {flat.get('events_per_s')} ev/s, cpu/1k {flat.get('cpu_s_per_1k')}")
-        for phase in entry.get("loads", []):
-            if "skipped" in phase:
-                log(f"[bench]   load {phase['load']}: skipped ({phase['skipped']})")
-                continue
-            log(
-                f"[bench]   load {phase.get('load')}: p50 {phase.get('p50_ms')} ms, "
-                f"p99 {phase.get('p99_ms')} ms {'(saturated)' if phase.get('saturated') else ''}"
-            )
-        if rates is None and target.role == "reference":
-            rates = entry.get("rates")  # every later config is offered the same rates
+        _log_entry(entry, log)
+        if reference_rate is None and target.role == "reference":
+            # every later config is offered the same absolute rates
+            reference_rate = entry.get("flat", {}).get("events_per_s")
+            rates = entry.get("rates", [])
     ratios = report.ratios(configs, plan.loads)
     return {
         "meta": _meta(started),
@@ -86,11 +92,31 @@ def run(plan: Plan, targets: list[Target], log: Any = print) -> dict[str, Any]:
             "run_id": plan.run_id,
         },
         "roles": ROLE_DOC,
-        "rates": rates or [],
+        "reference_rate": reference_rate,
+        "rates": rates,
         "configs": configs,
         "ratios": ratios,
         "targets": report.targets(configs, ratios),
     }
+
+
+def _log_entry(entry: dict[str, Any], log: Any) -> None:
+    flat = entry.get("flat", {})
+    log(f"[bench]   flat: {flat.get('events_per_s')} ev/s, cpu/1k {flat.get('cpu_s_per_1k')}")
+    for phase in entry.get("loads", []):
+        if "skipped" in phase:
+            log(f"[bench]   load {phase['load']}: skipped ({phase['skipped']})")
+        elif "max_lag" in phase or entry.get("kind") == "drift":
+            log(
+                f"[bench]   load {phase.get('load')}: lag {phase.get('lag_start')} -> "
+                f"{phase.get('lag_end')} (max {phase.get('max_lag')}, "
+                f"{phase.get('lag_growth_per_s')}/s), sustained {phase.get('sustained')}"
+            )
+        else:
+            log(
+                f"[bench]   load {phase.get('load')}: p50 {phase.get('p50_ms')} ms, "
+                f"p99 {phase.get('p99_ms')} ms {'(saturated)' if phase.get('saturated') else ''}"
+            )
 
 
 def _meta(started: float) -> dict[str, Any]:
