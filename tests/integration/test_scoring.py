@@ -8,13 +8,13 @@ from collections import Counter
 import numpy as np
 import pytest
 from confluent_kafka import Producer
-from pipeline.models.runtime import load_model
 
 from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.fraud.features import build_features
 from pipeline.fraud.generator import TransactionGenerator
 from pipeline.kafka.producer import RequestProducer
 from pipeline.models.manifest import resolve_model_dir
+from pipeline.models.runtime import load_model
 from pipeline.scoring.provenance import data_hashes
 from pipeline.streams import stream_spec
 from tests.integration.helpers import WorkerProcess, read_all, values

@@ -10,12 +10,12 @@ import pytest
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
 from pipeline.codec.registry import LocalRegistry
 from pipeline.config import REPO_ROOT
+from pipeline.engine import Batch
 from pipeline.fraud.features import build_features
 from pipeline.fraud.generator import TransactionGenerator
 from pipeline.scoring import BatchScorer, InboundMessage
-from pipeline.scoring.provenance import data_hashes
-from pipeline.engine import Batch
 from pipeline.scoring.handler import ScoringHandler
+from pipeline.scoring.provenance import data_hashes
 from pipeline.streams import stream_spec
 
 REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
