@@ -11,6 +11,7 @@ supervisor says `ready` itself once every child is.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -69,8 +70,12 @@ class Supervisor:
         return self._stop_all()
 
     def _spawn(self, index: int) -> None:
+        env = dict(os.environ)
+        instance = env.get("INFERSTREAM_GROUP_INSTANCE_ID")
+        if instance:  # static membership: the restarted child takes its slot's partitions back
+            env["INFERSTREAM_GROUP_INSTANCE_ID"] = f"{instance}-{index}"
         child = subprocess.Popen(
-            self.command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+            self.command, stdin=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env
         )
         self._children[index] = child
         threading.Thread(target=self._pump, args=(index, child), daemon=True).start()

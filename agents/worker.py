@@ -55,7 +55,19 @@ def engine_config(settings: Settings, name: str, group_id: str, topic: str) -> E
         drain_timeout_s=settings.publish_timeout_s
         + settings.model_timeout_s * (1 + settings.model_retries),
         prefetch_kbytes=settings.consumer_prefetch_kbytes,
+        extra=group_membership(settings, name),
     )
+
+
+def group_membership(settings: Settings, engine_name: str) -> dict[str, object]:
+    session_ms = settings.consumer_session_timeout_ms
+    extra: dict[str, object] = {
+        "session.timeout.ms": session_ms,
+        "heartbeat.interval.ms": max(100, min(3000, session_ms // 3)),
+    }
+    if settings.group_instance_id:  # one per engine: a process may run several streams
+        extra["group.instance.id"] = f"{settings.group_instance_id}-{engine_name}"
+    return extra
 
 
 def build_worker(

@@ -37,6 +37,11 @@ class Settings:
     commit_interval_s: float = 0.5  # delivered offsets are committed this often
     engine_stall_s: float = 1.0  # a handler that takes no batch this long: partitions paused
     consumer_prefetch_kbytes: int = 8192  # librdkafka's prefetch bound per engine
+    # a worker silent this long (killed, frozen) loses its partitions to the rest of the group
+    consumer_session_timeout_ms: int = 45000
+    # static group membership: a restarted worker with the same id gets its partitions back
+    # at once instead of after the session timeout (--processes N appends -<index>)
+    group_instance_id: str = ""
     producer_linger_ms: float = 1.0
     output_compression: str = "none"  # compression.type of results/provenance/dead letters
     publish_timeout_s: float = 60.0  # a batch's outputs not delivered by then: the worker exits

@@ -20,6 +20,8 @@ class EngineConfig:
     stall_s: float = 1.0
     # a stage that holds a batch longer than this (publish timeout, hung model) is fatal
     drain_timeout_s: float = 120.0
+    # how long a stopping engine keeps retrying its last commit through a rebalance
+    final_commit_timeout_s: float = 15.0
     # librdkafka's prefetch bound: with the batches in flight, what bounds the engine's memory
     prefetch_kbytes: int = 8192
     extra: Mapping[str, Any] = field(default_factory=dict)

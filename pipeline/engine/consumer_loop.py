@@ -47,6 +47,8 @@ from pipeline.scoring.messages import InboundMessage
 log = logging.getLogger("inferstream.engine")
 
 EXIT_UNDELIVERED = 70
+# commit errors that mean "the group is mid-rebalance; retry with the new generation"
+_REBALANCING = frozenset({KafkaError.REBALANCE_IN_PROGRESS, KafkaError.ILLEGAL_GENERATION})
 
 
 def exit_undelivered(message: str, exc: BaseException | None) -> None:
@@ -92,6 +94,8 @@ class Engine:
         self._last_taken = time.monotonic()
         self._last_commit = time.monotonic()
         self._error_logged: dict[int, float] = {}
+        self._moved_during_fetch: set[TopicPartitionKey] = set()
+        self._finally_committed = False
         self._consumer: Consumer | None = None
         self._pipeline: StagePipeline | None = None
         self._thread = threading.Thread(
@@ -149,7 +153,7 @@ class Engine:
         if not pipeline.drain(self.config.drain_timeout_s):
             self._fatal(f"{self.config.name}: batches still undelivered at stop", None)
             return
-        self._commit(consumer, asynchronous=False)
+        self._final_commit(consumer)
         consumer.close()  # leaves the group (the revoke callback finds nothing left to do)
         pipeline.close()
         self.handler.close()
@@ -180,6 +184,7 @@ class Engine:
 
     def _fetch(self, consumer: Consumer, block_s: float) -> None:
         room = self.config.batch_max - len(self._buffer)
+        self._moved_during_fetch.clear()
         if block_s > 0:
             first = consumer.poll(block_s)
             if first is None:
@@ -192,10 +197,13 @@ class Engine:
                 return
         buffer = self._buffer
         before = len(buffer)
+        moved = self._moved_during_fetch  # revoked or lost inside this poll/consume
         for m in raw:
             if m.error() is not None:
                 self._consumer_error(m.error())
                 continue
+            if moved and (m.topic(), m.partition()) in moved:
+                continue  # fetched before the revoke: the next owner reads it
             buffer.append(
                 InboundMessage(
                     m.topic(),
@@ -273,25 +281,67 @@ class Engine:
         consumer: Consumer,
         asynchronous: bool,
         partitions: set[TopicPartitionKey] | None = None,
-    ) -> None:
+        retriable_quietly: bool = False,
+    ) -> KafkaError | None:
+        """Commit the delivered prefix; the error, if the commit failed (None: done)."""
         self._last_commit = time.monotonic()
-        # a final (synchronous) commit repeats offsets an asynchronous one may have lost
+        # a synchronous commit repeats offsets an asynchronous one may have lost
         offsets = self.tracker.to_commit(partitions, only_new=asynchronous)
         if not offsets:
-            return
+            return None
         listed = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
         try:
             consumer.commit(offsets=listed, asynchronous=asynchronous)
         except KafkaException as exc:
+            error: KafkaError = exc.args[0]
             # at-least-once: a failed commit only means those events are read again later
-            log.warning("offset commit failed: %s", exc.args[0])
-            return
+            if not (retriable_quietly and error.code() in _REBALANCING):
+                log.warning("offset commit failed: %s", error, extra={"engine": self.config.name})
+            return error
         self.tracker.committed(offsets)
         self.stats.commits += 1
+        return None
+
+    def _final_commit(self, consumer: Consumer) -> None:
+        """Commit everything delivered, retrying through a rebalance that is under way.
+
+        A commit sent while the group rebalances comes back REBALANCE_IN_PROGRESS or
+        ILLEGAL_GENERATION; the partitions are still ours (cooperative assignment), so keep
+        serving the group protocol (partitions paused, nothing taken) and retry with the new
+        generation. Giving up would have the next owner redo every batch since the last commit.
+        """
+        assignment = consumer.assignment()
+        if assignment:
+            consumer.pause(assignment)
+        deadline = time.monotonic() + self.config.final_commit_timeout_s
+        while True:
+            error = self._commit(consumer, asynchronous=False, retriable_quietly=True)
+            if error is None:
+                self._finally_committed = True
+                return
+            if error.code() not in _REBALANCING:
+                return  # already logged by _commit
+            if time.monotonic() > deadline:
+                log.warning(
+                    "final offset commit failed; the next owner re-reads the last batches: %s",
+                    error,
+                    extra={"engine": self.config.name},
+                )
+                return
+            for _ in consumer.consume(self.config.batch_max, 0.2):
+                pass  # paused: at most what was already fetched, left uncommitted
 
     def _on_commit_result(self, error: KafkaError | None, partitions: list) -> None:
-        if error is not None and error.code() != KafkaError._NO_OFFSET:
-            log.warning("asynchronous offset commit failed: %s", error)
+        if error is None or error.code() == KafkaError._NO_OFFSET:
+            return
+        # mid-rebalance rejections are expected; revoke and stop commit synchronously again
+        level = logging.INFO if error.code() in _REBALANCING else logging.WARNING
+        log.log(
+            level,
+            "asynchronous offset commit failed: %s",
+            error,
+            extra={"engine": self.config.name},
+        )
 
     # -- rebalances (called by librdkafka from within poll/consume, on the loop's thread) ----
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -311,13 +361,15 @@ class Engine:
         revoked = {(p.topic, p.partition) for p in partitions}
         if not revoked:
             return
+        self._moved_during_fetch |= revoked
         self._drop_buffered(revoked)
         pipeline = self._pipeline
         assert pipeline is not None
         if not pipeline.drain(self.config.drain_timeout_s):
             self._fatal(f"{self.config.name}: in-flight batches undelivered at revoke", None)
             return
-        self._commit(consumer, asynchronous=False, partitions=revoked)
+        if not self._finally_committed:  # close() after the final commit: nothing new
+            self._commit(consumer, asynchronous=False, partitions=revoked)
         self.tracker.forget(revoked)
         log.info(
             "partitions revoked",
@@ -329,6 +381,7 @@ class Engine:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         lost = {(p.topic, p.partition) for p in partitions}
+        self._moved_during_fetch |= lost
         self._drop_buffered(lost)
         self.tracker.forget(lost)
         log.warning(
