@@ -102,7 +102,7 @@ def test_kill_9_at_random_moments_mid_stream_loses_no_request(
     full speed, so kills land both in the paced flow and in a backlog drain."""
     total, kills = 50_000, 5
     rng = random.Random(20261201)
-    producer = PacedProducer(settings, _records(total, seed=31), rate=1000, reserve=5000)
+    producer = PacedProducer(settings, _records(total, seed=131), rate=1000, reserve=5000)
     worker = WorkerProcess(short_sessions)
     landed: list[tuple[int, int]] = []  # (requests sent, distinct results) at each kill
     try:
