@@ -16,12 +16,13 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from bench.window import window_ms
 from pipeline.codec import registry_from_settings
 from pipeline.config import settings
+from pipeline.engine import inbound_message
 from pipeline.fraud.features import build_features
 from pipeline.kafka.client_config import client_config
 from pipeline.logs import lifecycle_event
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
-from pipeline.scoring import BatchScorer, InboundMessage
+from pipeline.scoring import BatchScorer
 from pipeline.scoring.publisher import producer_config
 from pipeline.scoring.scorer import now_ms
 from pipeline.streams import stream_spec
@@ -66,19 +67,7 @@ def main() -> None:
     window_s = window_ms() / 1000
     while True:
         batch = consumer.consume(num_messages=cfg.batch_max, timeout=window_s)
-        messages = [
-            InboundMessage(
-                m.topic(),
-                m.partition(),
-                m.offset(),
-                m.timestamp()[1],
-                m.key(),
-                m.value(),
-                list(m.headers() or ()),
-            )
-            for m in batch
-            if m.error() is None
-        ]
+        messages = [inbound_message(m) for m in batch if m.error() is None]
         if not messages:
             continue
         prepared = scorer.prepare(messages)

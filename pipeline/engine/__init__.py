@@ -9,7 +9,7 @@ here names a stream or a model: scoring and drift are two handlers of the same e
 from pipeline.engine.batch import Batch, CutReason
 from pipeline.engine.batcher import AdaptiveBatcher, CostModel
 from pipeline.engine.config import EngineConfig
-from pipeline.engine.consumer_loop import Engine
+from pipeline.engine.consumer_loop import Engine, inbound_message
 from pipeline.engine.handler import BatchHandler, Stage
 from pipeline.engine.tracker import OffsetTracker
 
@@ -23,4 +23,5 @@ __all__ = [
     "EngineConfig",
     "OffsetTracker",
     "Stage",
+    "inbound_message",
 ]

@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.engine.batch import Batch, TopicPartitionKey
 from pipeline.engine.batcher import AdaptiveBatcher
@@ -56,6 +56,19 @@ def exit_undelivered(message: str, exc: BaseException | None) -> None:
     log.critical("%s; exiting uncommitted so the batches are read again", message, exc_info=exc)
     logging.shutdown()
     os._exit(EXIT_UNDELIVERED)
+
+
+def inbound_message(m: Message) -> InboundMessage:
+    """The one conversion of a librdkafka message into what handlers see."""
+    return InboundMessage(
+        m.topic(),
+        m.partition(),
+        m.offset(),
+        m.timestamp()[1],
+        m.key(),
+        m.value(),
+        m.headers() or [],
+    )
 
 
 @dataclass
@@ -204,17 +217,7 @@ class Engine:
                 continue
             if moved and (m.topic(), m.partition()) in moved:
                 continue  # fetched before the revoke: the next owner reads it
-            buffer.append(
-                InboundMessage(
-                    m.topic(),
-                    m.partition(),
-                    m.offset(),
-                    m.timestamp()[1],
-                    m.key(),
-                    m.value(),
-                    m.headers() or [],
-                )
-            )
+            buffer.append(inbound_message(m))
         if len(buffer) > before:
             self._arrivals.append((len(buffer) - before, time.monotonic()))
 
