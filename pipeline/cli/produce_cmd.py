@@ -12,6 +12,8 @@ from pipeline.cli import CliError
 from pipeline.config import settings
 from pipeline.streams import STREAMS, stream_spec
 
+DEFAULT_DRIFT_FEATURE = "amount"
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -23,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--count", type=int, help="number of synthetic requests")
     source.add_argument("--file", type=Path, help="JSON-lines file, one request per line")
-    p.add_argument("--rate", type=float, default=0.0, help="requests per second (0: flat out)")
+    p.add_argument(
+        "--rate", type=float, default=None, help="requests per second (default: flat out)"
+    )
     p.add_argument("--seed", type=int, default=0, help="generator seed (reproducible streams)")
     p.add_argument("--fraud-share", type=float, default=0.02, help="share of fraudulent events")
     p.add_argument(
@@ -34,14 +38,70 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     drift = p.add_argument_group("drift injection (synthetic only)")
     drift.add_argument("--drift-after", type=int, help="inject drift after this many requests")
-    drift.add_argument("--drift-feature", default="amount", help="numeric request field to drift")
-    drift.add_argument("--drift-shift", type=float, default=0.0, help="mean shift in sds")
-    drift.add_argument("--drift-scale", type=float, default=1.0, help="spread multiplier")
+    drift.add_argument(
+        "--drift-feature", help=f"request field to drift (default: {DEFAULT_DRIFT_FEATURE})"
+    )
+    drift.add_argument("--drift-shift", type=float, help="mean shift in sds (default: 0)")
+    drift.add_argument("--drift-scale", type=float, help="spread multiplier (default: 1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
 
+def validate(args: argparse.Namespace) -> None:
+    """Flag values out of range: one line naming the range, exit 2."""
+    from pipeline.fraud.generator import DRIFTABLE_FIELDS
+
+    def bad(message: str) -> CliError:
+        return CliError(message, 2)
+
+    if args.rate is not None and not 0 < args.rate < float("inf"):
+        raise bad(
+            f"--rate must be > 0 requests per second (got {args.rate:g}); omit it for flat out"
+        )
+    if args.count is not None and args.count < 1:
+        raise bad(f"--count must be >= 1 (got {args.count})")
+    if not 0.0 <= args.fraud_share <= 1.0:
+        raise bad(f"--fraud-share must be in [0, 1] (got {args.fraud_share:g})")
+    drift_given = [
+        flag
+        for flag, value in (
+            ("--drift-feature", args.drift_feature),
+            ("--drift-shift", args.drift_shift),
+            ("--drift-scale", args.drift_scale),
+        )
+        if value is not None
+    ]
+    if args.drift_after is None:
+        if drift_given:
+            raise bad(f"{drift_given[0]} needs --drift-after (when the drift starts)")
+        return
+    if args.file is not None:
+        raise bad("--drift-after is for synthetic requests (--count), not --file")
+    if args.drift_after < 0:
+        raise bad(f"--drift-after must be >= 0 (got {args.drift_after})")
+    feature = args.drift_feature or DEFAULT_DRIFT_FEATURE
+    if feature not in DRIFTABLE_FIELDS:
+        raise bad(f"--drift-feature must be one of {', '.join(DRIFTABLE_FIELDS)} (got {feature!r})")
+    if args.drift_shift is not None and not abs(args.drift_shift) < float("inf"):
+        raise bad(f"--drift-shift must be a finite number (got {args.drift_shift})")
+    if args.drift_scale is not None and not 0 < args.drift_scale < float("inf"):
+        raise bad(f"--drift-scale must be > 0 (got {args.drift_scale:g})")
+
+
+def require_topic(bootstrap: str, topic: str) -> None:
+    """KafkaUnreachable (as a CliError) fast, or a CliError when `topic` does not exist."""
+    from pipeline.kafka.admin import KafkaUnreachable, cluster_metadata
+
+    try:
+        topics = cluster_metadata(bootstrap).topics
+    except KafkaUnreachable as exc:
+        raise CliError(str(exc)) from None
+    if topic not in topics:
+        raise CliError(f"topic {topic} does not exist; run `inferstream topics ensure`")
+
+
 def run(args: argparse.Namespace) -> int:
+    validate(args)
     cfg = settings()
     spec = stream_spec(args.stream, cfg.topic_namespace)
     if args.file is not None:
@@ -49,14 +109,13 @@ def run(args: argparse.Namespace) -> int:
         total = len(records)
         batches: Any = iter([records])
     else:
-        if args.count <= 0:
-            raise CliError("--count must be positive")
         total = args.count
         batches = _synthetic_batches(args)
     from pipeline.kafka.producer import DeliveryFailed, RequestProducer
 
+    require_topic(cfg.kafka_bootstrap, spec.requests)
     producer = RequestProducer(cfg, spec)
-    sent = _send_paced(producer, batches, total, args.rate, show=not args.quiet)
+    sent = _send_paced(producer, batches, total, args.rate or 0.0, show=not args.quiet)
     try:
         producer.flush()
     except DeliveryFailed as exc:
@@ -88,20 +147,27 @@ def _records_from_file(args: argparse.Namespace, cfg: Any, schema_name: str) -> 
 def _synthetic_batches(args: argparse.Namespace) -> Any:
     from pipeline.fraud.generator import DriftSpec, TransactionGenerator
 
-    drift = None
-    if args.drift_after is not None:
-        drift = DriftSpec(
-            after=args.drift_after,
-            feature=args.drift_feature,
-            shift=args.drift_shift,
-            scale=args.drift_scale,
-        )
-    generator = TransactionGenerator(seed=args.seed, fraud_share=args.fraud_share, drift=drift)
-    remaining = args.count
-    while remaining > 0:
-        n = min(remaining, 2000)
-        remaining -= n
-        yield generator.generate(n).records
+    try:
+        drift = None
+        if args.drift_after is not None:
+            drift = DriftSpec(
+                after=args.drift_after,
+                feature=args.drift_feature or DEFAULT_DRIFT_FEATURE,
+                shift=0.0 if args.drift_shift is None else args.drift_shift,
+                scale=1.0 if args.drift_scale is None else args.drift_scale,
+            )
+        generator = TransactionGenerator(seed=args.seed, fraud_share=args.fraud_share, drift=drift)
+    except ValueError as exc:  # the generator's own limits (e.g. fraud_share)
+        raise CliError(str(exc), 2) from None
+
+    def batches() -> Any:  # the generator is built above, so its errors come before any send
+        remaining = args.count
+        while remaining > 0:
+            n = min(remaining, 2000)
+            remaining -= n
+            yield generator.generate(n).records
+
+    return batches()
 
 
 def _send_paced(producer: Any, batches: Any, total: int, rate: float, show: bool) -> int:

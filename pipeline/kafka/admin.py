@@ -1,13 +1,15 @@
-"""Topic creation for the stream families."""
+"""Topic creation for the stream families, and the quick checks the command line makes first."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
-from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewPartitions, NewTopic
 
 from pipeline.streams import drift_alerts_topic, stream_spec
 
@@ -17,12 +19,85 @@ _TOPIC_CONFIG = {
     "dlq": {"retention.ms": str(30 * 24 * 3600 * 1000)},
 }
 
+# librdkafka's own log lines of the command-line clients (connection refused, retries): to this
+# logger instead of raw stderr. Its NullHandler keeps Python's last-resort handler from printing
+# them when logging is not configured; configured logging (INFERSTREAM_LOG_LEVEL) still sees them.
+TOOL_LOGGER = logging.getLogger("inferstream.librdkafka.tools")
+TOOL_LOGGER.addHandler(logging.NullHandler())
+
+# How long the command line waits for the first broker answer before calling Kafka unreachable.
+CONNECT_TIMEOUT_S = 5.0
+
+_UNREACHABLE_CODES = frozenset(
+    {KafkaError._TRANSPORT, KafkaError._TIMED_OUT, KafkaError._ALL_BROKERS_DOWN}
+)
+_INVALID_REPLICATION_FACTOR = 38
+_TOPIC_ALREADY_EXISTS = 36
+
+
+class KafkaUnreachable(RuntimeError):
+    """No broker of the bootstrap list answered in time."""
+
+    def __init__(self, bootstrap: str, detail: str = "") -> None:
+        self.bootstrap = bootstrap
+        super().__init__(
+            f"cannot reach Kafka at {bootstrap}"
+            + (f" ({detail})" if detail else "")
+            + "; is it running? (inferstream stack up, or set INFERSTREAM_KAFKA_BOOTSTRAP)"
+        )
+
+
+class TopicConfigError(ValueError):
+    """The cluster cannot create topics as asked (e.g. more replicas than brokers)."""
+
+
+def tool_client_config(bootstrap: str) -> dict[str, Any]:
+    """librdkafka settings of the command-line clients: quiet, quick to give up connecting."""
+    return {
+        "bootstrap.servers": bootstrap,
+        "logger": TOOL_LOGGER,
+        "socket.connection.setup.timeout.ms": int(CONNECT_TIMEOUT_S * 1000),
+        "allow.auto.create.topics": False,
+    }
+
+
+def is_unreachable(exc: KafkaException) -> bool:
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and error.code() in _UNREACHABLE_CODES
+
+
+def cluster_metadata(
+    bootstrap: str, timeout: float = CONNECT_TIMEOUT_S, admin: AdminClient | None = None
+) -> ClusterMetadata:
+    """The cluster's topics and brokers; KafkaUnreachable when no broker answers in `timeout`."""
+    if admin is None:
+        admin = AdminClient(_admin_config(bootstrap))
+    try:
+        return admin.list_topics(timeout=timeout)
+    except KafkaException as exc:
+        if is_unreachable(exc):
+            raise KafkaUnreachable(bootstrap, f"no answer within {timeout:g} s") from None
+        raise
+
+
+def _admin_config(bootstrap: str) -> dict[str, Any]:
+    config = tool_client_config(bootstrap)
+    config.pop("allow.auto.create.topics")  # not an AdminClient setting
+    return config
+
 
 @dataclass(frozen=True)
 class TopicState:
     name: str
     created: bool
     partitions: int
+    wanted_partitions: int = 0  # what the settings ask for
+    added: int = 0  # partitions added by this call (add_partitions=True)
+
+    @property
+    def short(self) -> bool:
+        """Fewer partitions than asked for (more is fine: partitions are never removed)."""
+        return self.partitions < self.wanted_partitions
 
 
 def topic_names(streams: Iterable[str], namespace: str = "") -> list[str]:
@@ -37,22 +112,41 @@ def ensure_topics(
     replication: int,
     namespace: str = "",
     timeout: float = 30,
+    add_partitions: bool = False,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> list[TopicState]:
-    """Create missing topics of the given stream families; existing ones are left as they are."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
-    existing = admin.list_topics(timeout=timeout).topics
+    """Create missing topics of the given stream families; existing ones are left as they are.
+
+    With `add_partitions`, existing topics with fewer than `partitions` partitions get more.
+    Raises KafkaUnreachable when no broker answers, TopicConfigError when the cluster cannot
+    hold `replication` replicas, ValueError for partitions or replication below 1.
+    """
+    if partitions < 1:
+        raise ValueError(f"partitions={partitions} must be >= 1")
+    if replication < 1:
+        raise ValueError(f"replication={replication} must be >= 1")
+    admin = AdminClient(_admin_config(bootstrap))
+    metadata = cluster_metadata(bootstrap, connect_timeout, admin)
+    existing = metadata.topics
     wanted = topic_names(streams, namespace)
     alerts = drift_alerts_topic(namespace)
+
+    def wanted_partitions(name: str) -> int:
+        return 1 if name == alerts else partitions
+
     missing = [
         NewTopic(
             name,
-            num_partitions=1 if name == alerts else partitions,
+            num_partitions=wanted_partitions(name),
             replication_factor=replication,
             config=_TOPIC_CONFIG.get(name.rsplit(".", 1)[-1], {}),
         )
         for name in wanted
         if name not in existing
     ]
+    brokers = len(metadata.brokers)
+    if missing and brokers and replication > brokers:
+        raise TopicConfigError(_replication_message(replication, brokers))
     created = set()
     if missing:
         for name, future in admin.create_topics(missing, operation_timeout=timeout).items():
@@ -60,15 +154,51 @@ def ensure_topics(
                 future.result()
                 created.add(name)
             except KafkaException as exc:
-                if exc.args[0].code() != 36:  # TOPIC_ALREADY_EXISTS: another process won the race
+                code = exc.args[0].code()
+                if code == _INVALID_REPLICATION_FACTOR:
+                    raise TopicConfigError(_replication_message(replication, brokers)) from None
+                if code != _TOPIC_ALREADY_EXISTS:  # another process won the race
                     raise
+    added: dict[str, int] = {}
+    if add_partitions:
+        grow = [
+            NewPartitions(name, wanted_partitions(name))
+            for name in wanted
+            if name in existing and len(existing[name].partitions) < wanted_partitions(name)
+        ]
+        if grow:
+            for name, future in admin.create_partitions(grow, operation_timeout=timeout).items():
+                future.result()
+                added[name] = wanted_partitions(name) - len(existing[name].partitions)
     deadline = time.monotonic() + timeout
-    while True:  # new topics reach the metadata a moment after CreateTopics returns
+    while True:  # new topics and partitions reach the metadata a moment after the call returns
         topics = admin.list_topics(timeout=timeout).topics
-        if all(name in topics and topics[name].partitions for name in wanted):
+        if all(
+            name in topics
+            and topics[name].partitions
+            and (name not in added or len(topics[name].partitions) >= wanted_partitions(name))
+            for name in wanted
+        ):
             break
         if time.monotonic() > deadline:
             missing_now = [name for name in wanted if name not in topics]
             raise KafkaException(f"topics not visible after creation: {missing_now}")
         time.sleep(0.1)
-    return [TopicState(name, name in created, len(topics[name].partitions)) for name in wanted]
+    return [
+        TopicState(
+            name,
+            name in created,
+            len(topics[name].partitions),
+            wanted_partitions(name),
+            added.get(name, 0),
+        )
+        for name in wanted
+    ]
+
+
+def _replication_message(replication: int, brokers: int) -> str:
+    return (
+        f"replication factor {replication} is more than the cluster's {brokers} broker(s) can "
+        "hold (INVALID_REPLICATION_FACTOR); use --replication or INFERSTREAM_TOPIC_REPLICATION "
+        f"<= {brokers}"
+    )

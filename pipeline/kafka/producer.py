@@ -11,6 +11,7 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import Settings
+from pipeline.kafka.admin import TOOL_LOGGER
 from pipeline.streams import StreamSpec
 
 
@@ -61,6 +62,9 @@ class RequestProducer:
                 "enable.idempotence": True,  # no duplicates or reordering from producer retries
                 "linger.ms": 5,
                 "compression.type": "lz4",
+                # a missing topic is an error, never one created with the broker's defaults
+                "allow.auto.create.topics": False,
+                "logger": TOOL_LOGGER,  # librdkafka's log lines: not raw on stderr
                 **config,
             }
         )

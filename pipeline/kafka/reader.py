@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
+from pipeline.kafka.admin import CONNECT_TIMEOUT_S, KafkaUnreachable, is_unreachable
+from pipeline.kafka.admin import tool_client_config as _client_config
 
 StartAt = Literal["beginning", "end"]
+
+
+class TopicNotFound(LookupError):
+    """The topic does not exist; `existing` holds the cluster's topic names, for suggestions."""
+
+    def __init__(self, topic: str, existing: frozenset[str] = frozenset()) -> None:
+        super().__init__(f"topic {topic!r} does not exist")
+        self.topic = topic
+        self.existing = existing
 
 
 @dataclass(frozen=True)
@@ -34,55 +45,131 @@ def read_topic(
     start: StartAt = "beginning",
     max_records: int | None = None,
     idle_timeout: float | None = 10.0,
+    on_idle: Callable[[float], None] | None = None,
+    idle_notice_s: float = 5.0,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
 ) -> Iterator[ReadRecord]:
     """Yield records of every partition of `topic`, decoded with their writer schema.
 
     Stops after `max_records`, or after `idle_timeout` seconds with nothing new (None: never).
+    `on_idle(seconds)` is called once per quiet spell that lasts `idle_notice_s`.
+    Raises KafkaUnreachable when no broker answers within `connect_timeout`, TopicNotFound
+    when the topic does not exist.
     """
     decode = AvroDeserializer(registry)
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "inferstream-reader",  # required by the client; never committed
-            "enable.auto.commit": False,
-            "enable.partition.eof": False,
-        }
-    )
+    consumer = _consumer(bootstrap)
     try:
-        metadata = consumer.list_topics(topic, timeout=15).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise LookupError(f"topic {topic!r} does not exist")
+        partitions = _partitions(consumer, bootstrap, topic, connect_timeout)
         offset = OFFSET_BEGINNING if start == "beginning" else OFFSET_END
-        consumer.assign([TopicPartition(topic, p, offset) for p in metadata.partitions])
-        count, last_seen = 0, time.monotonic()
+        consumer.assign([TopicPartition(topic, p, offset) for p in partitions])
+        count, last_seen, noticed = 0, time.monotonic(), False
         while max_records is None or count < max_records:
             batch = consumer.consume(num_messages=500, timeout=0.5)
             if not batch:
-                if idle_timeout is not None and time.monotonic() - last_seen > idle_timeout:
+                quiet = time.monotonic() - last_seen
+                if idle_timeout is not None and quiet > idle_timeout:
                     return
+                if on_idle is not None and not noticed and quiet >= idle_notice_s:
+                    noticed = True
+                    on_idle(quiet)
                 continue
-            last_seen = time.monotonic()
+            last_seen, noticed = time.monotonic(), False
             for message in batch:
                 if message.error() is not None:
                     continue  # partition EOF and transient fetch errors are not records
-                raw = message.value()
-                try:
-                    value, error = decode(raw), None
-                except DecodeError as exc:
-                    value, error = None, exc
-                yield ReadRecord(
-                    topic=message.topic(),
-                    partition=message.partition(),
-                    offset=message.offset(),
-                    timestamp_ms=message.timestamp()[1],
-                    key=message.key(),
-                    headers=dict(message.headers() or ()),
-                    raw=raw,
-                    value=value,
-                    error=error,
-                )
+                yield _record(message, decode)
                 count += 1
                 if max_records is not None and count >= max_records:
                     return
     finally:
         consumer.close()
+
+
+def read_last(
+    bootstrap: str,
+    topic: str,
+    registry: SchemaRegistry,
+    n: int,
+    idle_timeout: float = 10.0,
+    connect_timeout: float = CONNECT_TIMEOUT_S,
+) -> list[ReadRecord]:
+    """The newest `n` records of `topic` (by timestamp, over all partitions), oldest first."""
+    decode = AvroDeserializer(registry)
+    consumer = _consumer(bootstrap)
+    try:
+        partitions = _partitions(consumer, bootstrap, topic, connect_timeout)
+        ends: dict[int, int] = {}
+        assignment = []
+        for p in partitions:
+            low, high = consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=connect_timeout
+            )
+            if high > low:  # each partition's last n hold the newest n overall
+                ends[p] = high
+                assignment.append(TopicPartition(topic, p, max(low, high - n)))
+        if not assignment:
+            return []
+        consumer.assign(assignment)
+        records: list[ReadRecord] = []
+        last_seen = time.monotonic()
+        while ends:
+            batch = consumer.consume(num_messages=500, timeout=0.5)
+            if not batch:
+                if time.monotonic() - last_seen > idle_timeout:
+                    break  # e.g. transaction markers at the end: nothing more will come
+                continue
+            last_seen = time.monotonic()
+            for message in batch:
+                if message.error() is not None:
+                    continue
+                records.append(_record(message, decode))
+                end = ends.get(message.partition())
+                if end is not None and message.offset() >= end - 1:
+                    del ends[message.partition()]
+        records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+        return records[-n:]
+    finally:
+        consumer.close()
+
+
+def _consumer(bootstrap: str) -> Consumer:
+    return Consumer(
+        {
+            **_client_config(bootstrap),
+            "group.id": "inferstream-reader",  # required by the client; never committed
+            "enable.auto.commit": False,
+            "enable.partition.eof": False,
+        }
+    )
+
+
+def _partitions(consumer: Consumer, bootstrap: str, topic: str, timeout: float) -> list[int]:
+    try:
+        topics = consumer.list_topics(timeout=timeout).topics
+    except KafkaException as exc:
+        if is_unreachable(exc):
+            raise KafkaUnreachable(bootstrap, f"no answer within {timeout:g} s") from None
+        raise
+    metadata = topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise TopicNotFound(topic, frozenset(topics))
+    return sorted(metadata.partitions)
+
+
+def _record(message: Any, decode: AvroDeserializer) -> ReadRecord:
+    raw = message.value()
+    try:
+        value, error = decode(raw), None
+    except DecodeError as exc:
+        value, error = None, exc
+    return ReadRecord(
+        topic=message.topic(),
+        partition=message.partition(),
+        offset=message.offset(),
+        timestamp_ms=message.timestamp()[1],
+        key=message.key(),
+        headers=dict(message.headers() or ()),
+        raw=raw,
+        value=value,
+        error=error,
+    )
