@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -11,6 +12,9 @@ from typing import Any
 from fastavro.validation import ValidationError, validate
 
 from pipeline.codec import SchemaVersion
+
+# a stream's preprocessing: `.errors` lists (position, reason) of the records it would reject
+BuildFeatures = Callable[[Sequence[Mapping[str, Any]]], Any]
 
 
 @dataclass(frozen=True)
@@ -88,17 +92,50 @@ def _type_name(avro_type: Any) -> str:
     return f"a {avro_type}"
 
 
-def load_jsonl(path: Path, schema: SchemaVersion) -> tuple[list[dict[str, Any]], list[LineError]]:
-    """All valid records and the errors of the invalid lines (blank lines are skipped)."""
+def _decode(raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"not UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
+        ) from None
+
+
+def load_jsonl(
+    path: Path,
+    schema: SchemaVersion,
+    build_features: BuildFeatures | None = None,
+) -> tuple[list[dict[str, Any]], list[LineError]]:
+    """All valid records and the errors of the invalid lines (blank lines are skipped).
+
+    Each line is decoded on its own, so one that is not UTF-8 is a bad line like any other.
+    With `build_features` (the stream's preprocessing, e.g. `pipeline.fraud.features`), records
+    that fit the schema but that the worker would dead-letter (a negative amount, a lowercase
+    currency) are bad lines too, with the worker's reasons.
+    """
     times = _timestamp_fields(schema)
-    records: list[dict[str, Any]] = []
+    parsed: list[tuple[int, dict[str, Any]]] = []
     errors: list[LineError] = []
-    with path.open(encoding="utf-8") as lines:
-        for number, text in enumerate(lines, start=1):
-            if not text.strip():
-                continue
+    with path.open("rb") as lines:
+        for number, raw in enumerate(lines, start=1):
             try:
-                records.append(parse_line(text, schema, times))
+                text = _decode(raw)
+                if number == 1:
+                    text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
+                if not text.strip():
+                    continue
+                parsed.append((number, parse_line(text, schema, times)))
             except ValueError as exc:
                 errors.append(LineError(number, str(exc)))
-    return records, errors
+    if build_features is not None and parsed:
+        # the producer fills in empty request ids, so they are not an error here
+        checked = [
+            {**record, "request_id": record.get("request_id") or "to-be-assigned"}
+            for _, record in parsed
+        ]
+        rejected = dict(build_features(checked).errors)
+        if rejected:
+            errors += [LineError(parsed[i][0], reason) for i, reason in rejected.items()]
+            errors.sort(key=lambda e: e.line)
+            parsed = [item for i, item in enumerate(parsed) if i not in rejected]
+    return [record for _, record in parsed], errors

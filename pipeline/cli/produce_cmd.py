@@ -105,7 +105,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = settings()
     spec = stream_spec(args.stream, cfg.topic_namespace)
     if args.file is not None:
-        records = _records_from_file(args, cfg, spec.request_schema)
+        records = _records_from_file(args, cfg, spec)
         total = len(records)
         batches: Any = iter([records])
     else:
@@ -124,14 +124,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records_from_file(args: argparse.Namespace, cfg: Any, schema_name: str) -> list[dict]:
+def _records_from_file(args: argparse.Namespace, cfg: Any, spec: Any) -> list[dict]:
     from pipeline.codec import SchemaCatalog
     from pipeline.request_files import load_jsonl
 
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
-    schema = SchemaCatalog(cfg.schemas_dir).latest(schema_name)
-    records, errors = load_jsonl(args.file, schema)
+    schema = SchemaCatalog(cfg.schemas_dir).latest(spec.request_schema)
+    # the worker's own checks too, so what it would dead-letter is a bad line here
+    records, errors = load_jsonl(args.file, schema, spec.features().build_features)
     for error in errors:
         print(f"{args.file}:{error.line}: {error.reason}", file=sys.stderr)
     if errors and args.on_error == "abort":

@@ -101,3 +101,23 @@ def test_topics_ensure_is_idempotent(settings, env):
     assert first.returncode == 0, first.stderr
     assert "exists  " in first.stdout  # the settings fixture created them already
     assert f"{settings.topic_namespace}drift.alerts" in first.stdout
+
+
+def test_cli_file_applies_the_workers_checks_and_survives_non_utf8(settings, env, tmp_path):
+    good = TransactionGenerator(seed=5).generate(2).records
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(
+        json.dumps(good[0]).encode()
+        + b"\n"
+        + json.dumps({**good[1], "amount": -3.0}).encode()
+        + b"\n"
+        + b'{"card_id": "\xff"}\n'
+    )
+    topic = stream_spec("fraud", settings.topic_namespace).requests
+
+    aborted = cli(env, "produce", "fraud", "--file", str(path))
+    assert aborted.returncode == 1, aborted.stderr
+    assert f"{path}:2: amount -3 out of range" in aborted.stderr
+    assert f"{path}:3: not UTF-8" in aborted.stderr
+    assert "Traceback" not in aborted.stderr
+    assert read_all(settings, topic, idle_timeout=3) == []

@@ -4,6 +4,7 @@ import json
 
 from pipeline.codec import SchemaCatalog
 from pipeline.config import REPO_ROOT
+from pipeline.fraud.features import build_features
 from pipeline.fraud.generator import TransactionGenerator
 from pipeline.request_files import load_jsonl
 
@@ -51,3 +52,36 @@ def test_each_bad_line_is_reported_with_its_number(tmp_path):
     assert "colour" in reasons[7]
     assert "UTC offset" in reasons[8]
     assert "finite" in reasons[9]
+
+
+def test_a_line_that_is_not_utf8_is_a_bad_line_not_a_crash(tmp_path):
+    good = json.dumps(TransactionGenerator(seed=3).generate(1).records[0]).encode()
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + good + b"\n" + good[:10] + b"\xff\xfe" + good[10:] + b"\n")
+    records, errors = load_jsonl(path, SCHEMA)
+    assert len(records) == 1  # the byte-order mark of line 1 is not an error
+    assert [(e.line, e.reason) for e in errors] == [(2, "not UTF-8: byte 0xff at column 11")]
+
+
+def test_the_workers_preprocessing_checks_name_the_field_and_the_line(tmp_path):
+    good = TransactionGenerator(seed=4).generate(3).records
+    lines = [
+        json.dumps(good[0]),
+        json.dumps({**good[1], "amount": -3.0}),
+        json.dumps({**good[2], "currency": "eur", "card_txn_count_1h": -1}),
+        json.dumps({k: v for k, v in good[0].items() if k != "request_id"}),
+        "{broken",
+    ]
+    path = write(tmp_path, lines)
+    records, errors = load_jsonl(path, SCHEMA, build_features)
+    assert [r["card_id"] for r in records] == [good[0]["card_id"], good[0]["card_id"]]
+    assert records[1]["request_id"] == ""  # an empty id is the producer's to fill, not an error
+    reasons = {e.line: e.reason for e in errors}
+    assert sorted(reasons) == [2, 3, 5]
+    assert [e.line for e in errors] == [2, 3, 5], "in line order"
+    assert "amount -3 out of range" in reasons[2]
+    assert "currency 'eur'" in reasons[3] and "card_txn_count_1h" in reasons[3]
+    assert "not JSON" in reasons[5]
+
+    schema_only, schema_errors = load_jsonl(path, SCHEMA)
+    assert len(schema_only) == 4 and [e.line for e in schema_errors] == [5]
