@@ -38,6 +38,7 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
         (["--count", "-3"], "--count must be >= 1"),
         (["--count", "10", "--fraud-share", "1.5"], "--fraud-share must be in [0, 1]"),
         (["--count", "10", "--fraud-share", "-0.1"], "--fraud-share must be in [0, 1]"),
+        (["--count", "10", "--fraud-share", "0.5"], "must be in [0, 0.25]"),  # the generator's
         (["--count", "10", "--drift-after", "-1"], "--drift-after must be >= 0"),
         (
             ["--count", "10", "--drift-after", "5", "--drift-feature", "colour"],
