@@ -1,10 +1,17 @@
-"""`inferstream` command line: one module per command group, each with `register(subparsers)`."""
+"""`inferstream` command line: one module per command group, each with `register(subparsers)`.
+
+User errors (a bad flag, setting or input) are one line `inferstream: error: <message>` and a
+non-zero exit code, 2 for usage errors; any other exception is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
 import importlib
 import sys
+from typing import NoReturn
+
+from pipeline.errors import InferstreamError
 
 # Command modules, in help order. Each exposes register(subparsers) and sets `func` on its parsers.
 COMMAND_MODULES = (
@@ -19,10 +26,56 @@ COMMAND_MODULES = (
 )
 
 
+class CliError(InferstreamError):
+    """An error the user can act on; printed without a traceback."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors are one line (and exit 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (a bad value is a usage error, exit 2)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """argparse type: a finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}") from None
+    if not (0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number > 0, got {text!r}")
+    return value
+
+
+def add_log_level(parser: argparse.ArgumentParser) -> None:
+    """`--log-level`, one of the levels of INFERSTREAM_LOG_LEVEL, case-insensitive."""
+    from pipeline.config import LOG_LEVELS
+
+    parser.add_argument(
+        "--log-level",
+        type=str.upper,
+        choices=LOG_LEVELS,
+        metavar="LEVEL",
+        help=f"{', '.join(LOG_LEVELS)} (default: INFERSTREAM_LOG_LEVEL or WARNING)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from pipeline import __version__
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="inferstream",
         description="Event-driven ML inference on Kafka.",
     )
@@ -41,25 +94,23 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
+        from pipeline.config import settings
+
+        settings()  # every INFERSTREAM_* variable checked before any command starts work
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except CliError as exc:
+    except InferstreamError as exc:
         print(f"inferstream: error: {exc}", file=sys.stderr)
         return exc.exit_code
-
-
-class CliError(Exception):
-    """An error the user can act on; printed without a traceback."""
-
-    def __init__(self, message: str, exit_code: int = 1) -> None:
-        super().__init__(message)
-        self.exit_code = exit_code
 
 
 if __name__ == "__main__":

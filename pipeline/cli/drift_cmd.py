@@ -11,15 +11,27 @@ from pipeline.config import settings
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from pipeline.cli import add_log_level, positive_int
+    from pipeline.cli.worker_cmd import streams_arg
+    from pipeline.streams import STREAMS
+
     drift = sub.add_parser("drift", help="streaming drift detection on request inputs")
     actions = drift.add_subparsers(dest="action", metavar="ACTION", required=True)
     worker = actions.add_parser("worker", help="run the drift engine (its own consumer group)")
-    worker.add_argument("--streams", default="fraud")
     worker.add_argument(
-        "--processes", type=int, default=1, help="engine processes in the drift group"
+        "--streams",
+        type=streams_arg,
+        default="fraud",
+        help=f"comma list of streams to watch ({', '.join(STREAMS)}; default fraud)",
+    )
+    worker.add_argument(
+        "--processes",
+        type=positive_int,
+        default=1,
+        help="engine processes in the drift group (default 1)",
     )
     worker.add_argument("--model-version", help="reference of this model version (default: latest)")
-    worker.add_argument("--log-level", help="default: INFERSTREAM_LOG_LEVEL or WARNING")
+    add_log_level(worker)
     worker.set_defaults(func=run_worker)
     status = actions.add_parser("status", help="per-feature statistics and open alerts")
     status.add_argument("--json", action="store_true", help="machine-readable output")

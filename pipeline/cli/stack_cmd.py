@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from pipeline.cli import CliError
+from pipeline.cli import CliError, positive_float
 from pipeline.config import Settings
 
 
@@ -22,7 +22,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
     up = sub.add_parser("up", help="start what is not running (idempotent); wait until ready")
     up.add_argument(
-        "--timeout", type=float, default=60.0, help="seconds to wait for readiness (default 60)"
+        "--timeout",
+        type=positive_float,
+        default=60.0,
+        help="seconds to wait for readiness (default 60)",
     )
     up.set_defaults(func=cmd_up)
     dn = sub.add_parser("down", help="stop the servers `stack up` started")

@@ -10,30 +10,49 @@ from pipeline.streams import STREAMS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    from pipeline.cli import add_log_level, positive_int
+
     p = sub.add_parser("worker", help="run a scoring worker for the given streams")
-    p.add_argument("--streams", default="fraud", help="comma list of streams to score")
+    p.add_argument(
+        "--streams",
+        type=streams_arg,
+        default="fraud",
+        help=f"comma list of streams to score ({', '.join(STREAMS)}; default fraud)",
+    )
     p.add_argument("--model-version", help="model version to serve (default: latest)")
     p.add_argument("--no-cache", action="store_true", help="do not use the Redis result cache")
     p.add_argument(
         "--processes",
-        type=int,
+        type=positive_int,
         default=1,
         help="engine processes in one consumer group under one supervisor (default 1)",
     )
-    p.add_argument("--log-level", help="default: INFERSTREAM_LOG_LEVEL or WARNING")
+    add_log_level(p)
     p.set_defaults(func=run)
 
 
 def parse_streams(text: str) -> list[str]:
+    """The streams of a comma list; a CliError (exit 2) naming the unknown ones."""
     from pipeline.cli import CliError
 
     streams = [s.strip() for s in text.split(",") if s.strip()]
     unknown = [s for s in streams if s not in STREAMS]
     if unknown or not streams:
         raise CliError(
-            f"unknown stream(s) {', '.join(unknown) or text!r}; known: {', '.join(STREAMS)}"
+            f"unknown stream(s) {', '.join(unknown) or repr(text)}; known: {', '.join(STREAMS)}",
+            exit_code=2,
         )
     return streams
+
+
+def streams_arg(text: str) -> str:
+    """argparse type of --streams: the comma list, checked (unknown streams: exit 2)."""
+    from pipeline.cli import CliError
+
+    try:
+        return ",".join(parse_streams(text))
+    except CliError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run_faust_app(app: object, level: str) -> None:
@@ -57,7 +76,7 @@ def run_worker(args: argparse.Namespace, role: str, command: list[str]) -> int:
     cfg = settings()
     streams = parse_streams(args.streams)
     processes = getattr(args, "processes", 1)
-    if processes < 1:
+    if processes < 1:  # argparse checks the flag; this guards callers that build args
         raise CliError(f"--processes must be at least 1, got {processes}", exit_code=2)
     if processes > 1:
         from agents.supervisor import Supervisor
