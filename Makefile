@@ -14,7 +14,7 @@ PIP_INSTALL_FLAGS := --quiet $(if $(CI),--progress-bar off,)
 .PHONY: help venv test lint demo stack-up stack-down stack-status deps
 
 help:
-	@echo "make test          venv + dependencies, then pytest (PYTEST_ARGS='...' passes options)"
+	@echo "make test          venv + dependencies, ruff, then pytest (PYTEST_ARGS='...' passes options)"
 	@echo "make demo          run the end-to-end demo (inferstream demo)"
 	@echo "make lint          ruff check"
 	@echo "make stack-up      start the local Kafka + Redis (no Docker); stack-down stops them"
@@ -35,7 +35,7 @@ $(STAMP): pyproject.toml | $(BIN)/python
 deps: $(STAMP)
 	$(BIN)/python -m pipeline stack deps
 
-test: deps
+test: deps lint
 	$(BIN)/pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -37,3 +37,22 @@ def test_compose_file_is_valid() -> None:
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_inferstream_command_in_the_compose_file_is_a_valid_command() -> None:
+    """Runs without Docker: each service's `inferstream ...` command parses with our CLI."""
+    import yaml
+
+    from pipeline.cli import build_parser
+
+    services = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())["services"]
+    commands = {
+        name: service["command"]
+        for name, service in services.items()
+        if isinstance(service.get("command"), list) and service["command"][0] == "inferstream"
+    }
+    assert {"topics", "worker", "drift-worker"} <= set(commands)
+    parser = build_parser()
+    for name, command in commands.items():
+        args = parser.parse_args(command[1:])
+        assert callable(getattr(args, "func", None)), f"{name}: {command} runs nothing"
