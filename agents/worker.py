@@ -107,7 +107,16 @@ def _scoring_handler(
 ) -> tuple[BatchHandler, dict[str, Any]]:
     providers = [p for p in settings.execution_providers.split(",") if p] or None
     model = load_model(model_dir, providers=providers, intra_op_threads=settings.inference_threads)
-    cache = ResultCache(settings.redis_url, namespace=spec.model_name) if use_cache else None
+    cache = (
+        ResultCache(
+            settings.redis_url,
+            namespace=spec.model_name,
+            retry_after_s=settings.redis_retry_after_s,
+            timeout_s=settings.redis_timeout_ms / 1000,
+        )
+        if use_cache
+        else None
+    )
     scorer = BatchScorer(spec, model, registry, spec.features().build_features, cache=cache)
     publisher = Publisher.from_settings(settings)  # one per engine: its flush is its batch's
     handler = ScoringHandler(

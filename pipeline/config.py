@@ -48,6 +48,14 @@ class Settings:
         default="redis://127.0.0.1:6379/0",
         metadata=meta("Redis for cache, status and detector state"),
     )
+    redis_timeout_ms: float = field(
+        default=250.0,
+        metadata=meta("a Redis call slower than this counts as Redis down (degraded)", gt=0),
+    )
+    redis_retry_after_s: float = field(
+        default=2.0,
+        metadata=meta("after a failed Redis call, the cache is skipped this long", gt=0),
+    )
     schema_registry_url: str = field(
         default="", metadata=meta("Confluent Schema Registry; empty: schema ids from `schemas/`")
     )
