@@ -24,6 +24,8 @@ from pipeline.kafka.client_config import client_config
 from pipeline.logs import lifecycle_event
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
+from pipeline.redis_client import DegradingRedis
+from pipeline.request_ids import RequestIdRegistry
 from pipeline.scoring import BatchScorer
 from pipeline.scoring.handler import ScoringHandler
 from pipeline.scoring.publisher import Publisher
@@ -107,17 +109,23 @@ def _scoring_handler(
 ) -> tuple[BatchHandler, dict[str, Any]]:
     providers = [p for p in settings.execution_providers.split(",") if p] or None
     model = load_model(model_dir, providers=providers, intra_op_threads=settings.inference_threads)
-    cache = (
-        ResultCache(
-            settings.redis_url,
-            namespace=spec.model_name,
-            retry_after_s=settings.redis_retry_after_s,
-            timeout_s=settings.redis_timeout_ms / 1000,
-        )
-        if use_cache
+    redis = DegradingRedis(
+        settings.redis_url, settings.redis_retry_after_s, settings.redis_timeout_ms / 1000
+    )
+    cache = ResultCache(settings.redis_url, spec.model_name, redis=redis) if use_cache else None
+    request_ids = (
+        RequestIdRegistry(redis, spec.prefix, settings.request_id_window_s)
+        if settings.request_id_window_s
         else None
     )
-    scorer = BatchScorer(spec, model, registry, spec.features().build_features, cache=cache)
+    scorer = BatchScorer(
+        spec,
+        model,
+        registry,
+        spec.features().build_features,
+        cache=cache,
+        request_ids=request_ids,
+    )
     publisher = Publisher.from_settings(settings)  # one per engine: its flush is its batch's
     handler = ScoringHandler(
         scorer, publisher.publish, settings.model_timeout_s, settings.model_retries

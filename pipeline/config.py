@@ -52,6 +52,14 @@ class Settings:
         default=250.0,
         metadata=meta("a Redis call slower than this counts as Redis down (degraded)", gt=0),
     )
+    request_id_window_s: int = field(
+        default=600,
+        metadata=meta(
+            "a request id reused with a different payload within this window is dead-lettered"
+            " (`duplicate-request-id`); 0: not checked",
+            ge=0,
+        ),
+    )
     redis_retry_after_s: float = field(
         default=2.0,
         metadata=meta("after a failed Redis call, the cache is skipped this long", gt=0),

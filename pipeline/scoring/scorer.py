@@ -20,6 +20,7 @@ from pipeline import __version__
 from pipeline.cache import ResultCache
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
 from pipeline.codec.columns import ColumnEncoder
+from pipeline.request_ids import RequestIdRegistry
 from pipeline.scoring.dead_letters import dead_letter
 from pipeline.scoring.messages import InboundMessage, OutboundMessage
 from pipeline.scoring.provenance import data_hashes
@@ -92,11 +93,13 @@ class BatchScorer:
         build_features: FeatureBuilder,
         cache: ResultCache | None = None,
         worker_id: str | None = None,
+        request_ids: RequestIdRegistry | None = None,
     ) -> None:
         self.spec = spec
         self.model = model
         self.build_features = build_features
         self.cache = cache
+        self.request_ids = request_ids  # one id, one request (pipeline/request_ids.py)
         self.worker_id = worker_id or default_worker_id()
         catalog = registry.catalog  # type: ignore[attr-defined]
         # timestamps stay epoch-ms ints: the features want ms, building datetimes costs 2x
@@ -143,17 +146,43 @@ class BatchScorer:
                 self._dead(ok_messages[index], "validate", "invalid-feature", reason, failed_at)
             )
         keep = features.valid_index.tolist()
+        matrix = features.matrix
+        degraded = False
+        if self.request_ids is not None and keep:
+            conflicts = self.request_ids.conflicts(
+                [requests[i]["request_id"] for i in keep], [ok_messages[i].value for i in keep]
+            )
+            degraded = conflicts is None
+            if conflicts and any(conflicts):
+                for i, conflict in zip(keep, conflicts, strict=True):
+                    if conflict:
+                        detail = (
+                            f"request_id {requests[i]['request_id']!r} was already used by a "
+                            "different request"
+                        )
+                        dead.append(
+                            self._dead(
+                                ok_messages[i],
+                                "validate",
+                                "duplicate-request-id",
+                                detail,
+                                failed_at,
+                            )
+                        )
+                matrix = matrix[~np.asarray(conflicts)]
+                keep = [i for i, conflict in zip(keep, conflicts, strict=True) if not conflict]
         prepared = PreparedBatch(
             messages=[ok_messages[i] for i in keep],
             requests=[requests[i] for i in keep],
-            matrix=features.matrix,
-            hashes=data_hashes(features.matrix),
+            matrix=matrix,
+            hashes=data_hashes(matrix),
             dead_letters=dead,
             received=len(messages),
+            degraded=degraded,
         )
         if self.cache is not None and prepared.hashes:
             cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
-            prepared.degraded = cached is None
+            prepared.degraded = prepared.degraded or cached is None
             prepared.cached_scores = cached or []
         return prepared
 

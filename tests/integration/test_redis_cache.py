@@ -61,3 +61,25 @@ def test_redis_down_degrades_but_every_request_is_scored(settings, env):
         worker.stop()
     assert sorted(r["request_id"] for r in results) == sorted(ids)
     assert all(r["degraded"] for r in results)
+
+
+def test_a_request_id_reused_by_a_different_request_is_dead_lettered(settings, worker):
+    """Same id, same payload: a replay, scored again. Same id, other payload: dead-lettered."""
+    spec = stream_spec("fraud", settings.topic_namespace)
+    first, second, third = TransactionGenerator(seed=random.getrandbits(48)).generate(3).records
+    taken = f"taken-{random.getrandbits(32)}"
+    produce(settings, [{**first, "request_id": taken}])
+    assert len(read_all(settings, spec.results, expected=1)) == 1
+    produce(
+        settings,
+        [
+            {**first, "request_id": taken},  # replayed as it was
+            {**second, "request_id": taken},  # someone else's request under the same id
+            third,
+        ],
+    )
+    results = values(read_all(settings, spec.results, expected=3))
+    assert sorted(r["request_id"] for r in results) == sorted([taken, taken, third["request_id"]])
+    dead = read_all(settings, spec.dlq, expected=1)
+    assert [r.headers["dlq.reason"] for r in dead] == [b"duplicate-request-id"]
+    assert taken in dead[0].headers["dlq.detail"].decode()

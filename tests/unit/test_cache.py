@@ -10,7 +10,7 @@ from pipeline.cache import ResultCache
 
 def test_an_unreachable_redis_is_one_degraded_period_however_many_calls(caplog):
     cache = ResultCache("redis://127.0.0.1:1/0", namespace="t", retry_after_s=0.05, timeout_s=0.05)
-    with caplog.at_level(logging.WARNING, logger="pipeline.cache"):
+    with caplog.at_level(logging.WARNING, logger="inferstream.redis"):
         assert cache.get_many(["a"]) is None
         assert cache.degraded
         assert cache.put_many(["a"], [0.5]) is False  # skipped while degraded

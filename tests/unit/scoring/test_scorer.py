@@ -169,3 +169,40 @@ def test_cached_scores_skip_the_model_and_redis_down_flags_degraded():
     third = score(scorer, messages(records, start_offset=16))
     assert model.calls == [8, 8]
     assert all(DECODE(m.value)["degraded"] for m in outputs(third, SPEC.results))
+
+
+class DictIds:
+    """The request-id rule in memory: id -> payload it was first seen with."""
+
+    def __init__(self, down: bool = False) -> None:
+        self.held: dict[str, bytes | None] = {}
+        self.down = down
+
+    def conflicts(self, ids, payloads):
+        if self.down:
+            return None
+        out = []
+        for request_id, payload in zip(ids, payloads, strict=True):
+            out.append(self.held.setdefault(request_id, payload) != payload)
+        return out
+
+
+def test_a_reused_request_id_with_another_payload_is_dead_lettered():
+    records = TransactionGenerator(seed=6).generate(3).records
+    records[2]["request_id"] = records[0]["request_id"]  # a different request, same id
+    ids = DictIds()
+    scorer = BatchScorer(SPEC, FakeModel(), REGISTRY, build_features, worker_id="w",
+                         request_ids=ids)
+    scored = score(scorer, messages(records))
+    assert [DECODE(m.value)["request_id"] for m in outputs(scored, SPEC.results)] == [
+        records[0]["request_id"], records[1]["request_id"]]
+    dead = outputs(scored, SPEC.dlq)
+    assert [dict(m.headers)["dlq.reason"] for m in dead] == [b"duplicate-request-id"]
+    assert dict(dead[0].headers)["dlq.source.offset"] == b"2"
+    # the same payloads again are replays: scored, nothing dead-lettered
+    again = score(scorer, messages(records[:2], start_offset=3))
+    assert len(outputs(again, SPEC.results)) == 2 and outputs(again, SPEC.dlq) == []
+    ids.down = True
+    degraded = score(scorer, messages(records, start_offset=5))
+    assert all(DECODE(m.value)["degraded"] for m in outputs(degraded, SPEC.results))
+    assert len(outputs(degraded, SPEC.results)) == 3
