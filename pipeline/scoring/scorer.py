@@ -147,30 +147,6 @@ class BatchScorer:
             )
         keep = features.valid_index.tolist()
         matrix = features.matrix
-        degraded = False
-        if self.request_ids is not None and keep:
-            conflicts = self.request_ids.conflicts(
-                [requests[i]["request_id"] for i in keep], [ok_messages[i].value for i in keep]
-            )
-            degraded = conflicts is None
-            if conflicts and any(conflicts):
-                for i, conflict in zip(keep, conflicts, strict=True):
-                    if conflict:
-                        detail = (
-                            f"request_id {requests[i]['request_id']!r} was already used by a "
-                            "different request"
-                        )
-                        dead.append(
-                            self._dead(
-                                ok_messages[i],
-                                "validate",
-                                "duplicate-request-id",
-                                detail,
-                                failed_at,
-                            )
-                        )
-                matrix = matrix[~np.asarray(conflicts)]
-                keep = [i for i, conflict in zip(keep, conflicts, strict=True) if not conflict]
         prepared = PreparedBatch(
             messages=[ok_messages[i] for i in keep],
             requests=[requests[i] for i in keep],
@@ -178,11 +154,10 @@ class BatchScorer:
             hashes=data_hashes(matrix),
             dead_letters=dead,
             received=len(messages),
-            degraded=degraded,
         )
         if self.cache is not None and prepared.hashes:
             cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
-            prepared.degraded = prepared.degraded or cached is None
+            prepared.degraded = cached is None
             prepared.cached_scores = cached or []
         return prepared
 
@@ -219,6 +194,9 @@ class BatchScorer:
         cut: str = "",
         wait_ms: float = 0.0,
     ) -> ScoredBatch:
+        if self.request_ids is not None and prepared.messages:
+            # here, on the encode stage, the Redis round trip overlaps the next batch's decode
+            prepared, scores = self._without_reused_ids(prepared, scores)
         n = len(prepared.messages)
         batch_id = f"{self.worker_id}-{next(self._batch_seq)}"
         served_at = now_ms()
@@ -295,6 +273,47 @@ class BatchScorer:
         return ScoredBatch(
             outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, decisions
         )
+
+    def _without_reused_ids(
+        self, prepared: PreparedBatch, scores: np.ndarray
+    ) -> tuple[PreparedBatch, np.ndarray]:
+        """Dead-letter requests whose id a different payload already holds (request_ids.py)."""
+        assert self.request_ids is not None
+        conflicts = self.request_ids.conflicts(
+            [r["request_id"] for r in prepared.requests], [m.value for m in prepared.messages]
+        )
+        if conflicts is None:  # Redis down: the rule is not applied, results are flagged
+            prepared.degraded = True
+            return prepared, scores
+        if not any(conflicts):
+            return prepared, scores
+        failed_at = now_ms()
+        dead = list(prepared.dead_letters)
+        for message, request, conflict in zip(
+            prepared.messages, prepared.requests, conflicts, strict=True
+        ):
+            if conflict:
+                detail = (
+                    f"request_id {request['request_id']!r} was already used by a different request"
+                )
+                dead.append(
+                    self._dead(message, "validate", "duplicate-request-id", detail, failed_at)
+                )
+        keep = ~np.asarray(conflicts)
+        index = np.flatnonzero(keep).tolist()
+        filtered = PreparedBatch(
+            messages=[prepared.messages[i] for i in index],
+            requests=[prepared.requests[i] for i in index],
+            matrix=prepared.matrix[keep],
+            hashes=[prepared.hashes[i] for i in index],
+            dead_letters=dead,
+            received=prepared.received,
+            cached_scores=[prepared.cached_scores[i] for i in index]
+            if prepared.cached_scores
+            else [],
+            degraded=prepared.degraded,
+        )
+        return filtered, np.asarray(scores)[keep]
 
     def dead_letter_batch(self, prepared: PreparedBatch, reason: str, detail: str) -> ScoredBatch:
         """The model failed for good: every valid request of the batch goes to the DLQ."""
