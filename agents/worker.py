@@ -16,20 +16,20 @@ import faust
 
 from agents.app import make_app
 from agents.engine_service import EngineService
-from pipeline.cache import ResultCache
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
+from pipeline.core.topics import StreamSpec, stream_spec
 from pipeline.engine import BatchHandler, Engine, EngineConfig
 from pipeline.kafka.client_config import client_config
+from pipeline.kafka.publisher import Publisher
 from pipeline.logs import lifecycle_event
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
-from pipeline.redis_client import DegradingRedis
-from pipeline.request_ids import RequestIdRegistry
+from pipeline.redis.cache import ResultCache
+from pipeline.redis.client import DegradingRedis
+from pipeline.redis.request_ids import RequestIdRegistry
 from pipeline.scoring import BatchScorer
 from pipeline.scoring.handler import ScoringHandler
-from pipeline.scoring.publisher import Publisher
-from pipeline.streams import StreamSpec, stream_spec
 
 log = logging.getLogger("inferstream.worker")
 
@@ -138,8 +138,8 @@ def _drift_handler(
     settings: Settings, spec: StreamSpec, model_dir: Any, registry: Any
 ) -> tuple[BatchHandler, dict[str, Any]]:
     from pipeline.drift.handler import DriftHandler
-    from pipeline.drift_monitor import DriftMonitor
-    from pipeline.state import RedisStateStore
+    from pipeline.drift.monitor import DriftMonitor
+    from pipeline.redis.state import RedisStateStore
 
     model = load_model(model_dir, providers=["CPUExecutionProvider"], warmup_rows=0)
     monitor = DriftMonitor(

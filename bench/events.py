@@ -9,8 +9,8 @@ from confluent_kafka import Producer
 
 from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import Settings
-from pipeline.fraud.generator import TransactionGenerator
-from pipeline.streams import stream_spec
+from pipeline.core.topics import stream_spec
+from pipeline.streams.fraud.generator import TransactionGenerator
 
 Headers = list[tuple[str, bytes]]
 

@@ -18,10 +18,10 @@ from bench.events import Event, EventPool, load_backlog, produce_paced, request_
 from bench.targets import Target, cpu_seconds
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
+from pipeline.core.topics import StreamSpec, stream_spec
 from pipeline.kafka.admin import ensure_topics, topic_names
 from pipeline.kafka.reader import read_topic
-from pipeline.streams import StreamSpec, stream_spec
-from pipeline.worker_process import WorkerProcess
+from pipeline.stack.worker_process import WorkerProcess
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import faust
 
 from bench.window import window_ms
 from pipeline.config import Settings, settings
+from pipeline.core.topics import stream_spec
 from pipeline.logs import lifecycle_event, logging_config
-from pipeline.streams import stream_spec
 
 
 def make_faust_app(cfg: Settings) -> faust.App:

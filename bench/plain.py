@@ -16,16 +16,16 @@ from confluent_kafka import Consumer, KafkaError, Message, Producer
 from bench.window import window_ms
 from pipeline.codec import registry_from_settings
 from pipeline.config import settings
+from pipeline.core.topics import stream_spec
 from pipeline.engine import inbound_message
-from pipeline.fraud.features import build_features
 from pipeline.kafka.client_config import client_config
+from pipeline.kafka.publisher import producer_config
 from pipeline.logs import lifecycle_event
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
 from pipeline.scoring import BatchScorer
-from pipeline.scoring.publisher import producer_config
 from pipeline.scoring.scorer import now_ms
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.features import build_features
 
 
 def main() -> None:

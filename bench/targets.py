@@ -10,7 +10,7 @@ from typing import Literal
 
 from bench.window import DEFAULT_MS
 from bench.window import ENV as WINDOW_ENV
-from pipeline.worker_process import WorkerProcess
+from pipeline.stack.worker_process import WorkerProcess
 
 Kind = Literal["inferstream", "passthrough", "plain", "drift"]
 Role = Literal["reference", "floor", "per-event", "ceiling", "processes", "drift", "sweep"]

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.fraud.features import FEATURE_NAMES, PREPROCESSING_VERSION, build_features
-from pipeline.fraud.generator import TransactionGenerator
+from pipeline.streams.fraud.features import FEATURE_NAMES, PREPROCESSING_VERSION, build_features
+from pipeline.streams.fraud.generator import TransactionGenerator
 
 MODELS_DIR = Path(__file__).resolve().parent
 MODEL_NAME = "fraud"

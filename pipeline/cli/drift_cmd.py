@@ -13,7 +13,7 @@ from pipeline.config import settings
 def register(sub: argparse._SubParsersAction) -> None:
     from pipeline.cli import add_log_level, positive_int
     from pipeline.cli.worker_cmd import streams_arg
-    from pipeline.streams import STREAMS
+    from pipeline.core.topics import STREAMS
 
     drift = sub.add_parser("drift", help="streaming drift detection on request inputs")
     actions = drift.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -45,10 +45,10 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def load_statuses(redis_url: str, namespace: str) -> list[dict]:
-    from pipeline.state import RedisStateStore
+    from pipeline.redis.state import RedisStateStore
 
     store = RedisStateStore(redis_url, prefix="inferstream:drift:")
-    from pipeline.streams import STREAMS
+    from pipeline.core.topics import STREAMS
 
     keys = [k for stream in STREAMS for k in store.keys(f"status:{namespace}{stream}:*")]
     if not store.available:

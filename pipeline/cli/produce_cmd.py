@@ -10,7 +10,7 @@ from typing import Any
 
 from pipeline.cli import CliError
 from pipeline.config import settings
-from pipeline.streams import STREAMS, stream_spec
+from pipeline.core.topics import STREAMS, stream_spec
 
 DEFAULT_DRIFT_FEATURE = "amount"
 
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     """Flag values out of range: one line naming the range, exit 2."""
-    from pipeline.fraud.generator import DRIFTABLE_FIELDS
+    from pipeline.streams.fraud.generator import DRIFTABLE_FIELDS
 
     def bad(message: str) -> CliError:
         return CliError(message, 2)
@@ -125,8 +125,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _records_from_file(args: argparse.Namespace, cfg: Any, spec: Any) -> list[dict]:
+    from pipeline.cli.request_files import load_jsonl
     from pipeline.codec import SchemaCatalog
-    from pipeline.request_files import load_jsonl
 
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
@@ -146,7 +146,7 @@ def _records_from_file(args: argparse.Namespace, cfg: Any, spec: Any) -> list[di
 
 
 def _synthetic_batches(args: argparse.Namespace) -> Any:
-    from pipeline.fraud.generator import DriftSpec, TransactionGenerator
+    from pipeline.streams.fraud.generator import DriftSpec, TransactionGenerator
 
     try:
         drift = None

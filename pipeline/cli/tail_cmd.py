@@ -120,8 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
 def suggest_topic(given: str, namespace: str = "") -> str | None:
     """The one stream topic `given` most likely meant (`results` -> `fraud.results`), or None."""
+    from pipeline.core.topics import STREAMS
     from pipeline.kafka.admin import topic_names
-    from pipeline.streams import STREAMS
 
     candidates = sorted(
         name

@@ -7,7 +7,7 @@ import sys
 
 from pipeline.cli import CliError
 from pipeline.config import settings
-from pipeline.streams import STREAMS
+from pipeline.core.topics import STREAMS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

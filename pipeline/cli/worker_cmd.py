@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from pipeline.config import settings
-from pipeline.streams import STREAMS
+from pipeline.core.topics import STREAMS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -22,14 +22,14 @@ from rich.live import Live
 
 from pipeline.codec import AvroDeserializer, DecodeError, registry_from_settings
 from pipeline.config import Settings
+from pipeline.core.topics import drift_alerts_topic, stream_spec
 from pipeline.demo.metrics import BehindTracker, DemoStats
 from pipeline.demo.view import behind_line, render, summary
-from pipeline.fraud.generator import DRIFTABLE_FIELDS, DriftSpec, TransactionGenerator
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.producer import RequestProducer
-from pipeline.state import RedisStateStore
-from pipeline.streams import drift_alerts_topic, stream_spec
-from pipeline.worker_process import WorkerProcess
+from pipeline.redis.state import RedisStateStore
+from pipeline.stack.worker_process import WorkerProcess
+from pipeline.streams.fraud.generator import DRIFTABLE_FIELDS, DriftSpec, TransactionGenerator
 
 DEMO_NAMESPACE = "demo."
 DEMO_APP_ID = "inferstream-demo"

@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from pipeline.drift_monitor import DriftMonitor, DriftRows
+from pipeline.core.messages import OutboundMessage
+from pipeline.drift.monitor import DriftMonitor, DriftRows
 from pipeline.engine import Batch, Stage
-from pipeline.scoring.messages import OutboundMessage
 
 Deliver = Callable[[Sequence[OutboundMessage]], None]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from pipeline.scoring.messages import InboundMessage
+from pipeline.core.messages import InboundMessage
 
 # full: batch_max reached; deadline: cut smaller so the oldest event keeps its latency
 # objective; idle: the pipeline was free and nothing more was waiting; revoke: cut because

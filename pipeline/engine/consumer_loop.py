@@ -36,13 +36,13 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from pipeline.core.messages import InboundMessage
 from pipeline.engine.batch import Batch, TopicPartitionKey
 from pipeline.engine.batcher import AdaptiveBatcher
 from pipeline.engine.config import EngineConfig
 from pipeline.engine.handler import BatchHandler
 from pipeline.engine.stages import StagePipeline
 from pipeline.engine.tracker import OffsetTracker
-from pipeline.scoring.messages import InboundMessage
 
 log = logging.getLogger("inferstream.engine")
 

@@ -11,7 +11,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewPartitions, NewTopic
 
-from pipeline.streams import drift_alerts_topic, stream_spec
+from pipeline.core.topics import drift_alerts_topic, stream_spec
 
 # Provenance is keyed by request id and is what replay reads: keep it longer than the rest.
 _TOPIC_CONFIG = {

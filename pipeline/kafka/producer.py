@@ -11,8 +11,8 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import Settings
+from pipeline.core.topics import StreamSpec
 from pipeline.kafka.admin import TOOL_LOGGER
-from pipeline.streams import StreamSpec
 
 
 class DeliveryFailed(RuntimeError):

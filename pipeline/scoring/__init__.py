@@ -4,7 +4,7 @@
 batches features and scores, `provenance.py` and `dead_letters.py` build the outputs.
 """
 
-from pipeline.scoring.messages import InboundMessage, OutboundMessage
+from pipeline.core.messages import InboundMessage, OutboundMessage
 from pipeline.scoring.scorer import BatchScorer, PreparedBatch
 
 __all__ = ["BatchScorer", "InboundMessage", "OutboundMessage", "PreparedBatch"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pipeline.scoring.messages import InboundMessage, OutboundMessage
+from pipeline.core.messages import InboundMessage, OutboundMessage
 
 Stage = Literal["decode", "validate", "model"]
 

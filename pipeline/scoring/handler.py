@@ -21,8 +21,8 @@ from threading import Lock
 
 import numpy as np
 
+from pipeline.core.messages import OutboundMessage
 from pipeline.engine import Batch, Stage
-from pipeline.scoring.messages import OutboundMessage
 from pipeline.scoring.scorer import BatchScorer, PreparedBatch, ScoredBatch, now_ms
 
 log = logging.getLogger("inferstream.scoring")

@@ -17,14 +17,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline import __version__
-from pipeline.cache import ResultCache
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
 from pipeline.codec.columns import ColumnEncoder
-from pipeline.request_ids import RequestIdRegistry
+from pipeline.core.messages import InboundMessage, OutboundMessage
+from pipeline.core.topics import StreamSpec
+from pipeline.redis.cache import ResultCache
+from pipeline.redis.request_ids import RequestIdRegistry
 from pipeline.scoring.dead_letters import dead_letter
-from pipeline.scoring.messages import InboundMessage, OutboundMessage
 from pipeline.scoring.provenance import data_hashes
-from pipeline.streams import StreamSpec
 
 
 class Model(Protocol):
@@ -99,7 +99,7 @@ class BatchScorer:
         self.model = model
         self.build_features = build_features
         self.cache = cache
-        self.request_ids = request_ids  # one id, one request (pipeline/request_ids.py)
+        self.request_ids = request_ids  # one id, one request (pipeline/redis/request_ids.py)
         self.worker_id = worker_id or default_worker_id()
         catalog = registry.catalog  # type: ignore[attr-defined]
         # timestamps stay epoch-ms ints: the features want ms, building datetimes costs 2x

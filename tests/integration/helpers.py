@@ -16,7 +16,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.kafka.reader import ReadRecord, read_topic
-from pipeline.worker_process import WorkerProcess
+from pipeline.stack.worker_process import WorkerProcess
 
 __all__ = [
     "PacedProducer",
@@ -248,8 +248,8 @@ class PacedProducer:
         return self
 
     def _run(self) -> None:
+        from pipeline.core.topics import stream_spec
         from pipeline.kafka.producer import RequestProducer
-        from pipeline.streams import stream_spec
 
         try:
             spec = stream_spec("fraud", self.settings.topic_namespace)

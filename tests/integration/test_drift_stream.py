@@ -10,10 +10,10 @@ import time
 import pytest
 
 from pipeline.cli.drift_cmd import load_statuses
-from pipeline.fraud.generator import DriftSpec, TransactionGenerator
+from pipeline.core.topics import drift_alerts_topic, stream_spec
 from pipeline.kafka.producer import RequestProducer
-from pipeline.streams import drift_alerts_topic, stream_spec
-from pipeline.worker_process import WorkerProcess
+from pipeline.stack.worker_process import WorkerProcess
+from pipeline.streams.fraud.generator import DriftSpec, TransactionGenerator
 from tests.integration.helpers import read_all, values
 
 pytestmark = pytest.mark.integration

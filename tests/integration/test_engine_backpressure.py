@@ -21,10 +21,10 @@ import pytest
 
 from pipeline import stack as local_stack
 from pipeline.config import Settings
-from pipeline.fraud.generator import TransactionGenerator
+from pipeline.core.topics import stream_spec
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.producer import RequestProducer
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.helpers import TopicTally, WorkerProcess, log_events, rss_kb, wait_for
 
 pytestmark = pytest.mark.integration

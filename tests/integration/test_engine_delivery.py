@@ -21,9 +21,9 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
-from pipeline.fraud.generator import TransactionGenerator
+from pipeline.core.topics import stream_spec
 from pipeline.kafka.producer import RequestProducer
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.helpers import (
     PacedProducer,
     TopicTally,

@@ -12,9 +12,9 @@ import pytest
 
 from pipeline.codec import SchemaCatalog
 from pipeline.codec.registry import local_schema_id
-from pipeline.fraud.generator import TransactionGenerator
+from pipeline.core.topics import stream_spec
 from pipeline.kafka.producer import RequestProducer
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.helpers import read_all
 
 pytestmark = pytest.mark.integration

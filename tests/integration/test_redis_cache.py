@@ -6,11 +6,11 @@ import random
 
 import pytest
 
-from pipeline.cache import ResultCache
-from pipeline.fraud.generator import TransactionGenerator
+from pipeline.core.topics import stream_spec
 from pipeline.kafka.producer import RequestProducer
-from pipeline.streams import stream_spec
-from pipeline.worker_process import WorkerProcess
+from pipeline.redis.cache import ResultCache
+from pipeline.stack.worker_process import WorkerProcess
+from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.helpers import read_all, values
 
 pytestmark = pytest.mark.integration

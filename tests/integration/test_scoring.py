@@ -10,13 +10,13 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.codec import AvroSerializer, registry_from_settings
-from pipeline.fraud.features import build_features
-from pipeline.fraud.generator import TransactionGenerator
+from pipeline.core.topics import stream_spec
 from pipeline.kafka.producer import RequestProducer
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
 from pipeline.scoring.provenance import data_hashes
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.features import build_features
+from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.helpers import WorkerProcess, read_all, values
 
 pytestmark = pytest.mark.integration

@@ -9,9 +9,9 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.cli import main
-from pipeline.fraud.generator import TransactionGenerator
+from pipeline.core.topics import stream_spec
 from pipeline.kafka.producer import RequestProducer
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.generator import TransactionGenerator
 
 pytestmark = pytest.mark.integration
 

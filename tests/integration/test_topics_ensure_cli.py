@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from pipeline.cli import main
+from pipeline.core.topics import stream_spec
 from pipeline.kafka.admin import cluster_metadata, ensure_topics, topic_names
-from pipeline.streams import stream_spec
 
 pytestmark = pytest.mark.integration
 

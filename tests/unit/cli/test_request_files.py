@@ -2,11 +2,11 @@
 
 import json
 
+from pipeline.cli.request_files import load_jsonl
 from pipeline.codec import SchemaCatalog
 from pipeline.config import REPO_ROOT
-from pipeline.fraud.features import build_features
-from pipeline.fraud.generator import TransactionGenerator
-from pipeline.request_files import load_jsonl
+from pipeline.streams.fraud.features import build_features
+from pipeline.streams.fraud.generator import TransactionGenerator
 
 SCHEMA = SchemaCatalog(REPO_ROOT / "schemas").latest("fraud_request")
 

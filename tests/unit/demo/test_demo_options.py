@@ -13,7 +13,7 @@ from pipeline.demo.run import (
     demo_environment,
     parse_options,
 )
-from pipeline.fraud.generator import DRIFTABLE_FIELDS
+from pipeline.streams.fraud.generator import DRIFTABLE_FIELDS
 
 
 def _parse(**flags: str) -> DemoOptions:

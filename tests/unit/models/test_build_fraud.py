@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.fraud.features import FEATURE_NAMES
 from pipeline.models import load_model, resolve_model_dir
+from pipeline.streams.fraud.features import FEATURE_NAMES
 
 pytest.importorskip("sklearn")
 pytest.importorskip("skl2onnx")

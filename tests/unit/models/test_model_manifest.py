@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.fraud.features import FEATURE_NAMES, PREPROCESSING_VERSION
 from pipeline.models import (
     ManifestError,
     ModelManifest,
@@ -18,6 +17,7 @@ from pipeline.models import (
     available_versions,
     resolve_model_dir,
 )
+from pipeline.streams.fraud.features import FEATURE_NAMES, PREPROCESSING_VERSION
 
 MODELS_DIR = Path(__file__).resolve().parents[3] / "models"
 FRAUD_DIR = MODELS_DIR / "fraud" / "1.0.0"

@@ -10,8 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.fraud.features import build_features
-from pipeline.fraud.generator import TransactionGenerator
 from pipeline.models import (
     ExecutionProviderError,
     LoadedModel,
@@ -20,6 +18,8 @@ from pipeline.models import (
     load_model,
     resolve_model_dir,
 )
+from pipeline.streams.fraud.features import build_features
+from pipeline.streams.fraud.generator import TransactionGenerator
 
 pytest.importorskip("onnxruntime")
 

@@ -10,13 +10,13 @@ import pytest
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
 from pipeline.codec.registry import LocalRegistry
 from pipeline.config import REPO_ROOT
+from pipeline.core.topics import stream_spec
 from pipeline.engine import Batch
-from pipeline.fraud.features import build_features
-from pipeline.fraud.generator import TransactionGenerator
 from pipeline.scoring import BatchScorer, InboundMessage
 from pipeline.scoring.handler import ScoringHandler
 from pipeline.scoring.provenance import data_hashes
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.features import build_features
+from pipeline.streams.fraud.generator import TransactionGenerator
 
 REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
 SPEC = stream_spec("fraud")

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from fastavro.validation import validate
 
-from pipeline.fraud.generator import DriftSpec, TransactionGenerator
+from pipeline.streams.fraud.generator import DriftSpec, TransactionGenerator
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "fraud_request.v1.avsc"
+SCHEMA_PATH = Path(__file__).resolve().parents[4] / "schemas" / "fraud_request.v1.avsc"
 
 
 @pytest.fixture(scope="module")

@@ -9,13 +9,13 @@ import pytest
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
 from pipeline.codec.registry import LocalRegistry
 from pipeline.config import REPO_ROOT
-from pipeline.drift_monitor import DriftMonitor
-from pipeline.fraud.features import DRIFT_EXEMPT_FEATURES, build_features
-from pipeline.fraud.generator import DriftSpec, TransactionGenerator
+from pipeline.core.topics import stream_spec
+from pipeline.drift.monitor import DriftMonitor
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
 from pipeline.scoring import InboundMessage
-from pipeline.streams import stream_spec
+from pipeline.streams.fraud.features import DRIFT_EXEMPT_FEATURES, build_features
+from pipeline.streams.fraud.generator import DriftSpec, TransactionGenerator
 
 REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
 SPEC = stream_spec("fraud", "unit.")

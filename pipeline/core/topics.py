@@ -62,7 +62,7 @@ STREAMS: dict[str, StreamSpec] = {
         request_schema="fraud_request",
         key_field="card_id",
         model_name="fraud",
-        features_module="pipeline.fraud.features",
+        features_module="pipeline.streams.fraud.features",
     ),
 }
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pipeline.redis_client import DegradingRedis
+from pipeline.redis.client import DegradingRedis
 
 
 class ResultCache:

@@ -18,11 +18,11 @@ from typing import Any
 import numpy as np
 
 from pipeline.codec import AvroDeserializer, AvroSerializer, DecodeError, SchemaRegistry
+from pipeline.core.messages import InboundMessage, OutboundMessage
+from pipeline.core.topics import StreamSpec, drift_alerts_topic
 from pipeline.drift import AlertEvent, AlertState, DriftConfig, DriftDetector, Reference
-from pipeline.scoring.messages import InboundMessage, OutboundMessage
+from pipeline.redis.state import RedisStateStore
 from pipeline.scoring.scorer import FeatureBuilder, now_ms
-from pipeline.state import RedisStateStore
-from pipeline.streams import StreamSpec, drift_alerts_topic
 
 log = logging.getLogger("inferstream.drift")
 

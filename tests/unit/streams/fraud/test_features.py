@@ -14,15 +14,15 @@ import fastavro
 import numpy as np
 import pytest
 
-from pipeline.fraud.features import (
+from pipeline.scoring.provenance import canonical_bytes, data_hashes
+from pipeline.streams.fraud.features import (
     FEATURE_NAMES,
     PREPROCESSING_VERSION,
     build_features,
 )
-from pipeline.fraud.generator import TransactionGenerator
-from pipeline.scoring.provenance import canonical_bytes, data_hashes
+from pipeline.streams.fraud.generator import TransactionGenerator
 
-SCHEMA_PATH = Path(__file__).resolve().parents[3] / "schemas" / "fraud_request.v1.avsc"
+SCHEMA_PATH = Path(__file__).resolve().parents[4] / "schemas" / "fraud_request.v1.avsc"
 SIX_AM_MS = int(datetime(2025, 1, 6, 6, 0, tzinfo=UTC).timestamp() * 1000)
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from pipeline.redis_client import DegradingRedis
+from pipeline.redis.client import DegradingRedis
 
 # Per id: claim it for this fingerprint, or compare with the fingerprint that holds it. Ids
 # and fingerprints travel as one string and the answer is one string of 0/1 flags: packing

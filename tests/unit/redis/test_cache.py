@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from pipeline.cache import ResultCache
+from pipeline.redis.cache import ResultCache
 
 
 def test_an_unreachable_redis_is_one_degraded_period_however_many_calls(caplog):

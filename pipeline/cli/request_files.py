@@ -109,7 +109,7 @@ def load_jsonl(
     """All valid records and the errors of the invalid lines (blank lines are skipped).
 
     Each line is decoded on its own, so one that is not UTF-8 is a bad line like any other.
-    With `build_features` (the stream's preprocessing, e.g. `pipeline.fraud.features`), records
+    With `build_features` (the stream's preprocessing), records
     that fit the schema but that the worker would dead-letter (a negative amount, a lowercase
     currency) are bad lines too, with the worker's reasons.
     """

@@ -1,12 +1,12 @@
 """Fraud scoring stream: synthetic transactions and the versioned request -> features function."""
 
-from pipeline.fraud.features import (
+from pipeline.streams.fraud.features import (
     FEATURE_NAMES,
     PREPROCESSING_VERSION,
     FeatureBatch,
     build_features,
 )
-from pipeline.fraud.generator import DriftSpec, GeneratedBatch, TransactionGenerator
+from pipeline.streams.fraud.generator import DriftSpec, GeneratedBatch, TransactionGenerator
 
 __all__ = [
     "FEATURE_NAMES",

@@ -18,9 +18,9 @@ from typing import Any
 from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.config import Settings
+from pipeline.core.messages import OutboundMessage
 from pipeline.kafka.client_config import client_config
 from pipeline.kafka.producer import DeliveryFailed, produce_waiting
-from pipeline.scoring.messages import OutboundMessage
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:

@@ -1,0 +1,1 @@
+"""Stream plug-ins, one subpackage each (`pipeline/streams/<name>/`)."""
