@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-dev
 PYTEST_ARGS ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-PIP_INSTALL_FLAGS := --quiet $(if $(CI),--progress-bar off,)
+PIP_INSTALL_FLAGS := $(if $(CI),--progress-bar off,)
 
 .PHONY: help venv test lint demo stack-up stack-down stack-status deps
 

@@ -20,6 +20,11 @@ from typing import Any, Literal
 from pipeline.errors import SettingsError
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The data the code reads (schemas/, models/, ops/): a checkout's, at its root; an installed
+# package's (a wheel, `pip install .`), copied into pipeline/_data by the build (setup.py),
+# since site-packages is no repository root.
+INSTALLED_DATA = Path(__file__).resolve().parent / "_data"
+DATA_ROOT = INSTALLED_DATA if INSTALLED_DATA.is_dir() else REPO_ROOT
 ENV_PREFIX = "INFERSTREAM_"
 
 Guarantee = Literal["at-least-once"]
@@ -68,10 +73,10 @@ class Settings:
         default="", metadata=meta("Confluent Schema Registry; empty: schema ids from `schemas/`")
     )
     schemas_dir: Path = field(
-        default=REPO_ROOT / "schemas", metadata=meta("Avro schemas, every version kept")
+        default=DATA_ROOT / "schemas", metadata=meta("Avro schemas, every version kept")
     )
     models_dir: Path = field(
-        default=REPO_ROOT / "models", metadata=meta("model directories (`<name>/<version>/`)")
+        default=DATA_ROOT / "models", metadata=meta("model directories (`<name>/<version>/`)")
     )
     state_dir: Path = field(
         default=Path.home() / ".local" / "state" / "inferstream",

@@ -22,7 +22,6 @@ COMMAND_MODULES = (
     "worker_cmd",
     "demo_cmd",
     "drift_cmd",
-    "bench_cmd",
 )
 
 

@@ -12,11 +12,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from pipeline.config import REPO_ROOT, Settings
+from pipeline.config import DATA_ROOT, Settings
 from pipeline.stack.process import StackError, file_lock, parse_hostport, spawn
 
 KAFKA_VERSION = "4.3.1"
-POM = REPO_ROOT / "ops" / "kafka" / "pom.xml"
+POM = DATA_ROOT / "ops" / "kafka" / "pom.xml"  # a checkout's, or the one installed with us
 MIN_JAVA = 17
 DEFAULT_HEAP_OPTS = "-Xms256m -Xmx1g"
 
@@ -131,7 +131,7 @@ def ensure_jars(settings: Settings, log: Log, version: str = KAFKA_VERSION) -> P
                 f"{NO_KAFKA_HINT}"
             )
         if not POM.exists():
-            raise StackError(f"{POM} is missing: `stack up` runs from a source checkout only")
+            raise StackError(f"{POM} is missing: reinstall inferstream (or run from a checkout)")
         shutil.rmtree(libs, ignore_errors=True)
         libs.mkdir(parents=True)
         log(f"resolving Kafka {version} jars from Maven Central into {libs} (first run only)...")
