@@ -1,10 +1,18 @@
-"""Suite-wide fixtures: the `stack` (real Kafka + Redis) that integration tests run against."""
+"""Suite-wide fixtures: the `stack` (real Kafka + Redis) that integration tests run against.
+
+INFERSTREAM_STATE_DIR, when set, holds everything the suite writes: the stack's data, pid
+files and logs (<state>/stack), the workers' state and every temporary file, pytest's
+`tmp_path` included (<state>/tests/tmp; TMPDIR is set for the subprocesses too). Unset, the
+stack keeps its data in ~/.local/state/inferstream and temporary files go to the system's
+temporary directory, as usual.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +32,33 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         action="store_true",
         help="leave the Kafka/Redis the session started running afterwards (faster reruns)",
     )
+    parser.addoption(
+        "--keep-topics",
+        action="store_true",
+        help="leave the topics and consumer groups the tests created on the broker (to inspect "
+        "them); by default they are deleted at the end of the session",
+    )
+
+
+def suite_state_dir() -> Path | None:
+    """INFERSTREAM_STATE_DIR as the suite was started with, or None when it is not set."""
+    raw = os.environ.get("INFERSTREAM_STATE_DIR", "").strip()
+    return Path(raw).expanduser().resolve() if raw else None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """With INFERSTREAM_STATE_DIR set, temporary files go under it too: pytest's `tmp_path`
+    (its base directory comes from `tempfile.gettempdir()`, unless --basetemp or
+    PYTEST_DEBUG_TEMPROOT say otherwise), `tempfile` in this process and, through TMPDIR, in
+    the workers and commands the tests start."""
+    state = suite_state_dir()
+    if state is None:
+        return
+    tmp = state / "tests" / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
+    os.environ["TMPDIR"] = str(tmp)
+    tempfile.tempdir = str(tmp)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

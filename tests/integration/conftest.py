@@ -3,34 +3,87 @@
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+from confluent_kafka import KafkaException
 
 from pipeline.config import Settings
 from pipeline.kafka.admin import ensure_topics
-from tests.integration.helpers import WorkerProcess
+from tests.integration.helpers import KafkaNames, WorkerProcess
 
 pytestmark = pytest.mark.integration
 
+# Fixed names some tests use instead of a namespace of their own: `inferstream demo` without
+# INFERSTREAM_TOPIC_NAMESPACE / INFERSTREAM_APP_ID works in `demo.*` with groups
+# `inferstream-demo*` (test_demo.py). Deleted at the end only where the session created them.
+FIXED_PREFIXES = ("demo.", "inferstream-demo")
+
+
+@pytest.fixture(scope="session")
+def kafka_names(stack, request: pytest.FixtureRequest) -> Iterator[KafkaNames]:
+    """What the session creates on the broker, deleted when it ends (unless --keep-topics):
+    the broker may outlive the session (it was running already, it is shared, --keep-stack,
+    or its next start reuses the data directory), and the tests' topics would pile up there."""
+    names = KafkaNames(stack.bootstrap)
+    for prefix in FIXED_PREFIXES:
+        names.track_if_new(prefix)
+    yield names
+    if request.config.getoption("--keep-topics"):
+        return
+    try:
+        report = names.cleanup()
+    except KafkaException as exc:  # e.g. the broker was stopped by whoever started it
+        _log(f"could not delete the session's topics and consumer groups: {exc}")
+        return
+    _log(
+        f"deleted the session's {len(report.topics)} topics and "
+        f"{len(report.groups)} consumer groups"
+    )
+    for left in report.left:
+        _log(f"not deleted: {left}")
+
+
+def _log(message: str) -> None:
+    print(f"[stack] {message}", file=sys.__stderr__, flush=True)
+
 
 @pytest.fixture
-def namespace() -> str:
-    """Fresh topics and consumer group per test, so tests never see each other's records."""
-    return f"t{uuid.uuid4().hex[:8]}."
+def namespace(kafka_names: KafkaNames) -> str:
+    """Fresh topics and consumer group per test, so tests never see each other's records;
+    tracked, so that they are deleted at the end of the session."""
+    namespace = f"t{uuid.uuid4().hex[:8]}."
+    kafka_names.track(namespace)  # its topics
+    kafka_names.track(app_id(namespace))  # its consumer groups (and Faust's own topics)
+    return namespace
+
+
+def app_id(namespace: str) -> str:
+    """The consumer group (INFERSTREAM_APP_ID) of a test's workers; others derive from it."""
+    return f"inferstream-{namespace.rstrip('.')}"
 
 
 @pytest.fixture
-def env(stack, namespace: str) -> dict[str, str]:
+def state_dir(tmp_path: Path) -> Path:
+    """The test's INFERSTREAM_STATE_DIR (workers' Faust data): under its `tmp_path`, so under
+    the suite's INFERSTREAM_STATE_DIR when that is set, and removed with pytest's old temporary
+    directories."""
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def env(stack, namespace: str, state_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(
         INFERSTREAM_KAFKA_BOOTSTRAP=stack.bootstrap,
         INFERSTREAM_REDIS_URL=stack.redis_url,
         INFERSTREAM_TOPIC_NAMESPACE=namespace,
-        INFERSTREAM_APP_ID=f"inferstream-{namespace.rstrip('.')}",
+        INFERSTREAM_APP_ID=app_id(namespace),
         INFERSTREAM_TOPIC_PARTITIONS="4",
-        INFERSTREAM_STATE_DIR=str(Settings().state_dir / "tests" / namespace.rstrip(".")),
+        INFERSTREAM_STATE_DIR=str(state_dir),
         INFERSTREAM_LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
     )

@@ -1,34 +1,187 @@
-"""Test helpers for integration tests: topic readers (and the worker process, re-exported)."""
+"""Test helpers for integration tests: topic names, request senders, topic readers, the
+worker process (re-exported) and the tracker of what a session creates on the broker.
+
+They speak to the pipeline from outside, as a client would: topic names as `inferstream
+topics ensure` creates them, requests encoded with `pipeline.codec` and produced as `inferstream
+produce` sends them, results read back from the topics.
+"""
 
 from __future__ import annotations
 
 import json
+import secrets
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Producer,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 
-from pipeline.codec import registry_from_settings
+from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import Settings
 from pipeline.kafka.reader import ReadRecord, read_topic
 from pipeline.stack.worker_process import WorkerProcess
 
 __all__ = [
+    "CleanupReport",
+    "FraudTopics",
+    "KafkaNames",
     "PacedProducer",
+    "RequestSender",
     "TopicTally",
     "WorkerProcess",
+    "fraud_topics",
     "log_events",
+    "new_traceparent",
     "pid_gone",
     "read_all",
     "rss_kb",
+    "send_requests",
     "values",
     "wait_for",
 ]
+
+
+# -- topic names and requests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FraudTopics:
+    """The fraud stream's topics in one namespace: `<namespace>fraud.<kind>`."""
+
+    namespace: str
+
+    @property
+    def requests(self) -> str:
+        return f"{self.namespace}fraud.requests"
+
+    @property
+    def results(self) -> str:
+        return f"{self.namespace}fraud.results"
+
+    @property
+    def provenance(self) -> str:
+        return f"{self.namespace}fraud.provenance"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.namespace}fraud.dlq"
+
+
+def fraud_topics(namespace: str) -> FraudTopics:
+    """The names the worker and `inferstream topics ensure` use, spelled out here so that the
+    tests do not follow the pipeline's internal naming code as it moves."""
+    return FraudTopics(namespace)
+
+
+def new_traceparent() -> str:
+    """A valid W3C trace-context `traceparent` for a new, sampled trace."""
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+class RequestSender:
+    """Produces fraud requests as `inferstream produce` does: Avro (latest fraud_request
+    schema, Confluent framing via `pipeline.codec`), keyed by card_id, idempotent, with headers
+    request_id, traceparent and (when the request has one) tenant.
+
+    `send(..., headers=, timestamp_ms=)` overrides headers and sets the record timestamp.
+    Use as a context manager (or call `flush()`): every request is acknowledged at the end.
+    """
+
+    KEY_FIELD = "card_id"
+
+    def __init__(self, settings: Settings, **config: Any) -> None:
+        self.topic = fraud_topics(settings.topic_namespace).requests
+        registry = registry_from_settings(settings)
+        schema = registry.catalog.latest("fraud_request")  # type: ignore[attr-defined]
+        self.serialize = AvroSerializer(registry, schema, self.topic)
+        self.failed: list[str] = []
+        self._producer = Producer(
+            {
+                "bootstrap.servers": settings.kafka_bootstrap,
+                "enable.idempotence": True,
+                "linger.ms": 5,
+                "compression.type": "lz4",
+                "allow.auto.create.topics": False,
+                **config,
+            }
+        )
+
+    def _on_delivery(self, error: KafkaError | None, _message: object) -> None:
+        if error is not None:
+            self.failed.append(str(error))
+
+    def send(
+        self,
+        record: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> str:
+        """Queue one request; its request_id (a new UUID4 when the record has none)."""
+        record = dict(record)
+        if not record.get("request_id"):
+            record["request_id"] = str(uuid.uuid4())
+        value = self.serialize(record)
+        base = {"request_id": record["request_id"], "traceparent": new_traceparent()}
+        if record.get("tenant"):
+            base["tenant"] = str(record["tenant"])
+        all_headers = [(k, v.encode()) for k, v in {**base, **(headers or {})}.items()]
+        key = record.get(self.KEY_FIELD)
+        extra: dict[str, Any] = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
+        while True:
+            try:
+                self._producer.produce(
+                    self.topic,
+                    value,
+                    None if key is None else str(key).encode(),
+                    headers=all_headers,
+                    on_delivery=self._on_delivery,
+                    **extra,
+                )
+                break
+            except BufferError:  # the local queue is full: let deliveries drain, then retry
+                self._producer.poll(0.05)
+        self._producer.poll(0)
+        return str(record["request_id"])
+
+    def send_many(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
+        return [self.send(record) for record in records]
+
+    def flush(self, timeout: float = 60) -> None:
+        remaining = self._producer.flush(timeout)
+        if remaining or self.failed:
+            raise RuntimeError(
+                f"{remaining} requests undelivered, {len(self.failed)} failed"
+                + (f" (first error: {self.failed[0]})" if self.failed else "")
+            )
+
+    def __enter__(self) -> RequestSender:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None:
+            self.flush()
+
+
+def send_requests(settings: Settings, records: Iterable[Mapping[str, Any]]) -> list[str]:
+    """Produce `records` as requests, all acknowledged; their ids, in order."""
+    with RequestSender(settings) as sender:
+        return sender.send_many(records)
+
+
+# -- reading topics -------------------------------------------------------------------------
 
 
 def read_all(
@@ -248,12 +401,8 @@ class PacedProducer:
         return self
 
     def _run(self) -> None:
-        from pipeline.core.topics import stream_spec
-        from pipeline.kafka.producer import RequestProducer
-
         try:
-            spec = stream_spec("fraud", self.settings.topic_namespace)
-            with RequestProducer(self.settings, spec) as producer:
+            with RequestSender(self.settings) as producer:
                 started = time.monotonic()
                 while len(self.ids) < len(self.records) and not self._stop.is_set():
                     limit = len(self.records)
@@ -288,3 +437,124 @@ class PacedProducer:
         if self._error is not None:
             raise RuntimeError("the paced producer failed") from self._error
         return self.ids
+
+
+# -- what a session creates on the broker ---------------------------------------------------
+
+
+@dataclass
+class CleanupReport:
+    topics: list[str] = field(default_factory=list)  # deleted
+    groups: list[str] = field(default_factory=list)  # consumer groups deleted
+    left: list[str] = field(default_factory=list)  # "what: why" for each that could not be
+
+
+class KafkaNames:
+    """The topics and consumer groups a test session creates, to delete them at its end.
+
+    The broker may outlive the session (it answered before the session began, another session
+    shares it, --keep-stack, or the next start reuses its data directory), and what the tests
+    created would pile up on it. Each test works in names of its own (the `namespace` fixture:
+    topics `t<id>.*`, consumer groups and Faust's topics `inferstream-t<id>*`): `track(prefix)`
+    marks every topic and consumer group whose name starts with `prefix` as the session's.
+    Some tests use fixed names that are not theirs alone (the demo's `demo.` namespace):
+    `track_if_new(prefix)` marks only the matching names that did not exist when the tracker
+    was made, so that a user's own topics and groups on a reused broker are left alone.
+    """
+
+    def __init__(self, bootstrap: str, timeout: float = 30.0) -> None:
+        self.bootstrap = bootstrap
+        self.timeout = timeout
+        self.prefixes: set[str] = set()
+        self.new_only: set[str] = set()
+        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._existed_topics = self._topics()
+        self._existed_groups = self._groups()
+
+    def track(self, prefix: str) -> str:
+        self._check(prefix)
+        self.prefixes.add(prefix)
+        return prefix
+
+    def track_if_new(self, prefix: str) -> str:
+        self._check(prefix)
+        self.new_only.add(prefix)
+        return prefix
+
+    @staticmethod
+    def _check(prefix: str) -> None:
+        if len(prefix) < 3 or prefix.startswith("_"):  # "", "t", "__consumer_offsets", ...
+            raise ValueError(f"prefix {prefix!r} would match names that are not the session's")
+
+    def _topics(self) -> set[str]:
+        return set(self._admin.list_topics(timeout=self.timeout).topics)
+
+    def _groups(self) -> set[str]:
+        listing = self._admin.list_consumer_groups(request_timeout=self.timeout)
+        return {group.group_id for group in listing.result(self.timeout).valid}
+
+    def _ours(self, names: Iterable[str], existed: set[str]) -> list[str]:
+        tracked, new_only = tuple(self.prefixes), tuple(self.new_only)
+        return sorted(
+            name
+            for name in names
+            if name.startswith(tracked) or (name.startswith(new_only) and name not in existed)
+        )
+
+    def created(self) -> tuple[list[str], list[str]]:
+        """The session's topics and consumer groups on the broker now."""
+        return (
+            self._ours(self._topics(), self._existed_topics),
+            self._ours(self._groups(), self._existed_groups),
+        )
+
+    def cleanup(self, group_wait_s: float = 20.0) -> CleanupReport:
+        """Delete the session's topics and consumer groups. A group that still has members (a
+        worker killed moments ago keeps its membership until its session times out) is retried
+        for `group_wait_s`; whatever could not be deleted is in the report's `left`."""
+        topics, groups = self.created()
+        report = CleanupReport()
+        if topics:
+            futures = self._admin.delete_topics(topics, operation_timeout=self.timeout)
+            for name, future in futures.items():
+                problem = _admin_problem(future, self.timeout, KafkaError.UNKNOWN_TOPIC_OR_PART)
+                if problem:
+                    report.left.append(f"topic {name}: {problem}")
+                else:
+                    report.topics.append(name)
+        pending, deadline = groups, time.monotonic() + group_wait_s
+        while pending:
+            retry = []
+            futures = self._admin.delete_consumer_groups(pending, request_timeout=self.timeout)
+            for name, future in futures.items():
+                problem = _admin_problem(future, self.timeout, KafkaError.GROUP_ID_NOT_FOUND)
+                if problem and "NON_EMPTY_GROUP" in problem and time.monotonic() < deadline:
+                    retry.append(name)
+                elif problem:
+                    report.left.append(f"consumer group {name}: {problem}")
+                else:
+                    report.groups.append(name)
+            pending = retry
+            if pending:
+                time.sleep(1.0)
+        # deleted topics leave the metadata a moment after the call returns
+        deleted = set(report.topics)
+        if not wait_for(lambda: not deleted & self._topics(), self.timeout, interval=0.2):
+            report.left += [
+                f"topic {name}: still listed" for name in sorted(deleted & self._topics())
+            ]
+        report.topics.sort()
+        report.groups.sort()
+        return report
+
+
+def _admin_problem(future: Any, timeout: float, gone_code: int) -> str | None:
+    """None when an admin operation succeeded (or found the thing already gone), else why not."""
+    try:
+        future.result(timeout)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError):
+            return None if error.code() == gone_code else f"{error.name()}: {error.str()}"
+        return str(exc)
+    return None

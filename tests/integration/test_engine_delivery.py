@@ -15,22 +15,23 @@ import random
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
 from pipeline.config import Settings
-from pipeline.core.topics import stream_spec
-from pipeline.kafka.producer import RequestProducer
 from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.helpers import (
     PacedProducer,
     TopicTally,
     WorkerProcess,
+    fraud_topics,
     log_events,
     pid_gone,
     read_all,
+    send_requests,
     values,
     wait_for,
 )
@@ -53,8 +54,8 @@ def short_sessions(env: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def results(settings: Settings) -> Iterator[TopicTally]:
     """A live count of the results topic, by request id."""
-    spec = stream_spec("fraud", settings.topic_namespace)
-    with TopicTally(settings.kafka_bootstrap, spec.results) as tally:
+    topic = fraud_topics(settings.topic_namespace).results
+    with TopicTally(settings.kafka_bootstrap, topic) as tally:
         yield tally
 
 
@@ -66,6 +67,33 @@ def _progress(tally: TopicTally, more: int, what: str) -> None:
     """Wait until `more` further results arrived: the worker is really scoring the stream."""
     target = tally.distinct + more
     assert tally.wait_distinct(target, WAIT_S), f"no progress {what}: {tally.distinct} results"
+
+
+@dataclass(frozen=True)
+class KillPoint:
+    """Where a kill -9 landed: requests sent by then, and of those how many had a result."""
+
+    sent: int
+    scored: int  # distinct requests of those sent with a result when the worker died
+    by_worker: int  # results the killed worker produced, duplicates included
+
+    @property
+    def unscored(self) -> int:
+        return self.sent - self.scored
+
+
+def _kill_point(
+    worker: WorkerProcess, producer: PacedProducer, tally: TopicTally, since: int
+) -> KillPoint:
+    """kill -9 `worker` and say where the kill landed. `since`: the results topic's count
+    when the worker started. Once the worker is dead nothing else produces results, so what
+    the tally holds after a quiet second is what existed at the kill."""
+    sent = producer.sent
+    worker.kill9()
+    assert tally.wait_quiet(1.0, WAIT_S), "results still arriving after the kill"
+    done = tally.counts()
+    scored = sum(1 for request_id in producer.ids[:sent] if request_id in done)
+    return KillPoint(sent, scored, tally.total - since)
 
 
 def _all_results(tally: TopicTally, ids: list[str], workers: list[WorkerProcess]) -> None:
@@ -95,16 +123,17 @@ def test_kill_9_at_random_moments_mid_stream_loses_no_request(
     """kill -9 at 5 random moments of a live 50,000-request stream, restarting each time:
     every request ends with a result, and each extra copy equals the first (bar serving time).
 
-    Each kill lands mid-stream (asserted): the restarted worker has been scoring (new results
-    since its start), requests are still being produced (the last ones are held back until
-    after the last kill) and results are short of the total. The stream runs at 1,000/s so
-    that it spans five kills and rejoins; what piles up while a worker is down is drained at
-    full speed, so kills land both in the paced flow and in a backlog drain."""
+    Each kill lands mid-stream and interrupts work in progress (asserted): by the time the
+    worker dies it has produced results of its own since its start, some of the requests sent
+    so far have results and some have none yet, and requests are still being produced (the
+    last ones are held back until after the last kill). The stream runs at 1,000/s so that it
+    spans five kills and rejoins; what piles up while a worker is down is drained at full
+    speed, so kills land both in the paced flow and in a backlog drain."""
     total, kills = 50_000, 5
     rng = random.Random(20261201)
     producer = PacedProducer(settings, _records(total, seed=131), rate=1000, reserve=5000)
     worker = WorkerProcess(short_sessions)
-    landed: list[tuple[int, int]] = []  # (requests sent, distinct results) at each kill
+    landed: list[KillPoint] = []
     try:
         worker.start()
         producer.start()
@@ -114,10 +143,11 @@ def test_kill_9_at_random_moments_mid_stream_loses_no_request(
                 "no results from the (re)started worker\n" + "\n".join(worker.lines)
             )
             time.sleep(rng.uniform(0.05, 1.0))
-            sent, scored = producer.sent, results.distinct
-            worker.kill9()
-            landed.append((sent, scored))
-            assert sent < total and scored < total, f"a kill after the stream ended: {landed}"
+            point = _kill_point(worker, producer, results, since)
+            landed.append(point)
+            assert point.sent < total, f"a kill after the stream ended: {landed}"
+            assert point.by_worker > 0 and point.scored > 0, f"nothing scored yet: {landed}"
+            assert point.unscored > 0, f"nothing left to score at the kill: {landed}"
             worker.start()
         ids = producer.join()
         _all_results(results, ids, [worker])
@@ -125,9 +155,10 @@ def test_kill_9_at_random_moments_mid_stream_loses_no_request(
         producer.close()
         worker.stop()
     duplicates = results.duplicates()
-    print(f"\nkill -9 x{kills} at (sent, results) {landed}: {duplicates} duplicate results")
+    where = [(p.sent, p.scored, p.unscored) for p in landed]
+    print(f"\nkill -9 x{kills} at (sent, scored, unscored) {where}: {duplicates} duplicates")
     # extra copies are re-deliveries of the same request: same score and decision
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = fraud_topics(settings.topic_namespace)
     copies: dict[str, list[dict[str, Any]]] = {}
     for result in values(read_all(settings, spec.results, expected=results.total)):
         copies.setdefault(result["request_id"], []).append(result)
@@ -168,7 +199,7 @@ def _explain_duplicates(settings: Settings, tally: TopicTally, workers: list[Wor
     duplicated = [rid for rid, n in tally.counts().items() if n > 1]
     if not duplicated:
         return "no duplicates"
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = fraud_topics(settings.topic_namespace)
     wanted = set(duplicated[:5])
     copies = [
         p
@@ -295,9 +326,8 @@ def test_sigterm_mid_batch_delivers_and_commits_it(
     batches in flight are delivered (results served after the signal exist), committed (after
     a restart nothing is produced twice), and the rest is scored by the restarted worker."""
     total = 60_000
-    spec = stream_spec("fraud", settings.topic_namespace)
-    with RequestProducer(settings, spec) as producer:
-        ids = producer.send_many(_records(total, seed=33))
+    spec = fraud_topics(settings.topic_namespace)
+    ids = send_requests(settings, _records(total, seed=33))
     worker = WorkerProcess(env)
     try:
         worker.start()

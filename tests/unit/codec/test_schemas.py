@@ -1,4 +1,12 @@
-"""The contracts in schemas/: documented, namespaced, and BACKWARD_TRANSITIVE compatible."""
+"""The contracts in schemas/: documented, namespaced, and BACKWARD_TRANSITIVE compatible.
+
+The compatibility check is also run over fixture histories (fixtures/compatible,
+fixtures/incompatible), so that it is seen to fail on an incompatible version and pass a
+compatible one while most contracts have only a v1.
+"""
+
+import json
+from pathlib import Path
 
 import pytest
 
@@ -7,11 +15,72 @@ from pipeline.codec.compat import backward_transitive_problems, incompatibilitie
 from pipeline.config import REPO_ROOT
 
 CATALOG = SchemaCatalog(REPO_ROOT / "schemas")
+FIXTURES = Path(__file__).parent / "fixtures"
+COMPATIBLE = SchemaCatalog(FIXTURES / "compatible")
+INCOMPATIBLE = SchemaCatalog(FIXTURES / "incompatible")
+
+
+def compatibility_problems(catalog, name):
+    """The BACKWARD_TRANSITIVE check of one contract: what schemas/ is held to."""
+    return backward_transitive_problems(catalog.versions(name))
 
 
 @pytest.mark.parametrize("name", CATALOG.names)
 def test_every_version_reads_all_earlier_versions(name):
-    assert backward_transitive_problems(CATALOG.versions(name)) == []
+    assert compatibility_problems(CATALOG, name) == []
+
+
+def test_the_check_over_schemas_compares_versions():
+    """Not vacuous: some contract of schemas/ has more than one version (provenance_record)."""
+    assert any(len(CATALOG.versions(name)) > 1 for name in CATALOG.names)
+    assert [v.version for v in CATALOG.versions("provenance_record")][:2] == [1, 2]
+
+
+@pytest.mark.parametrize("name", COMPATIBLE.names)
+def test_the_check_passes_a_compatible_history(name):
+    """v2 adds an optional field with a default; v3 promotes int to long and drops a field."""
+    assert len(COMPATIBLE.versions(name)) >= 3
+    assert compatibility_problems(COMPATIBLE, name) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        (
+            "added_required",
+            "added_required.v2.avsc reading added_required.v1.avsc: "
+            "/region: new field without a default",
+        ),
+        (
+            "changed_type",
+            "changed_type.v2.avsc reading changed_type.v1.avsc: "
+            "/amount: double cannot be read as int",
+        ),
+        # v3 reads v2 (which has no `code`), not v1 (an int `code`): only transitively wrong
+        (
+            "transitive",
+            "transitive.v3.avsc reading transitive.v1.avsc: /code: int cannot be read as string",
+        ),
+    ],
+)
+def test_the_check_reports_an_incompatible_history(name, expected):
+    assert compatibility_problems(INCOMPATIBLE, name) == [expected]
+
+
+def test_an_incompatible_version_is_caught_among_the_real_schemas(tmp_path):
+    """The same check over a copy of schemas/ plus a provenance_record version that adds a
+    field without a default: reported, naming the new file and the field."""
+    for path in (REPO_ROOT / "schemas").glob("*.avsc"):
+        (tmp_path / path.name).write_text(path.read_text())
+    latest = CATALOG.latest("provenance_record")
+    broken = {**latest.definition, "fields": [*latest.definition["fields"]]}
+    broken["fields"].append({"name": "region", "type": "string", "doc": "No default."})
+    new_file = f"provenance_record.v{latest.version + 1}.avsc"
+    (tmp_path / new_file).write_text(json.dumps(broken))
+    problems = compatibility_problems(SchemaCatalog(tmp_path), "provenance_record")
+    assert problems and all(p.startswith(f"{new_file} reading ") for p in problems), problems
+    assert all(p.endswith("/region: new field without a default") for p in problems), problems
+    assert len(problems) == len(CATALOG.versions("provenance_record"))  # one per older version
 
 
 def _fields(schema):
