@@ -11,24 +11,22 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /app
 
 # Only what the package needs at run time; the models are built into the repo, not downloaded.
-COPY pyproject.toml README.md ./
+# A plain (wheel) install: setup.py copies schemas/, models/ and ops/kafka into the package.
+COPY pyproject.toml setup.py MANIFEST.in README.md ./
 COPY pipeline ./pipeline
 COPY agents ./agents
-COPY bench ./bench
 COPY schemas ./schemas
 COPY models ./models
+COPY ops ./ops
 
-# Editable, so that the settings' repo-relative defaults (schemas/, models/) point into /app.
-RUN pip install -e '.[cpu]' \
+RUN pip install '.[cpu]' \
  && useradd --create-home --uid 10001 inferstream \
  && mkdir -p /var/lib/inferstream /var/cache/inferstream \
  && chown inferstream /var/lib/inferstream /var/cache/inferstream
 
 USER inferstream
 
-ENV INFERSTREAM_SCHEMAS_DIR=/app/schemas \
-    INFERSTREAM_MODELS_DIR=/app/models \
-    INFERSTREAM_STATE_DIR=/var/lib/inferstream \
+ENV INFERSTREAM_STATE_DIR=/var/lib/inferstream \
     INFERSTREAM_CACHE_DIR=/var/cache/inferstream \
     INFERSTREAM_KAFKA_BOOTSTRAP=kafka:19092 \
     INFERSTREAM_REDIS_URL=redis://redis:6379/0

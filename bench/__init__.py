@@ -1,4 +1,4 @@
 """Benchmark harness: inferstream against same-run baselines on the real local broker.
 
-`python -m bench` (or `inferstream bench`); the method is described in bench/README.md.
+`python -m bench` from a checkout (bench/ is not installed); bench/README.md has the method.
 """

@@ -1,7 +1,7 @@
 """The drift worker's configuration: flat-out throughput and lag under fixed offered rates.
 
 The drift engine writes nothing per request (only alerts), so the Collector's latency does not
-apply: its progress is read from its group's (`<app id>-drift`) committed offsets on the
+apply: its progress is read from its group's (`<namespace><app id>-drift`) committed offsets on the
 requests topic (bench/offsets.py). Lag = end offsets - committed offsets.
 
 * **Flat out**: the same backlog as every config (at least DRIFT_MIN_BACKLOG events, see
@@ -63,7 +63,8 @@ def run_drift_target(
     cfg = plan.settings
     setup = set_up(target, index, plan, pool)
     process, backlog = setup.process, len(setup.flat.events)
-    sampler = OffsetSampler(cfg.kafka_bootstrap, setup.spec.requests, f"{setup.app_id}-drift")
+    group = f"{setup.namespace}{setup.app_id}-drift"  # pipeline.assembly.group_id
+    sampler = OffsetSampler(cfg.kafka_bootstrap, setup.spec.requests, group)
     sampler.start()
     started = time.monotonic()
     out: dict[str, Any] = {"target": target.name, "namespace": setup.namespace}

@@ -9,7 +9,8 @@ from confluent_kafka import Producer
 
 from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import Settings
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import stream_topics
+from pipeline.kafka.producer import produce_waiting
 from pipeline.streams.fraud.generator import TransactionGenerator
 
 Headers = list[tuple[str, bytes]]
@@ -29,7 +30,7 @@ class EventPool:
     def __init__(self, settings: Settings, seed: int = 20240917) -> None:
         registry = registry_from_settings(settings)
         schema = registry.catalog.latest("fraud_request")  # type: ignore[attr-defined]
-        self._encode = AvroSerializer(registry, schema, stream_spec("fraud").requests)
+        self._encode = AvroSerializer(registry, schema, stream_topics("fraud").requests)
         self._generator = TransactionGenerator(seed=seed)
         self._events: list[Event] = []
 
@@ -63,14 +64,9 @@ def request_producer(bootstrap: str) -> Producer:
 
 
 def produce(producer: Producer, topic: str, event: Event, timestamp_ms: int = 0) -> None:
-    while True:
-        try:
-            producer.produce(
-                topic, event.value, event.key, headers=event.headers, timestamp=timestamp_ms
-            )
-            return
-        except BufferError:
-            producer.poll(0.01)
+    produce_waiting(
+        producer, topic, event.value, event.key, event.headers, timestamp=timestamp_ms
+    )
 
 
 def load_backlog(bootstrap: str, topic: str, events: list[Event]) -> float:

@@ -18,7 +18,8 @@ from bench.events import Event, EventPool, load_backlog, produce_paced, request_
 from bench.targets import Target, cpu_seconds
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
-from pipeline.core.topics import StreamSpec, stream_spec
+from pipeline.core.registry import stream_topics
+from pipeline.core.topics import StreamTopics
 from pipeline.kafka.admin import ensure_topics, topic_names
 from pipeline.kafka.reader import read_topic
 from pipeline.stack.worker_process import WorkerProcess
@@ -48,7 +49,7 @@ class Setup:
 
     namespace: str
     app_id: str
-    spec: StreamSpec
+    spec: StreamTopics
     flat: Phase
     load_s: float  # seconds the backlog took to produce
     process: WorkerProcess
@@ -59,7 +60,7 @@ def set_up(target: Target, index: int, plan: Plan, pool: EventPool) -> Setup:
     cfg = plan.settings
     namespace = f"bench-{plan.run_id}-{index}."
     app_id = f"inferstream-{namespace}"
-    spec = stream_spec("fraud", namespace)
+    spec = stream_topics("fraud", namespace)
     ensure_topics(cfg.kafka_bootstrap, ["fraud"], cfg.topic_partitions, 1, namespace)
     flat = Phase("flat", pool.events(0, target.backlog(plan.events)))
     load_s = load_backlog(cfg.kafka_bootstrap, spec.requests, flat.events)
@@ -196,7 +197,7 @@ def flat_start(
     return first, cpu_first if cpu_first is not None else cpu_ready, "first output"
 
 
-def live_producer(plan: Plan, spec: StreamSpec) -> Producer:
+def live_producer(plan: Plan, spec: StreamTopics) -> Producer:
     """The fixed-rate phases' producer, warmed up on a topic no worker reads.
 
     An idempotent producer's first records wait ~0.5 s for its id and metadata: not ours to
@@ -214,7 +215,7 @@ def _rate_phases(
     rates: list[float],
     collector: Collector,
     process: WorkerProcess,
-    spec: StreamSpec,
+    spec: StreamTopics,
     flat_rate: float | None,
 ) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
@@ -318,7 +319,9 @@ def delete_topics(bootstrap: str, namespace: str) -> None:
     names |= {t for t in admin.list_topics(timeout=15).topics if t.startswith(app_id)}
     futures = list(admin.delete_topics(sorted(names)).values())
     # the committed offsets of a config's groups would outlive its topics on the broker
-    futures += admin.delete_consumer_groups([app_id, f"{app_id}-drift"]).values()
+    # (group ids are prefixed by the namespace: pipeline.assembly.group_id)
+    group = f"{namespace}{app_id}"
+    futures += admin.delete_consumer_groups([group, f"{group}-drift"]).values()
     for future in futures:
         with contextlib.suppress(Exception):  # already gone or never created
             future.result(30)

@@ -19,7 +19,7 @@ import faust
 
 from bench.window import window_ms
 from pipeline.config import Settings, settings
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import stream_topics
 from pipeline.logs import lifecycle_event, logging_config
 
 
@@ -46,7 +46,7 @@ def make_faust_app(cfg: Settings) -> faust.App:
 
 def build_app(cfg: Settings, window_s: float) -> faust.App:
     app = make_faust_app(cfg)
-    spec = stream_spec("fraud", cfg.topic_namespace)
+    spec = stream_topics("fraud", cfg.topic_namespace)
     source = app.topic(spec.requests, key_serializer="raw", value_serializer="raw")
     sink = app.topic(spec.results, key_serializer="raw", value_serializer="raw")
 

@@ -27,7 +27,6 @@ INSTALLED_DATA = Path(__file__).resolve().parent / "_data"
 DATA_ROOT = INSTALLED_DATA if INSTALLED_DATA.is_dir() else REPO_ROOT
 ENV_PREFIX = "INFERSTREAM_"
 
-Guarantee = Literal["at-least-once"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -88,7 +87,10 @@ class Settings:
     )
     app_id: str = field(
         default="inferstream",
-        metadata=meta("consumer group of the scoring engine (drift: `<app id>-drift`)"),
+        metadata=meta(
+            "consumer group of the scoring engine, after the namespace: `<namespace><app id>`"
+            " (drift: `...-drift`)"
+        ),
     )
     topic_namespace: str = field(
         default="", metadata=meta("prefix of every topic name, e.g. `staging.`")
@@ -153,21 +155,14 @@ class Settings:
         default=2, metadata=meta("retries before a batch is dead-lettered", ge=0)
     )
     inference_threads: int = field(default=1, metadata=meta("ONNX Runtime intra-op threads", ge=1))
-    execution_providers: str = field(
-        default="",
+    execution_providers: tuple[str, ...] = field(
+        default=(),
         metadata=meta(
             "comma list of ONNX Runtime providers, e.g. `CPUExecutionProvider`; "
             "empty: TensorRT, CUDA, CPU, the first available"
         ),
     )
     log_level: LogLevel = field(default="WARNING", metadata=meta("JSON logs on stderr"))
-    # not read from the environment
-    guarantee: Guarantee = field(
-        default="at-least-once", metadata={"doc": "delivery guarantee", "env": False}
-    )
-    extra: dict[str, str] = field(
-        default_factory=dict, metadata={"doc": "free-form additions", "env": False}
-    )
 
     def __post_init__(self) -> None:
         for f in env_fields():
@@ -237,6 +232,8 @@ def _parse(f: Field, raw: str) -> object:
             raise SettingsError(_message(f, repr(raw), _expected(f))) from None
     if kind is Path:
         return Path(raw).expanduser()
+    if typing.get_origin(kind) is tuple:  # a comma list
+        return tuple(item.strip() for item in raw.split(",") if item.strip())
     return raw
 
 
@@ -265,12 +262,12 @@ def _problem(f: Field, value: object) -> str | None:
         ok = ok and math.isfinite(value)  # type: ignore[arg-type]
     elif kind is Path:
         return None if isinstance(value, Path) else "expected a path"
+    elif typing.get_origin(kind) is tuple:
+        if not (isinstance(value, tuple) and all(isinstance(v, str) for v in value)):
+            return "expected a comma list"
+        return _provider_problem(value) if f.name == "execution_providers" else None
     else:
-        if not isinstance(value, str):
-            return "expected a string"
-        if f.name == "execution_providers":
-            return _provider_problem(value)
-        return None
+        return None if isinstance(value, str) else "expected a string"
     m = f.metadata
     if ok and m.get("ge") is not None and value < m["ge"]:  # type: ignore[operator]
         ok = False
@@ -316,9 +313,8 @@ def _unknown_message(name: str, known: list[str]) -> str:
     return f"unknown environment variable {name}; {hint}"
 
 
-def _provider_problem(text: str) -> str | None:
+def _provider_problem(names: tuple[str, ...]) -> str | None:
     """Unknown ONNX Runtime provider names; not checked when onnxruntime is not installed."""
-    names = [p.strip() for p in text.split(",") if p.strip()]
     if not names:
         return None
     try:

@@ -92,7 +92,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    try:
+        parser = build_parser()  # reads the stream registry: a broken plug-in is one line too
+    except InferstreamError as exc:
+        print(f"inferstream: error: {exc}", file=sys.stderr)
+        return exc.exit_code
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed

@@ -1,4 +1,4 @@
-"""`inferstream demo`: the whole pipeline on a live synthetic fraud stream."""
+"""`inferstream demo`: the whole pipeline on a live synthetic stream (the default stream)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ DEFAULT_RATE = 2000.0  # pipeline.demo.run.DEFAULT_RATE (not imported here: it p
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("demo", help="run a live fraud stream through a worker and watch it")
+    from pipeline.core.registry import DEFAULT_STREAM, get_plugin
+
+    default = get_plugin(DEFAULT_STREAM)
+    p = sub.add_parser(
+        "demo", help=f"run a live {DEFAULT_STREAM} stream through a worker and watch it"
+    )
     # flags are checked by pipeline.demo.run.parse_options, so a bad one is one line, exit 2
     p.add_argument("--seconds", default="60", help="how long to produce (default 60)")
     p.add_argument(
@@ -23,9 +28,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", default="7", help="generator seed (an integer)")
     p.add_argument(
         "--drift-feature",
-        default="amount",
-        help="request field drifted halfway: amount, card_avg_amount_30d, "
-        "seconds_since_last_txn, card_txn_count_1h",
+        default=None,
+        help=f"request field drifted halfway: {', '.join(default.driftable_fields)} "
+        "(default: the first)",
     )
     p.add_argument(
         "--drift-shift",
@@ -124,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(
         "the stack is still running: `inferstream stack down` stops it; "
-        f"`inferstream tail {ns}fraud.results` shows results",
+        f"`inferstream tail {ns}{options.stream}.results` shows results",
         highlight=False,
         soft_wrap=True,
     )

@@ -13,7 +13,7 @@ from pipeline.config import settings
 def register(sub: argparse._SubParsersAction) -> None:
     from pipeline.cli import add_log_level, positive_int
     from pipeline.cli.worker_cmd import streams_arg
-    from pipeline.core.topics import STREAMS
+    from pipeline.core.registry import DEFAULT_STREAM, stream_names
 
     drift = sub.add_parser("drift", help="streaming drift detection on request inputs")
     actions = drift.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -21,8 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     worker.add_argument(
         "--streams",
         type=streams_arg,
-        default="fraud",
-        help=f"comma list of streams to watch ({', '.join(STREAMS)}; default fraud)",
+        default=DEFAULT_STREAM,
+        help=f"comma list of streams to watch ({', '.join(stream_names())}; "
+        f"default {DEFAULT_STREAM})",
     )
     worker.add_argument(
         "--processes",
@@ -45,12 +46,11 @@ def run_worker(args: argparse.Namespace) -> int:
 
 
 def load_statuses(redis_url: str, namespace: str) -> list[dict]:
+    from pipeline.core.registry import stream_names
     from pipeline.redis.state import RedisStateStore
 
     store = RedisStateStore(redis_url, prefix="inferstream:drift:")
-    from pipeline.core.topics import STREAMS
-
-    keys = [k for stream in STREAMS for k in store.keys(f"status:{namespace}{stream}:*")]
+    keys = [k for stream in stream_names() for k in store.keys(f"status:{namespace}{stream}:*")]
     if not store.available:
         raise CliError(f"cannot reach Redis at {redis_url}")
     return [json.loads(blob) for key in keys if (blob := store.get(key))]

@@ -10,9 +10,8 @@ from typing import Any
 
 from pipeline.cli import CliError
 from pipeline.config import settings
-from pipeline.core.topics import STREAMS, stream_spec
-
-DEFAULT_DRIFT_FEATURE = "amount"
+from pipeline.core.plugin import DriftInjection, GeneratorOption, StreamPlugin
+from pipeline.core.registry import get_plugin, stream_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -21,7 +20,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="send requests to <stream>.requests",
         description="Send synthetic requests (--count) or JSON lines (--file) to a stream.",
     )
-    p.add_argument("stream", choices=sorted(STREAMS))
+    p.add_argument("stream", choices=stream_names())
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--count", type=int, help="number of synthetic requests")
     source.add_argument("--file", type=Path, help="JSON-lines file, one request per line")
@@ -29,7 +28,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--rate", type=float, default=None, help="requests per second (default: flat out)"
     )
     p.add_argument("--seed", type=int, default=0, help="generator seed (reproducible streams)")
-    p.add_argument("--fraud-share", type=float, default=0.02, help="share of fraudulent events")
+    for option, streams in _generator_options().items():
+        p.add_argument(
+            f"--{option.name}",
+            type=float,
+            default=None,
+            help=f"{option.help} ({', '.join(streams)}; default {option.default:g}, "
+            f"{option.low:g} .. {option.high:g})",
+        )
     p.add_argument(
         "--on-error",
         choices=("abort", "skip"),
@@ -39,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     drift = p.add_argument_group("drift injection (synthetic only)")
     drift.add_argument("--drift-after", type=int, help="inject drift after this many requests")
     drift.add_argument(
-        "--drift-feature", help=f"request field to drift (default: {DEFAULT_DRIFT_FEATURE})"
+        "--drift-feature", help="request field to drift (default: the stream's first driftable)"
     )
     drift.add_argument("--drift-shift", type=float, help="mean shift in sds (default: 0)")
     drift.add_argument("--drift-scale", type=float, help="spread multiplier (default: 1)")
@@ -47,9 +53,46 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _generator_options() -> dict[GeneratorOption, list[str]]:
+    """Every registered stream's generator options, each with the streams that take it."""
+    found: dict[GeneratorOption, list[str]] = {}
+    for name in stream_names():
+        for option in get_plugin(name).generator_options:
+            found.setdefault(option, []).append(name)
+    return found
+
+
+def generator_values(plugin: StreamPlugin, args: argparse.Namespace) -> dict[str, float]:
+    """The generator options given, checked against `plugin`'s (another stream's: exit 2)."""
+    own = {option.dest: option for option in plugin.generator_options}
+    values: dict[str, float] = {}
+    for option in _generator_options():
+        value = getattr(args, option.dest, None)
+        if value is None:
+            continue
+        if option.dest not in own:
+            raise CliError(f"--{option.name} is not an option of stream {plugin.name}", 2)
+        try:
+            values[option.dest] = option.check(value)
+        except ValueError as exc:
+            raise CliError(str(exc), 2) from None
+    return values
+
+
+def drift_injection(plugin: StreamPlugin, args: argparse.Namespace) -> DriftInjection | None:
+    if args.drift_after is None:
+        return None
+    return DriftInjection(
+        after=args.drift_after,
+        feature=args.drift_feature or plugin.driftable_fields[0],
+        shift=0.0 if args.drift_shift is None else args.drift_shift,
+        scale=1.0 if args.drift_scale is None else args.drift_scale,
+    )
+
+
 def validate(args: argparse.Namespace) -> None:
     """Flag values out of range: one line naming the range, exit 2."""
-    from pipeline.streams.fraud.generator import DRIFTABLE_FIELDS
+    plugin = get_plugin(args.stream)
 
     def bad(message: str) -> CliError:
         return CliError(message, 2)
@@ -60,8 +103,9 @@ def validate(args: argparse.Namespace) -> None:
         )
     if args.count is not None and args.count < 1:
         raise bad(f"--count must be >= 1 (got {args.count})")
-    if not 0.0 <= args.fraud_share <= 1.0:
-        raise bad(f"--fraud-share must be in [0, 1] (got {args.fraud_share:g})")
+    if args.count is not None and plugin.generator is None:
+        raise bad(f"stream {plugin.name} has no synthetic generator; use --file")
+    generator_values(plugin, args)
     drift_given = [
         flag
         for flag, value in (
@@ -79,9 +123,12 @@ def validate(args: argparse.Namespace) -> None:
         raise bad("--drift-after is for synthetic requests (--count), not --file")
     if args.drift_after < 0:
         raise bad(f"--drift-after must be >= 0 (got {args.drift_after})")
-    feature = args.drift_feature or DEFAULT_DRIFT_FEATURE
-    if feature not in DRIFTABLE_FIELDS:
-        raise bad(f"--drift-feature must be one of {', '.join(DRIFTABLE_FIELDS)} (got {feature!r})")
+    driftable = plugin.driftable_fields
+    if not driftable:
+        raise bad(f"stream {plugin.name} has no driftable fields")
+    feature = args.drift_feature or driftable[0]
+    if feature not in driftable:
+        raise bad(f"--drift-feature must be one of {', '.join(driftable)} (got {feature!r})")
     if args.drift_shift is not None and not abs(args.drift_shift) < float("inf"):
         raise bad(f"--drift-shift must be a finite number (got {args.drift_shift})")
     if args.drift_scale is not None and not 0 < args.drift_scale < float("inf"):
@@ -90,7 +137,8 @@ def validate(args: argparse.Namespace) -> None:
 
 def require_topic(bootstrap: str, topic: str) -> None:
     """KafkaUnreachable (as a CliError) fast, or a CliError when `topic` does not exist."""
-    from pipeline.kafka.admin import KafkaUnreachable, cluster_metadata
+    from pipeline.kafka.admin import cluster_metadata
+    from pipeline.kafka.exceptions import KafkaUnreachable
 
     try:
         topics = cluster_metadata(bootstrap).topics
@@ -103,15 +151,17 @@ def require_topic(bootstrap: str, topic: str) -> None:
 def run(args: argparse.Namespace) -> int:
     validate(args)
     cfg = settings()
-    spec = stream_spec(args.stream, cfg.topic_namespace)
+    plugin = get_plugin(args.stream)
+    spec = plugin.topics(cfg.topic_namespace)
     if args.file is not None:
-        records = _records_from_file(args, cfg, spec)
+        records = _records_from_file(args, cfg, plugin)
         total = len(records)
         batches: Any = iter([records])
     else:
         total = args.count
-        batches = _synthetic_batches(args)
-    from pipeline.kafka.producer import DeliveryFailed, RequestProducer
+        batches = _synthetic_batches(args, plugin)
+    from pipeline.kafka.exceptions import DeliveryFailed
+    from pipeline.kafka.producer import RequestProducer
 
     require_topic(cfg.kafka_bootstrap, spec.requests)
     producer = RequestProducer(cfg, spec)
@@ -124,15 +174,16 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _records_from_file(args: argparse.Namespace, cfg: Any, spec: Any) -> list[dict]:
+def _records_from_file(args: argparse.Namespace, cfg: Any, plugin: StreamPlugin) -> list[dict]:
     from pipeline.cli.request_files import load_jsonl
-    from pipeline.codec import SchemaCatalog
+    from pipeline.codec import registry_from_settings
 
     if not args.file.is_file():
         raise CliError(f"{args.file}: no such file")
-    schema = SchemaCatalog(cfg.schemas_dir).latest(spec.request_schema)
+    catalog = registry_from_settings(cfg).catalog  # type: ignore[attr-defined]
+    schema = catalog.latest(plugin.request_schema)
     # the worker's own checks too, so what it would dead-letter is a bad line here
-    records, errors = load_jsonl(args.file, schema, spec.features().build_features)
+    records, errors = load_jsonl(args.file, schema, plugin.preprocess)
     for error in errors:
         print(f"{args.file}:{error.line}: {error.reason}", file=sys.stderr)
     if errors and args.on_error == "abort":
@@ -145,20 +196,13 @@ def _records_from_file(args: argparse.Namespace, cfg: Any, spec: Any) -> list[di
     return records
 
 
-def _synthetic_batches(args: argparse.Namespace) -> Any:
-    from pipeline.streams.fraud.generator import DriftSpec, TransactionGenerator
-
+def _synthetic_batches(args: argparse.Namespace, plugin: StreamPlugin) -> Any:
+    assert plugin.generator is not None  # validate() checked
     try:
-        drift = None
-        if args.drift_after is not None:
-            drift = DriftSpec(
-                after=args.drift_after,
-                feature=args.drift_feature or DEFAULT_DRIFT_FEATURE,
-                shift=0.0 if args.drift_shift is None else args.drift_shift,
-                scale=1.0 if args.drift_scale is None else args.drift_scale,
-            )
-        generator = TransactionGenerator(seed=args.seed, fraud_share=args.fraud_share, drift=drift)
-    except ValueError as exc:  # the generator's own limits (e.g. fraud_share)
+        generator = plugin.generator(
+            args.seed, drift_injection(plugin, args), generator_values(plugin, args)
+        )
+    except ValueError as exc:  # the generator's own limits
         raise CliError(str(exc), 2) from None
 
     def batches() -> Any:  # the generator is built above, so its errors come before any send
@@ -166,7 +210,7 @@ def _synthetic_batches(args: argparse.Namespace) -> Any:
         while remaining > 0:
             n = min(remaining, 2000)
             remaining -= n
-            yield generator.generate(n).records
+            yield generator.generate(n)
 
     return batches()
 

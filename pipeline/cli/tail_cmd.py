@@ -52,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
     from pipeline.codec import registry_from_settings
-    from pipeline.kafka.admin import KafkaUnreachable
-    from pipeline.kafka.reader import TopicNotFound, read_last, read_topic
+    from pipeline.kafka.exceptions import KafkaUnreachable, TopicNotFound
+    from pipeline.kafka.reader import read_last, read_topic
 
     _validate(args)
     cfg = settings()
@@ -119,13 +119,13 @@ def run(args: argparse.Namespace) -> int:
 
 
 def suggest_topic(given: str, namespace: str = "") -> str | None:
-    """The one stream topic `given` most likely meant (`results` -> `fraud.results`), or None."""
-    from pipeline.core.topics import STREAMS
+    """The one stream topic `given` most likely meant (`results` -> `<stream>.results`), or None."""
+    from pipeline.core.registry import stream_names
     from pipeline.kafka.admin import topic_names
 
     candidates = sorted(
         name
-        for name in topic_names(STREAMS, namespace)
+        for name in topic_names(stream_names(), namespace)
         if name != given and (name == f"{namespace}{given}" or name.endswith(f".{given}"))
     )
     return candidates[0] if len(candidates) == 1 else None

@@ -7,14 +7,16 @@ import sys
 
 from pipeline.cli import CliError
 from pipeline.config import settings
-from pipeline.core.topics import STREAMS
+from pipeline.core.registry import stream_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     topics = sub.add_parser("topics", help="manage the stream topic families")
     actions = topics.add_subparsers(dest="action", metavar="ACTION", required=True)
     ensure = actions.add_parser("ensure", help="create missing topics (idempotent)")
-    ensure.add_argument("--streams", default=",".join(STREAMS), help="comma list (default: all)")
+    ensure.add_argument(
+        "--streams", default=",".join(stream_names()), help="comma list (default: all)"
+    )
     ensure.add_argument("--partitions", type=int, help="default: INFERSTREAM_TOPIC_PARTITIONS")
     ensure.add_argument("--replication", type=int, help="default: INFERSTREAM_TOPIC_REPLICATION")
     ensure.add_argument(
@@ -30,7 +32,8 @@ def run_ensure(args: argparse.Namespace) -> int:
     from confluent_kafka import KafkaException
 
     from pipeline.cli.worker_cmd import parse_streams
-    from pipeline.kafka.admin import KafkaUnreachable, TopicConfigError, ensure_topics
+    from pipeline.kafka.admin import ensure_topics
+    from pipeline.kafka.exceptions import KafkaUnreachable, TopicConfigError
 
     cfg = settings()
     streams = parse_streams(args.streams)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from pipeline.config import settings
-from pipeline.core.topics import STREAMS
+from pipeline.core.registry import DEFAULT_STREAM, stream_names
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,8 +16,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--streams",
         type=streams_arg,
-        default="fraud",
-        help=f"comma list of streams to score ({', '.join(STREAMS)}; default fraud)",
+        default=DEFAULT_STREAM,
+        help=f"comma list of streams to score ({', '.join(stream_names())}; "
+        f"default {DEFAULT_STREAM})",
     )
     p.add_argument("--model-version", help="model version to serve (default: latest)")
     p.add_argument("--no-cache", action="store_true", help="do not use the Redis result cache")
@@ -32,26 +33,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def parse_streams(text: str) -> list[str]:
-    """The streams of a comma list; a CliError (exit 2) naming the unknown ones."""
-    from pipeline.cli import CliError
+    """The streams of a comma list; an InferstreamError (exit 2) naming the known ones."""
+    from pipeline.core.registry import parse_streams as parse
 
-    streams = [s.strip() for s in text.split(",") if s.strip()]
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown or not streams:
-        raise CliError(
-            f"unknown stream(s) {', '.join(unknown) or repr(text)}; known: {', '.join(STREAMS)}",
-            exit_code=2,
-        )
-    return streams
+    return parse(text)
 
 
 def streams_arg(text: str) -> str:
     """argparse type of --streams: the comma list, checked (unknown streams: exit 2)."""
-    from pipeline.cli import CliError
+    from pipeline.core.exceptions import UnknownStreamError
 
     try:
         return ",".join(parse_streams(text))
-    except CliError as exc:
+    except UnknownStreamError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
@@ -91,18 +85,15 @@ def run_worker(args: argparse.Namespace, role: str, command: list[str]) -> int:
         return Supervisor(child, processes).run()
 
     from agents.worker import build_worker
-    from pipeline.models.manifest import ModelError
 
-    try:
-        worker = build_worker(
-            cfg,
-            streams,
-            role=role,  # type: ignore[arg-type]
-            model_version=args.model_version,
-            use_cache=not getattr(args, "no_cache", False),
-        )
-    except (ModelError, KeyError, ValueError) as exc:
-        raise CliError(str(exc)) from None
+    # a missing model, a bad manifest or schema is an InferstreamError: main() prints one line
+    worker = build_worker(
+        cfg,
+        streams,
+        role=role,  # type: ignore[arg-type]
+        model_version=args.model_version,
+        use_cache=not getattr(args, "no_cache", False),
+    )
     run_faust_app(worker.app, (args.log_level or cfg.log_level).upper())
     return 0
 

@@ -1,8 +1,10 @@
-"""The one error type a decoder raises, carrying a machine-readable reason."""
+"""Codec errors: a decoder's DecodeError (a reason per record), and schema catalog errors."""
 
 from __future__ import annotations
 
 from typing import Literal
+
+from pipeline.errors import InferstreamError
 
 DecodeReason = Literal[
     "empty",
@@ -21,3 +23,14 @@ class DecodeError(ValueError):
         super().__init__(f"{reason}: {detail}")
         self.reason: DecodeReason = reason
         self.detail = detail
+
+
+class SchemaError(InferstreamError, ValueError):
+    """A schema file or directory that cannot be used (misnamed, unreadable, missing)."""
+
+
+class UnknownSchemaError(SchemaError, KeyError):
+    """No schema of that name; the message names the known ones."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0])

@@ -96,14 +96,20 @@ class ConfluentRegistry:
             return self._schemas[schema_id]
 
 
-_registries: dict[tuple[str, str], SchemaRegistry] = {}
+_registries: dict[tuple[str, ...], SchemaRegistry] = {}
 
 
 def registry_from_settings(settings: Settings) -> SchemaRegistry:
-    """One registry per (schemas dir, registry url) in a process."""
-    key = (str(settings.schemas_dir), settings.schema_registry_url)
+    """One registry per (schemas dir, registry url) in a process.
+
+    Its catalog holds schemas/ and the schema directories of the registered stream plug-ins.
+    """
+    from pipeline.core.registry import plugin_schema_dirs
+
+    extra = plugin_schema_dirs()
+    key = (str(settings.schemas_dir), *map(str, extra), settings.schema_registry_url)
     if key not in _registries:
-        catalog = SchemaCatalog(settings.schemas_dir)
+        catalog = SchemaCatalog(settings.schemas_dir, *extra)
         _registries[key] = (
             ConfluentRegistry(settings.schema_registry_url, catalog)
             if settings.schema_registry_url

@@ -12,12 +12,14 @@ from typing import Any
 
 import fastavro
 
+from pipeline.codec.errors import SchemaError, UnknownSchemaError
+
 _FILE_RE = re.compile(r"^(?P<name>[a-z0-9_]+)\.v(?P<version>\d+)\.avsc$")
 
 
 @dataclass(frozen=True)
 class SchemaVersion:
-    name: str  # contract name, e.g. "fraud_request"
+    name: str  # contract name, e.g. "inference_result"
     version: int
     path: Path
     definition: dict[str, Any]
@@ -42,22 +44,27 @@ class SchemaVersion:
 
 
 class SchemaCatalog:
-    """All schema versions found in a directory, by name and version."""
+    """All schema versions found in the directories given (schemas/, then plug-ins' own)."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, *more: Path) -> None:
         self.directory = directory
+        self.directories = (directory, *more)
         self._versions: dict[str, dict[int, SchemaVersion]] = {}
-        for path in sorted(directory.glob("*.avsc")):
+        for path in sorted(p for d in self.directories for p in Path(d).glob("*.avsc")):
             match = _FILE_RE.match(path.name)
             if not match:
-                raise ValueError(f"{path}: schema files are named <name>.v<N>.avsc")
+                raise SchemaError(f"{path}: schema files are named <name>.v<N>.avsc")
             name, version = match["name"], int(match["version"])
-            definition = json.loads(path.read_text())
-            self._versions.setdefault(name, {})[version] = SchemaVersion(
-                name, version, path, definition
-            )
+            try:
+                definition = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+                raise SchemaError(f"{path}: cannot read schema: {exc}") from None
+            known = self._versions.setdefault(name, {})
+            if version in known and known[version].path != path:
+                raise SchemaError(f"{path}: {name} v{version} is also {known[version].path}")
+            known[version] = SchemaVersion(name, version, path, definition)
         if not self._versions:
-            raise ValueError(f"no *.avsc schemas in {directory}")
+            raise SchemaError(f"no *.avsc schemas in {directory}")
 
     @property
     def names(self) -> list[str]:
@@ -67,7 +74,9 @@ class SchemaCatalog:
         try:
             by_version = self._versions[name]
         except KeyError:
-            raise KeyError(f"unknown schema {name!r}; known: {', '.join(self.names)}") from None
+            raise UnknownSchemaError(
+                f"unknown schema {name!r}; known: {', '.join(self.names)}"
+            ) from None
         return [by_version[v] for v in sorted(by_version)]
 
     def latest(self, name: str) -> SchemaVersion:

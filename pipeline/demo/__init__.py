@@ -1,1 +1,1 @@
-"""`inferstream demo`: a live fraud stream through a real worker, watched in the terminal."""
+"""`inferstream demo`: a live synthetic stream through a real worker, watched in the terminal."""

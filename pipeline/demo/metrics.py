@@ -82,7 +82,7 @@ class DemoStats:
     latencies_ms: deque[float] = field(default_factory=lambda: deque(maxlen=20_000))
     all_latencies_ms: list[float] = field(default_factory=list)
     batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=2_000))
-    flagged: int = 0  # decisions other than approve
+    flagged: int = 0  # results the stream's plug-in calls flagged
     dead_letters: int = 0
     alerts: list[str] = field(default_factory=list)  # every transition, as a line
     open_alerts: dict[str, str] = field(default_factory=dict)  # feature -> latest line
@@ -94,6 +94,7 @@ class DemoStats:
     duplicates: int = 0  # second answers to a request (at-least-once redelivery)
     produce_error: str | None = None
     produce_s: float = 0.0  # how long producing took (set when it is done)
+    stream: str = ""  # the stream the demo runs
 
     def answer(self, request_id: str | None) -> bool:
         """Record an answer to `request_id`; True when it is a first answer to this run's."""
@@ -106,11 +107,11 @@ class DemoStats:
         self.answered_ids.add(request_id)
         return True
 
-    def add_result(self, latency_ms: float, decision: str) -> None:
+    def add_result(self, latency_ms: float, flagged: bool) -> None:
         self.results.add(1)
         self.latencies_ms.append(latency_ms)
         self.all_latencies_ms.append(latency_ms)
-        if decision != "approve":
+        if flagged:
             self.flagged += 1
 
     @property
@@ -134,5 +135,5 @@ class DemoStats:
         return float(np.mean(self.batch_sizes)) if self.batch_sizes else float("nan")
 
     @property
-    def fraud_rate(self) -> float:
+    def flagged_share(self) -> float:
         return self.flagged / self.results.total if self.results.total else float("nan")

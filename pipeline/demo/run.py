@@ -20,16 +20,18 @@ from confluent_kafka import OFFSET_END, Consumer, KafkaException, TopicPartition
 from rich.console import Console
 from rich.live import Live
 
+from pipeline.assembly import group_id
 from pipeline.codec import AvroDeserializer, DecodeError, registry_from_settings
 from pipeline.config import Settings
-from pipeline.core.topics import drift_alerts_topic, stream_spec
+from pipeline.core.plugin import DriftInjection, StreamPlugin
+from pipeline.core.registry import DEFAULT_STREAM, get_plugin
+from pipeline.core.topics import drift_alerts_topic
 from pipeline.demo.metrics import BehindTracker, DemoStats
 from pipeline.demo.view import behind_line, render, summary
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.redis.state import RedisStateStore
 from pipeline.stack.worker_process import WorkerProcess
-from pipeline.streams.fraud.generator import DRIFTABLE_FIELDS, DriftSpec, TransactionGenerator
 
 DEMO_NAMESPACE = "demo."
 DEMO_APP_ID = "inferstream-demo"
@@ -44,16 +46,22 @@ class DemoOptions:
     seconds: float = 60.0
     rate: float = DEFAULT_RATE
     seed: int = 7
-    drift_feature: str = "amount"
+    drift_feature: str = ""  # the stream's first driftable field when empty
     drift_shift: float = 1.0  # in standard deviations, injected halfway through
+    stream: str = DEFAULT_STREAM
+
+    @property
+    def plugin(self) -> StreamPlugin:
+        return get_plugin(self.stream)
 
 
 def parse_options(
     seconds: str | float,
     rate: str | float,
     seed: str | int,
-    drift_feature: str,
+    drift_feature: str | None,
     drift_shift: str | float,
+    stream: str = DEFAULT_STREAM,
 ) -> DemoOptions:
     """DemoOptions from flag values; ValueError (one line, naming the flag) when one is bad."""
 
@@ -72,16 +80,26 @@ def parse_options(
     shift = number("--drift-shift", drift_shift)
     if not math.isfinite(shift):
         raise ValueError(f"--drift-shift must be a finite number (got {drift_shift})")
-    if drift_feature not in DRIFTABLE_FIELDS:
+    plugin = get_plugin(stream)
+    if plugin.generator is None:
+        raise ValueError(f"stream {stream} has no synthetic generator to run the demo with")
+    driftable = plugin.driftable_fields
+    drift_feature = drift_feature or (driftable[0] if driftable else "")
+    if shift and drift_feature not in driftable:
         raise ValueError(
-            f"--drift-feature must be one of {', '.join(DRIFTABLE_FIELDS)} (got {drift_feature!r})"
+            f"--drift-feature must be one of {', '.join(driftable)} (got {drift_feature!r})"
         )
     try:
         seed_int = int(str(seed).strip())
     except ValueError:
         raise ValueError(f"--seed must be an integer (got {seed!r})") from None
     return DemoOptions(
-        seconds=secs, rate=per_s, seed=seed_int, drift_feature=drift_feature, drift_shift=shift
+        seconds=secs,
+        rate=per_s,
+        seed=seed_int,
+        drift_feature=drift_feature,
+        drift_shift=shift,
+        stream=stream,
     )
 
 
@@ -97,7 +115,7 @@ def reset_drift_checkpoints(settings: Settings) -> int:
     windows a previous demo left. Only the demo's own namespace is touched, never the user's."""
     if settings.topic_namespace != DEMO_NAMESPACE:
         return 0
-    prefix = stream_spec("fraud", settings.topic_namespace).prefix
+    prefix = get_plugin(DEFAULT_STREAM).topics(settings.topic_namespace).prefix
     store = RedisStateStore(settings.redis_url, prefix="inferstream:drift:")
     return store.delete_matching(f"*:{prefix}:*")
 
@@ -108,9 +126,10 @@ def skip_backlog(settings: Settings) -> int:
     Returns how many requests were skipped."""
     if settings.topic_namespace != DEMO_NAMESPACE:
         return 0
-    topic = stream_spec("fraud", settings.topic_namespace).requests
+    topic = get_plugin(DEFAULT_STREAM).topics(settings.topic_namespace).requests
     skipped = 0
-    for group in (settings.app_id, f"{settings.app_id}-drift"):
+    scoring = group_id(settings, "score")
+    for group in (scoring, group_id(settings, "drift")):
         consumer = Consumer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -124,7 +143,7 @@ def skip_backlog(settings: Settings) -> int:
             for end in ends:
                 end.offset = consumer.get_watermark_offsets(end, timeout=10)[1]
             committed = consumer.committed([TopicPartition(topic, p) for p in partitions], 10)
-            if group == settings.app_id:
+            if group == scoring:
                 skipped = sum(
                     end.offset - done.offset
                     for end, done in zip(ends, committed, strict=True)
@@ -150,20 +169,22 @@ def _produce(
 def _produce_paced(
     settings: Settings, options: DemoOptions, stats: DemoStats, stop: threading.Event
 ) -> None:
-    spec = stream_spec("fraud", settings.topic_namespace)
+    plugin = options.plugin
+    spec = plugin.topics(settings.topic_namespace)
     drift_after = int(options.rate * options.seconds / 2)
-    generator = TransactionGenerator(
-        seed=options.seed,
-        drift=DriftSpec(after=drift_after, feature=options.drift_feature, shift=options.drift_shift)
+    drift = (
+        DriftInjection(after=drift_after, feature=options.drift_feature, shift=options.drift_shift)
         if options.drift_shift
-        else None,
+        else None
     )
+    assert plugin.generator is not None  # parse_options checked
+    generator = plugin.generator(options.seed, drift, {})
     producer = RequestProducer(settings, spec)
     started = time.monotonic()
     chunk = max(1, int(options.rate / 50))  # 20 ms worth of events at a time
     sent = 0
     while not stop.is_set() and time.monotonic() - started < options.seconds:
-        records = generator.generate(chunk).records
+        records = generator.generate(chunk)
         for record in records:  # ids of this run only (the generator's repeat per seed)
             record["request_id"] = rid = str(uuid.uuid4())
             stats.produced_ids.add(rid)
@@ -177,8 +198,8 @@ def _produce_paced(
     producer.flush()
 
 
-def _watch_consumer(settings: Settings) -> tuple[Consumer, dict[str, str]]:
-    spec = stream_spec("fraud", settings.topic_namespace)
+def _watch_consumer(settings: Settings, stream: str) -> tuple[Consumer, dict[str, str]]:
+    spec = get_plugin(stream).topics(settings.topic_namespace)
     topics = {
         spec.results: "result",
         spec.provenance: "provenance",
@@ -188,7 +209,7 @@ def _watch_consumer(settings: Settings) -> tuple[Consumer, dict[str, str]]:
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
-            "group.id": f"{settings.app_id}-view",
+            "group.id": f"{group_id(settings, 'score')}-view",
             "enable.auto.commit": False,
         }
     )
@@ -224,10 +245,10 @@ def run_demo(
     """Run it; returns the stats and the seconds since producing began. The workers are
     stopped however this ends (an error, KeyboardInterrupt)."""
     stats = DemoStats() if stats is None else stats
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = options.plugin.topics(settings.topic_namespace)
     ensure_topics(
         settings.kafka_bootstrap,
-        ["fraud"],
+        [options.stream],
         settings.topic_partitions,
         settings.topic_replication,
         settings.topic_namespace,
@@ -237,7 +258,9 @@ def run_demo(
     if skipped:
         console.print(f"skipped {skipped:,} requests an earlier demo left unscored")
     behind = BehindTracker(options.rate)
-    worker, drift_worker = WorkerProcess(), WorkerProcess()
+    stats.stream = options.stream
+    worker = WorkerProcess(None, options.stream)
+    drift_worker = WorkerProcess(None, options.stream)
     stop = threading.Event()
     producer = threading.Thread(target=_produce, args=(settings, options, stats, stop), daemon=True)
     consumer: Consumer | None = None
@@ -245,7 +268,7 @@ def run_demo(
     try:
         console.print(
             f"starting a scoring worker and a drift worker on topics {spec.prefix}.* "
-            f"(consumer group {settings.app_id}) ...",
+            f"(consumer group {group_id(settings, 'score')}) ...",
             soft_wrap=True,
         )
         worker.start()
@@ -253,7 +276,7 @@ def run_demo(
         assert worker.proc is not None and drift_worker.proc is not None
         console.print(f"worker pids: scoring {worker.proc.pid}, drift {drift_worker.proc.pid}")
         decode = AvroDeserializer(registry_from_settings(settings))
-        consumer, kinds = _watch_consumer(settings)
+        consumer, kinds = _watch_consumer(settings, options.stream)
         started = time.monotonic()
         producer.start()
         note = (
@@ -273,7 +296,7 @@ def run_demo(
                 for message in _arrived(consumer):
                     if message.error() is not None:
                         continue
-                    _account(stats, kinds[message.topic()], message, decode)
+                    _account(stats, kinds[message.topic()], message, decode, options.plugin)
                 if behind.update(stats.lag):
                     live.console.print(behind_line(stats, options.rate), soft_wrap=True)
                 live.update(
@@ -311,7 +334,13 @@ def _header(message: object, name: str) -> str | None:
     return None
 
 
-def _account(stats: DemoStats, kind: str, message: object, decode: AvroDeserializer) -> None:
+def _account(
+    stats: DemoStats,
+    kind: str,
+    message: object,
+    decode: AvroDeserializer,
+    plugin: StreamPlugin,
+) -> None:
     arrived_ms = time.time() * 1000
     if kind == "dlq":
         if stats.answer(_header(message, "request_id")):
@@ -325,7 +354,7 @@ def _account(stats: DemoStats, kind: str, message: object, decode: AvroDeseriali
         if not stats.answer(value["request_id"]):
             return
         produced_ms = value["served_at"].timestamp() * 1000 - value["latency_ms"]
-        stats.add_result(arrived_ms - produced_ms, value["decision"])
+        stats.add_result(arrived_ms - produced_ms, bool(plugin.flagged and plugin.flagged(value)))
     elif kind == "provenance":
         if value["batch_id"] != getattr(stats, "_last_batch", None):
             stats._last_batch = value["batch_id"]  # type: ignore[attr-defined]

@@ -21,7 +21,7 @@ def render(
     behind: BehindTracker | None = None,
 ) -> Table:
     table = Table(
-        title=f"inferstream demo: fraud stream  [{elapsed_s:5.1f}s / {seconds:.0f}s]",
+        title=f"inferstream demo: {stats.stream} stream  [{elapsed_s:5.1f}s / {seconds:.0f}s]",
         title_justify="left",
         show_header=False,
         min_width=60,
@@ -33,7 +33,7 @@ def render(
     table.add_row("produced / scored", f"{stats.produced.total:,} / {stats.results.total:,}")
     table.add_row("end-to-end latency p50 / p95 / p99", _latency(*stats.percentiles()))
     table.add_row("mean batch size", fmt(stats.mean_batch))
-    table.add_row("flagged (review + decline)", fmt(stats.fraud_rate, ".2%"))
+    table.add_row("flagged", fmt(stats.flagged_share, ".2%"))
     table.add_row("dead letters", f"{stats.dead_letters:,}")
     if behind is not None and behind.behind:
         table.add_row(
@@ -77,7 +77,7 @@ def summary(
             if p50 == p50
             else "- (no results)"
         ),
-        f"  mean batch size {fmt(stats.mean_batch)}, flagged {fmt(stats.fraud_rate, '.2%')}",
+        f"  mean batch size {fmt(stats.mean_batch)}, flagged {fmt(stats.flagged_share, '.2%')}",
         f"  drift alert transitions: {len(stats.alerts)}; open at the end: "
         + (", ".join(sorted(stats.open_alerts)) or "none"),
     ]

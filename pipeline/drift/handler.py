@@ -14,9 +14,10 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
+from pipeline.core.batch import Batch
+from pipeline.core.handler import Stage
 from pipeline.core.messages import OutboundMessage
 from pipeline.drift.monitor import DriftMonitor, DriftRows
-from pipeline.engine import Batch, Stage
 
 Deliver = Callable[[Sequence[OutboundMessage]], None]
 
@@ -25,7 +26,7 @@ class DriftHandler:
     def __init__(
         self, monitor: DriftMonitor, deliver: Deliver, checkpoint_every_s: float = 1.0
     ) -> None:
-        self.name = f"drift-{monitor.spec.name}"
+        self.name = f"drift-{monitor.plugin.name}"
         self.monitor = monitor
         self.deliver = deliver
         self.checkpoint_every_s = checkpoint_every_s

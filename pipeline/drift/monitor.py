@@ -13,16 +13,16 @@ import logging
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from pipeline.codec import AvroDeserializer, AvroSerializer, DecodeError, SchemaRegistry
 from pipeline.core.messages import InboundMessage, OutboundMessage
-from pipeline.core.topics import StreamSpec, drift_alerts_topic
+from pipeline.core.plugin import StreamPlugin
+from pipeline.core.topics import StreamTopics, drift_alerts_topic
 from pipeline.drift import AlertEvent, AlertState, DriftConfig, DriftDetector, Reference
-from pipeline.redis.state import RedisStateStore
-from pipeline.scoring.scorer import FeatureBuilder, now_ms
+from pipeline.scoring.scorer import now_ms
 
 log = logging.getLogger("inferstream.drift")
 
@@ -46,32 +46,41 @@ def reference_for(model: Any, columns: np.ndarray) -> Reference:
     return Reference.from_rows(model.reference[:, columns], [names[i] for i in columns])
 
 
+class StateStore(Protocol):
+    """Where checkpoints go (pipeline/redis/state.py); None from `get` when unavailable."""
+
+    def put(self, key: str, blob: bytes) -> bool: ...
+
+    def get(self, key: str) -> bytes | None: ...
+
+
 class DriftMonitor:
     def __init__(
         self,
-        spec: StreamSpec,
+        plugin: StreamPlugin,
+        topics: StreamTopics,
         model: Any,
         registry: SchemaRegistry,
-        build_features: FeatureBuilder,
-        store: RedisStateStore | None,
+        store: StateStore | None,
         calibration_cache: Any = None,
         config: DriftConfig | None = None,
-        exempt_features: Collection[str] = (),
     ) -> None:
-        self.spec = spec
+        plugin.check_model(model.manifest)
+        self.plugin = plugin
+        self.topics = topics
         self.model_name = model.manifest.name
         self.model_version = model.manifest.version
-        self.build_features = build_features
+        self.build_features = plugin.preprocess
         self.store = store
         catalog = registry.catalog  # type: ignore[attr-defined]
-        self.decode = AvroDeserializer(registry, catalog.latest(spec.request_schema))
-        self.alerts_topic = drift_alerts_topic(spec.namespace)
+        self.decode = AvroDeserializer(registry, catalog.latest(plugin.request_schema))
+        self.alerts_topic = drift_alerts_topic(topics.namespace)
         self.encode_alert = AvroSerializer(
             registry, catalog.latest("drift_alert"), self.alerts_topic
         )
-        self.columns = monitored_columns(model.manifest.feature_names, exempt_features)
+        self.columns = monitored_columns(model.manifest.feature_names, plugin.drift_exempt)
         reference = reference_for(model, self.columns)
-        self.checkpoint_key = f"{spec.prefix}:{self.model_version}:{reference.version}"
+        self.checkpoint_key = f"{topics.prefix}:{self.model_version}:{reference.version}"
         self.detector = self._restore(reference, calibration_cache, config)
         self.open_alerts: dict[str, dict[str, Any]] = self._saved_open_alerts()
         self.skipped = 0
@@ -127,7 +136,7 @@ class DriftMonitor:
         return self.update(self.featurize(messages))
 
     def _publishable(self, event: AlertEvent) -> OutboundMessage:
-        record = event.to_avro_dict(self.spec.name, self.model_name, self.model_version, now_ms())
+        record = event.to_avro_dict(self.plugin.name, self.model_name, self.model_version, now_ms())
         if event.state == AlertState.RESOLVED:
             self.open_alerts.pop(event.feature, None)
         else:
@@ -137,7 +146,7 @@ class DriftMonitor:
             record["state"],
             extra={"feature": event.feature, "z": round(event.z, 2), "statistic": event.statistic},
         )
-        key = f"{self.spec.name}/{self.model_name}/{event.feature}".encode()
+        key = f"{self.plugin.name}/{self.model_name}/{event.feature}".encode()
         return OutboundMessage(self.alerts_topic, key, self.encode_alert(record), [])
 
     def checkpoint(self) -> bool:
@@ -146,7 +155,7 @@ class DriftMonitor:
             return False
         saved = self.store.put(f"checkpoint:{self.checkpoint_key}", self.detector.snapshot())
         status = {
-            "stream": self.spec.name,
+            "stream": self.plugin.name,
             "model": f"{self.model_name}:{self.model_version}",
             "reference_version": self.detector.reference.version,
             "rows_seen": self.detector.rows_seen,

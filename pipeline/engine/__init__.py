@@ -6,11 +6,11 @@ micro-batches by the rule in `batcher.py`, runs the handler's stages on a thread
 here names a stream or a model: scoring and drift are two handlers of the same engine.
 """
 
-from pipeline.engine.batch import Batch, CutReason
+from pipeline.core.batch import Batch, CutReason
+from pipeline.core.handler import BatchHandler, Stage
 from pipeline.engine.batcher import AdaptiveBatcher, CostModel
 from pipeline.engine.config import EngineConfig
-from pipeline.engine.consumer_loop import Engine, inbound_message
-from pipeline.engine.handler import BatchHandler, Stage
+from pipeline.engine.consumer_loop import Engine
 from pipeline.engine.tracker import OffsetTracker
 
 __all__ = [
@@ -23,5 +23,4 @@ __all__ = [
     "EngineConfig",
     "OffsetTracker",
     "Stage",
-    "inbound_message",
 ]

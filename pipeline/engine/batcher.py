@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import threading
 
-from pipeline.engine.batch import CutReason
+from pipeline.core.batch import CutReason
 
 
 class CostModel:

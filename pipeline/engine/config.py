@@ -9,7 +9,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class EngineConfig:
-    name: str  # for logs and thread names, e.g. "score-fraud"
+    name: str  # for logs and thread names, e.g. "score-<stream>"
     group_id: str
     topics: tuple[str, ...]
     consumer: Mapping[str, Any]  # librdkafka settings (bootstrap.servers, security, ...)

@@ -34,15 +34,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
+from pipeline.core.batch import Batch, TopicPartitionKey
+from pipeline.core.handler import BatchHandler
 from pipeline.core.messages import InboundMessage
-from pipeline.engine.batch import Batch, TopicPartitionKey
 from pipeline.engine.batcher import AdaptiveBatcher
 from pipeline.engine.config import EngineConfig
-from pipeline.engine.handler import BatchHandler
 from pipeline.engine.stages import StagePipeline
 from pipeline.engine.tracker import OffsetTracker
+from pipeline.kafka.messages import inbound_message
 
 log = logging.getLogger("inferstream.engine")
 
@@ -56,19 +57,6 @@ def exit_undelivered(message: str, exc: BaseException | None) -> None:
     log.critical("%s; exiting uncommitted so the batches are read again", message, exc_info=exc)
     logging.shutdown()
     os._exit(EXIT_UNDELIVERED)
-
-
-def inbound_message(m: Message) -> InboundMessage:
-    """The one conversion of a librdkafka message into what handlers see."""
-    return InboundMessage(
-        m.topic(),
-        m.partition(),
-        m.offset(),
-        m.timestamp()[1],
-        m.key(),
-        m.value(),
-        m.headers() or [],
-    )
 
 
 @dataclass

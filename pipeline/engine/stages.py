@@ -15,8 +15,8 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pipeline.engine.batch import Batch
-from pipeline.engine.handler import Stage
+from pipeline.core.batch import Batch
+from pipeline.core.handler import Stage
 
 log = logging.getLogger("inferstream.engine")
 

@@ -18,7 +18,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Mapping
 
-from pipeline.engine.batch import TopicPartitionKey
+from pipeline.core.batch import TopicPartitionKey
 
 
 class _Entry:

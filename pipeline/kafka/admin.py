@@ -11,7 +11,9 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, ClusterMetadata, NewPartitions, NewTopic
 
-from pipeline.core.topics import drift_alerts_topic, stream_spec
+from pipeline.core.registry import stream_topics
+from pipeline.core.topics import drift_alerts_topic
+from pipeline.kafka.exceptions import KafkaUnreachable, TopicConfigError
 
 # Provenance is keyed by request id and is what replay reads: keep it longer than the rest.
 _TOPIC_CONFIG = {
@@ -33,22 +35,6 @@ _UNREACHABLE_CODES = frozenset(
 )
 _INVALID_REPLICATION_FACTOR = 38
 _TOPIC_ALREADY_EXISTS = 36
-
-
-class KafkaUnreachable(RuntimeError):
-    """No broker of the bootstrap list answered in time."""
-
-    def __init__(self, bootstrap: str, detail: str = "") -> None:
-        self.bootstrap = bootstrap
-        super().__init__(
-            f"cannot reach Kafka at {bootstrap}"
-            + (f" ({detail})" if detail else "")
-            + "; is it running? (inferstream stack up, or set INFERSTREAM_KAFKA_BOOTSTRAP)"
-        )
-
-
-class TopicConfigError(ValueError):
-    """The cluster cannot create topics as asked (e.g. more replicas than brokers)."""
 
 
 def tool_client_config(bootstrap: str) -> dict[str, Any]:
@@ -101,7 +87,7 @@ class TopicState:
 
 
 def topic_names(streams: Iterable[str], namespace: str = "") -> list[str]:
-    names = [topic for stream in streams for topic in stream_spec(stream, namespace).topics]
+    names = [topic for stream in streams for topic in stream_topics(stream, namespace).topics]
     return [*names, drift_alerts_topic(namespace)]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -11,12 +12,10 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import Settings
-from pipeline.core.topics import StreamSpec
+from pipeline.core.registry import get_plugin
+from pipeline.core.topics import StreamTopics
 from pipeline.kafka.admin import TOOL_LOGGER
-
-
-class DeliveryFailed(RuntimeError):
-    """Records were not acknowledged by the broker."""
+from pipeline.kafka.exceptions import DeliveryFailed
 
 
 def produce_waiting(
@@ -25,14 +24,28 @@ def produce_waiting(
     value: bytes,
     key: bytes | None,
     headers: list[tuple[str, bytes]],
+    timeout_s: float = 60.0,
     **kwargs: Any,
 ) -> None:
-    """`produce`, waiting for room when librdkafka's local queue is full instead of failing."""
+    """`produce`, waiting for room when librdkafka's local queue is full instead of failing.
+
+    The one produce-with-backpressure of the project (publisher, request producer). The wait is
+    bounded: a queue that stays full for `timeout_s` (no broker is taking records) raises
+    DeliveryFailed rather than blocking the caller for good.
+    """
+    deadline = None
     while True:
         try:
             producer.produce(topic, value, key, headers=headers, **kwargs)
             return
         except BufferError:  # let deliveries drain, then retry
+            now = time.monotonic()
+            deadline = deadline or now + timeout_s
+            if now >= deadline:
+                raise DeliveryFailed(
+                    f"producer queue full for {timeout_s:g}s: no broker is taking records "
+                    f"for {topic}"
+                ) from None
             producer.poll(0.05)
 
 
@@ -51,10 +64,11 @@ def with_request_id(record: Mapping[str, Any]) -> dict[str, Any]:
 class RequestProducer:
     """Sends requests of one stream; call `flush()` (or use as a context manager) to finish."""
 
-    def __init__(self, settings: Settings, stream: StreamSpec, **config: Any) -> None:
+    def __init__(self, settings: Settings, stream: StreamTopics, **config: Any) -> None:
         self.stream = stream
+        self.plugin = get_plugin(stream.name)
         registry = registry_from_settings(settings)
-        schema = registry.catalog.latest(stream.request_schema)  # type: ignore[attr-defined]
+        schema = registry.catalog.latest(self.plugin.request_schema)  # type: ignore[attr-defined]
         self.serialize = AvroSerializer(registry, schema, stream.requests)
         self._producer = Producer(
             {
@@ -81,10 +95,11 @@ class RequestProducer:
         """Queue one request; returns its request_id. Raises ValueError if it breaks the schema."""
         record = with_request_id(record)
         value = self.serialize(record)
-        key = record.get(self.stream.key_field)
+        key = record.get(self.plugin.key_field)
         base = {"request_id": record["request_id"], "traceparent": traceparent()}
-        if record.get("tenant"):
-            base["tenant"] = str(record["tenant"])
+        tenant = self.plugin.tenant_field
+        if tenant and record.get(tenant):
+            base["tenant"] = str(record[tenant])
         all_headers = [(k, v.encode()) for k, v in {**base, **(headers or {})}.items()]
         produce_waiting(
             self._producer,

@@ -20,7 +20,8 @@ from confluent_kafka import KafkaError, Message, Producer
 from pipeline.config import Settings
 from pipeline.core.messages import OutboundMessage
 from pipeline.kafka.client_config import client_config
-from pipeline.kafka.producer import DeliveryFailed, produce_waiting
+from pipeline.kafka.exceptions import DeliveryFailed
+from pipeline.kafka.producer import produce_waiting
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -55,7 +56,7 @@ class Publisher:
         producer = self._producer
         self._errors.clear()
         for m in messages:
-            produce_waiting(producer, m.topic, m.value, m.key, m.headers)
+            produce_waiting(producer, m.topic, m.value, m.key, m.headers, self.timeout_s)
         undelivered = producer.flush(self.timeout_s)
         if undelivered or self._errors:
             first = f"; first error: {self._errors[0]}" if self._errors else ""

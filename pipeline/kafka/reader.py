@@ -10,19 +10,14 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
-from pipeline.kafka.admin import CONNECT_TIMEOUT_S, KafkaUnreachable, is_unreachable
+from pipeline.kafka.admin import CONNECT_TIMEOUT_S, is_unreachable
 from pipeline.kafka.admin import tool_client_config as _client_config
+from pipeline.kafka.exceptions import KafkaUnreachable, TopicNotFound
 
 StartAt = Literal["beginning", "end"]
 
 
-class TopicNotFound(LookupError):
-    """The topic does not exist; `existing` holds the cluster's topic names, for suggestions."""
 
-    def __init__(self, topic: str, existing: frozenset[str] = frozenset()) -> None:
-        super().__init__(f"topic {topic!r} does not exist")
-        self.topic = topic
-        self.existing = existing
 
 
 @dataclass(frozen=True)

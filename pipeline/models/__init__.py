@@ -3,23 +3,21 @@
 onnxruntime is imported only by `load_model`, so this package imports without it.
 """
 
-from pipeline.models.manifest import (
+from pipeline.models.exceptions import (
+    ExecutionProviderError,
     ManifestError,
     ModelError,
-    ModelManifest,
+    ModelIntegrityError,
     ModelNotFoundError,
+    RuntimeNotInstalledError,
+)
+from pipeline.models.manifest import (
+    ModelManifest,
     ReferenceSample,
-    Thresholds,
     available_versions,
     resolve_model_dir,
 )
-from pipeline.models.runtime import (
-    ExecutionProviderError,
-    LoadedModel,
-    ModelIntegrityError,
-    RuntimeNotInstalledError,
-    load_model,
-)
+from pipeline.models.runtime import LoadedModel, load_model
 
 __all__ = [
     "ExecutionProviderError",
@@ -31,7 +29,6 @@ __all__ = [
     "ModelNotFoundError",
     "ReferenceSample",
     "RuntimeNotInstalledError",
-    "Thresholds",
     "available_versions",
     "load_model",
     "resolve_model_dir",

@@ -13,30 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pipeline.models.exceptions import ManifestError, ModelNotFoundError
+
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
 
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
-
-
-class ModelError(Exception):
-    """Base class: a model cannot be found, trusted or run."""
-
-
-class ManifestError(ModelError):
-    """manifest.json is missing, unreadable or lacks a field."""
-
-
-class ModelNotFoundError(ModelError):
-    """No directory for the requested model name or version."""
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Scores at or above `review` go to review, at or above `decline` are declined."""
-
-    review: float
-    decline: float
 
 
 @dataclass(frozen=True)
@@ -55,11 +37,12 @@ class ModelManifest:
     sha256: str  # of model.onnx
     input_name: str
     output_name: str
-    positive_column: int  # column of `output_name` holding the positive-class probability
     feature_names: tuple[str, ...]
     preprocessing_version: str
-    thresholds: Thresholds
     reference: ReferenceSample
+    # what the output means and how it becomes result fields: read by the stream's output head
+    output: Mapping[str, Any] = field(default_factory=dict)
+    thresholds: Mapping[str, Any] = field(default_factory=dict)
     metrics: Mapping[str, Any] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
     expected: Mapping[str, Any] = field(default_factory=dict)
@@ -87,30 +70,22 @@ class ModelManifest:
         feature_names = need("feature_names", list)
         if not feature_names or not all(isinstance(n, str) for n in feature_names):
             raise ManifestError(f"{source}: field 'feature_names' must be a non-empty string list")
-        thresholds = Thresholds(
-            review=float(need("thresholds.review", (int, float))),
-            decline=float(need("thresholds.decline", (int, float))),
-        )
-        if not 0.0 <= thresholds.review <= thresholds.decline <= 1.0:
-            raise ManifestError(
-                f"{source}: thresholds must satisfy 0 <= review <= decline <= 1, got {thresholds}"
-            )
         version = need("version", str)
         if not _SEMVER.match(version):
             raise ManifestError(f"{source}: version {version!r} is not a semantic version")
-        positive_column = need("output.positive_column", int)
-        if positive_column < 0:
-            raise ManifestError(f"{source}: field 'output.positive_column' must be >= 0")
+        for optional in ("output", "thresholds"):
+            if not isinstance(data.get(optional, {}), Mapping):
+                raise ManifestError(f"{source}: field {optional!r} must be an object")
         return cls(
             name=need("name", str),
             version=version,
             sha256=need("sha256", str).lower(),
             input_name=need("input_name", str),
             output_name=need("output_name", str),
-            positive_column=positive_column,
             feature_names=tuple(feature_names),
             preprocessing_version=need("preprocessing_version", str),
-            thresholds=thresholds,
+            output=dict(data.get("output") or {}),
+            thresholds=dict(data.get("thresholds") or {}),
             reference=ReferenceSample(
                 file=need("reference.file", str),
                 rows=need("reference.rows", int),

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.models.manifest import MODEL_FILE, ModelError, ModelManifest
+from pipeline.models.exceptions import (
+    ExecutionProviderError,
+    ModelError,
+    ModelIntegrityError,
+    RuntimeNotInstalledError,
+)
+from pipeline.models.manifest import MODEL_FILE, ModelManifest
 
 # Preferred execution providers, best first; the first one this onnxruntime build offers wins.
 PROVIDER_PREFERENCE = (
@@ -24,19 +30,13 @@ PROVIDER_PREFERENCE = (
     "CUDAExecutionProvider",
     "CPUExecutionProvider",
 )
-DECISIONS = np.array(["approve", "review", "decline"], dtype=object)
-
-
-class ModelIntegrityError(ModelError):
-    """A model file's sha256 differs from its manifest: the file was changed or corrupted."""
-
-
-class ExecutionProviderError(ModelError):
-    """An execution provider was asked for that is unknown or not in this onnxruntime build."""
-
-
-class RuntimeNotInstalledError(ModelError, ImportError):
-    """onnxruntime is not installed."""
+# ONNX tensor element types of inputs this runtime feeds, and the numpy dtype it feeds them as
+_INPUT_DTYPES = {
+    "tensor(float)": np.float32,
+    "tensor(double)": np.float64,
+    "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32,
+}
 
 
 def import_onnxruntime() -> Any:
@@ -85,31 +85,29 @@ class LoadedModel:
     providers: tuple[str, ...]  # all providers of the session, in priority order
     reference: np.ndarray  # float32 reference inputs (drift baseline, warm-up rows)
     session: Any  # onnxruntime.InferenceSession
+    input_dtype: Any = np.float32  # what the session's input takes (tensor(float) -> float32)
+    output_width: int = 1  # columns of the output rows `predict` returns
 
     @property
     def n_features(self) -> int:
         return len(self.manifest.feature_names)
 
     def predict(self, matrix: np.ndarray) -> np.ndarray:
-        """Positive-class (fraud) probability per row, float64; one session.run per call."""
-        inputs = np.ascontiguousarray(matrix, dtype=np.float32)
+        """The model's output (`output_name`) as float64 rows [n, width]; one session.run.
+
+        What the columns mean is the stream's output head's business (pipeline/core/plugin.py).
+        """
+        inputs = np.ascontiguousarray(matrix, dtype=self.input_dtype)
         if inputs.ndim != 2 or inputs.shape[1] != self.n_features:
             raise ValueError(
                 f"model {self.manifest.name} {self.manifest.version} expects inputs of shape "
                 f"[n, {self.n_features}], got {list(inputs.shape)}"
             )
         if len(inputs) == 0:
-            return np.zeros(0, dtype=np.float64)
+            return np.zeros((0, self.output_width), dtype=np.float64)
         manifest = self.manifest
         (output,) = self.session.run([manifest.output_name], {manifest.input_name: inputs})
-        return np.asarray(output)[:, manifest.positive_column].astype(np.float64)
-
-    def decide(self, scores: np.ndarray | Sequence[float]) -> list[str]:
-        """"approve", "review" or "decline" per score, from the manifest thresholds."""
-        values = np.asarray(scores, dtype=np.float64)
-        t = self.manifest.thresholds
-        level = (values >= t.review).astype(np.intp) + (values >= t.decline)
-        return DECISIONS[level].tolist()
+        return np.asarray(output, dtype=np.float64).reshape(len(inputs), -1)
 
 
 def load_model(
@@ -161,6 +159,8 @@ def load_model(
         providers=session_providers,
         reference=reference,
         session=session,
+        input_dtype=_INPUT_DTYPES.get(session.get_inputs()[0].type, np.float32),
+        output_width=_output_width(session, manifest.output_name),
     )
     if warmup_rows > 0:
         # The first run allocates buffers and (on GPU) compiles kernels; pay for it at load time,
@@ -220,6 +220,16 @@ def _check_io(session: Any, manifest: ModelManifest, model_dir: Path) -> None:
             f"{model_dir}: model takes {width} features, manifest lists "
             f"{len(manifest.feature_names)}"
         )
+
+
+def _output_width(session: Any, name: str) -> int:
+    for output in session.get_outputs():
+        if output.name == name:
+            width = 1
+            for dim in output.shape[1:]:
+                width *= dim if isinstance(dim, int) else 1
+            return width
+    return 1
 
 
 def _warmup_batch(reference: np.ndarray, rows: int) -> np.ndarray:

@@ -1,17 +1,21 @@
 """Redis result cache keyed by model version + data hash; Redis down degrades, never fails.
 
-Calls are synchronous: the scorer runs them on the engine's prepare and encode stage threads.
+A value is the model's output row for that input (float64 bytes), so a hit is served through
+the stream's output head exactly like a fresh model output. Calls are synchronous: the scorer
+runs them on the engine's prepare and encode stage threads.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from pipeline.redis.client import DegradingRedis
 
 
 class ResultCache:
-    """MGET / pipelined SETEX of scores through a DegradingRedis."""
+    """MGET / pipelined SET EX of output rows through a DegradingRedis."""
 
     def __init__(
         self,
@@ -23,7 +27,7 @@ class ResultCache:
         redis: DegradingRedis | None = None,
     ) -> None:
         self.redis = redis or DegradingRedis(redis_url, retry_after_s, timeout_s)
-        self._prefix = f"inferstream:score:{namespace}:"
+        self._prefix = f"inferstream:output:{namespace}:"
         self.ttl_s = ttl_s
 
     @property
@@ -34,22 +38,23 @@ class ResultCache:
     def degraded_periods(self) -> int:
         return self.redis.degraded_periods
 
-    def get_many(self, hashes: Sequence[str]) -> list[float | None] | None:
-        """Cached scores in order (None where missing); None when Redis is unavailable."""
-        keys = [self._prefix + h for h in hashes]
-        found = self.redis.call(lambda client: client.mget(keys))
+    def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None] | None:
+        """Cached output rows in order (None where missing); None when Redis is unavailable."""
+        names = [self._prefix + k for k in keys]
+        found = self.redis.call(lambda client: client.mget(names))
         if found is None:
             return None
-        return [None if value is None else float(value) for value in found]
+        return [None if value is None else np.frombuffer(value, dtype="<f8") for value in found]
 
-    def put_many(self, hashes: Sequence[str], scores: Sequence[float]) -> bool:
-        if not hashes:
+    def put_many(self, keys: Sequence[str], rows: np.ndarray) -> bool:
+        if not len(keys):
             return False
+        values = np.ascontiguousarray(rows, dtype="<f8")
 
         def put(client: object) -> bool:
             pipe = client.pipeline(transaction=False)  # type: ignore[attr-defined]
-            for data_hash, score in zip(hashes, scores, strict=True):
-                pipe.set(self._prefix + data_hash, repr(float(score)), ex=self.ttl_s)
+            for key, row in zip(keys, values, strict=True):
+                pipe.set(self._prefix + key, row.tobytes(), ex=self.ttl_s)
             pipe.execute()
             return True
 

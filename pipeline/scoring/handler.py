@@ -21,8 +21,9 @@ from threading import Lock
 
 import numpy as np
 
+from pipeline.core.batch import Batch
+from pipeline.core.handler import Stage
 from pipeline.core.messages import OutboundMessage
-from pipeline.engine import Batch, Stage
 from pipeline.scoring.scorer import BatchScorer, PreparedBatch, ScoredBatch, now_ms
 
 log = logging.getLogger("inferstream.scoring")
@@ -34,7 +35,7 @@ Deliver = Callable[[Sequence[OutboundMessage]], None]
 class _InFlight:
     batch: Batch
     prepared: PreparedBatch
-    scores: np.ndarray | None = None
+    outputs: np.ndarray | None = None
     inference_started_ms: int = 0
     inference_ms: float = 0.0
     failure: tuple[str, str] | None = None  # (reason, detail) when the model failed for good
@@ -62,7 +63,7 @@ class ScoringHandler:
     ) -> None:
         if model_timeout_s <= 0 or model_retries < 0:
             raise ValueError("model timeout must be positive and retries at least 0")
-        self.name = f"score-{scorer.spec.name}"
+        self.name = f"score-{scorer.plugin.name}"
         self.scorer = scorer
         self.deliver = deliver
         self.model_timeout_s = model_timeout_s
@@ -91,14 +92,14 @@ class ScoringHandler:
 
     def infer(self, work: _InFlight) -> _InFlight:
         if not work.prepared.messages:  # nothing valid to score: only dead letters to publish
-            work.scores, work.inference_started_ms = np.empty(0), now_ms()
+            work.outputs, work.inference_started_ms = np.empty((0, 0)), now_ms()
             return work
         last_error: BaseException | None = None
         for attempt in range(1 + self.model_retries):
             work.inference_started_ms, started = now_ms(), time.perf_counter()
             future = self._model.submit(self.scorer.infer, work.prepared)
             try:
-                work.scores = future.result(self.model_timeout_s)
+                work.outputs = future.result(self.model_timeout_s)
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
                 last_error = (
                     TimeoutError(f"model call over {self.model_timeout_s}s")
@@ -128,10 +129,10 @@ class ScoringHandler:
     def encode(self, work: _InFlight) -> ScoredBatch:
         if work.failure is not None:
             return self.scorer.dead_letter_batch(work.prepared, *work.failure)
-        assert work.scores is not None
+        assert work.outputs is not None
         return self.scorer.publishable(
             work.prepared,
-            work.scores,
+            work.outputs,
             work.inference_started_ms,
             work.inference_ms,
             cut=work.batch.cut,

@@ -10,7 +10,7 @@ import itertools
 import os
 import socket
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -20,11 +20,11 @@ from pipeline import __version__
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
 from pipeline.codec.columns import ColumnEncoder
 from pipeline.core.messages import InboundMessage, OutboundMessage
-from pipeline.core.topics import StreamSpec
-from pipeline.redis.cache import ResultCache
-from pipeline.redis.request_ids import RequestIdRegistry
+from pipeline.core.plugin import StreamPlugin
+from pipeline.core.topics import StreamTopics
 from pipeline.scoring.dead_letters import dead_letter
 from pipeline.scoring.provenance import data_hashes
+from pipeline.scoring.stores import OutputCache, RequestIdRule
 
 
 class Model(Protocol):
@@ -35,21 +35,6 @@ class Model(Protocol):
     provider: str
 
     def predict(self, matrix: np.ndarray) -> np.ndarray: ...
-
-    def decide(self, scores: np.ndarray) -> list[str]: ...
-
-
-class FeatureBatch(Protocol):
-    matrix: np.ndarray
-    valid_index: np.ndarray
-    errors: list[tuple[int, str]]
-
-
-FeatureBuilder = Callable[[Sequence[dict[str, Any]]], FeatureBatch]
-
-
-# request headers copied onto the outputs (trace context and tenant travel with the request)
-_PASSED_HEADERS = frozenset({"traceparent", "tenant"})
 
 
 def now_ms() -> int:
@@ -70,7 +55,7 @@ class PreparedBatch:
     hashes: list[str]
     dead_letters: list[OutboundMessage]
     received: int
-    cached_scores: list[float | None] = field(default_factory=list)
+    cached_outputs: list[np.ndarray | None] = field(default_factory=list)
     degraded: bool = False
 
 
@@ -81,36 +66,40 @@ class ScoredBatch:
     dead_lettered: int
     cache_hits: int
     inference_ms: float
-    decisions: list[str]
+    fields: Mapping[str, Any] = field(default_factory=dict)  # the head's result columns
 
 
 class BatchScorer:
+    """One stream's scoring steps, everything stream-specific taken from its plug-in."""
+
     def __init__(
         self,
-        spec: StreamSpec,
+        plugin: StreamPlugin,
+        topics: StreamTopics,
         model: Model,
         registry: SchemaRegistry,
-        build_features: FeatureBuilder,
-        cache: ResultCache | None = None,
+        cache: OutputCache | None = None,
         worker_id: str | None = None,
-        request_ids: RequestIdRegistry | None = None,
+        request_ids: RequestIdRule | None = None,
     ) -> None:
-        self.spec = spec
+        plugin.check_model(model.manifest)
+        self.plugin = plugin
+        self.topics = topics
         self.model = model
-        self.build_features = build_features
+        self.head = plugin.head(model.manifest)
         self.cache = cache
         self.request_ids = request_ids  # one id, one request (pipeline/redis/request_ids.py)
         self.worker_id = worker_id or default_worker_id()
         catalog = registry.catalog  # type: ignore[attr-defined]
-        # timestamps stay epoch-ms ints: the features want ms, building datetimes costs 2x
+        # timestamps stay epoch-ms ints: features want ms, building datetimes costs 2x
         self.decode = AvroDeserializer(
-            registry, catalog.latest(spec.request_schema), logical_types=False
+            registry, catalog.latest(plugin.request_schema), logical_types=False
         )
         self.encode_result = ColumnEncoder(
-            registry, catalog.latest("inference_result"), spec.results
+            registry, catalog.latest(plugin.result_schema), topics.results
         )
         self.encode_provenance = ColumnEncoder(
-            registry, catalog.latest("provenance_record"), spec.provenance
+            registry, catalog.latest("provenance_record"), topics.provenance
         )
         self._batch_seq = itertools.count(1)
 
@@ -133,14 +122,14 @@ class BatchScorer:
                         message,
                         "validate",
                         "missing-key",
-                        f"no Kafka key; expected the request's {self.spec.key_field}",
+                        f"no Kafka key; expected the request's {self.plugin.key_field}",
                         failed_at,
                     )
                 )
             else:
                 ok_messages.append(message)
                 requests.append(decoded)
-        features = self.build_features(requests)
+        features = self.plugin.preprocess(requests)
         for index, reason in features.errors:
             dead.append(
                 self._dead(ok_messages[index], "validate", "invalid-feature", reason, failed_at)
@@ -151,14 +140,14 @@ class BatchScorer:
             messages=[ok_messages[i] for i in keep],
             requests=[requests[i] for i in keep],
             matrix=matrix,
-            hashes=data_hashes(matrix),
+            hashes=data_hashes(self.plugin.canonical_inputs(matrix)),
             dead_letters=dead,
             received=len(messages),
         )
         if self.cache is not None and prepared.hashes:
             cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
             prepared.degraded = cached is None
-            prepared.cached_scores = cached or []
+            prepared.cached_outputs = cached or []
         return prepared
 
     def _cache_key(self, data_hash: str) -> str:
@@ -167,28 +156,34 @@ class BatchScorer:
     def _dead(
         self, message: InboundMessage, stage: Any, reason: str, detail: str, failed_at: int
     ) -> OutboundMessage:
-        return dead_letter(message, self.spec.dlq, stage, reason, detail, self.worker_id, failed_at)
+        return dead_letter(
+            message, self.topics.dlq, stage, reason, detail, self.worker_id, failed_at
+        )
 
     # -- stage 2: one model call -----------------------------------------------------------
     def infer(self, prepared: PreparedBatch) -> np.ndarray:
-        """Scores for every row: cache hits filled in, one ONNX call for the misses."""
+        """Output rows for every request: cache hits filled in, one model call for the misses."""
         n = len(prepared.messages)
         if n == 0:
-            return np.empty(0)
-        cached = prepared.cached_scores
+            return np.empty((0, 0))
+        cached = prepared.cached_outputs
         if not cached:
             return self.model.predict(prepared.matrix)
-        miss = np.array([score is None for score in cached])
-        scores = np.array([0.0 if score is None else score for score in cached])
-        if miss.any():
-            scores[miss] = self.model.predict(prepared.matrix[miss])
-        return scores
+        miss = np.array([row is None for row in cached])
+        if not miss.any():
+            return np.stack(cached)  # type: ignore[arg-type]
+        fresh = self.model.predict(prepared.matrix[miss])
+        outputs = np.empty((n, fresh.shape[1]), dtype=np.float64)
+        outputs[miss] = fresh
+        for i in np.flatnonzero(~miss).tolist():
+            outputs[i] = cached[i]
+        return outputs
 
     # -- stage 3: outputs -------------------------------------------------------------------
     def publishable(
         self,
         prepared: PreparedBatch,
-        scores: np.ndarray,
+        outputs: np.ndarray,
         inference_started_ms: int,
         inference_ms: float,
         cut: str = "",
@@ -196,17 +191,19 @@ class BatchScorer:
     ) -> ScoredBatch:
         if self.request_ids is not None and prepared.messages:
             # here, on the encode stage, the Redis round trip overlaps the next batch's decode
-            prepared, scores = self._without_reused_ids(prepared, scores)
+            prepared, outputs = self._without_reused_ids(prepared, outputs)
         n = len(prepared.messages)
         batch_id = f"{self.worker_id}-{next(self._batch_seq)}"
         served_at = now_ms()
-        decisions = self.model.decide(scores) if n else []
         manifest = self.model.manifest
-        hits = [score is not None for score in prepared.cached_scores] or [False] * n
+        hits = [row is not None for row in prepared.cached_outputs] or [False] * n
         outbound = list(prepared.dead_letters)
         if not n:
-            return ScoredBatch(outbound, 0, len(outbound), 0, inference_ms, [])
+            return ScoredBatch(outbound, 0, len(outbound), 0, inference_ms)
+        plugin = self.plugin
+        fields = self.head(outputs)
         messages, requests = prepared.messages, prepared.requests
+        tenant = plugin.tenant_field
         request_ids = [r["request_id"] for r in requests]
         stamps = np.fromiter((m.timestamp_ms for m in messages), dtype=np.int64, count=n)
         # fields with one value per batch are encoded once (pipeline/codec/columns.py)
@@ -219,11 +216,10 @@ class BatchScorer:
             },
             {
                 "request_id": request_ids,
-                "key": [r.get(self.spec.key_field) for r in requests],
-                "tenant": [r.get("tenant") for r in requests],
-                "score": scores,
-                "decision": decisions,
+                "key": [r.get(plugin.key_field) for r in requests],
+                "tenant": [r.get(tenant) for r in requests] if tenant else [None] * n,
                 "latency_ms": (served_at - stamps).astype(np.float64),
+                **fields,
             },
         )
         provenance = self.encode_provenance.encode(
@@ -253,29 +249,28 @@ class BatchScorer:
                 "cache_hit": hits,
             },
         )
-        results_topic, provenance_topic = self.spec.results, self.spec.provenance
+        results_topic, provenance_topic = self.topics.results, self.topics.provenance
+        passed = plugin.passed_headers
         for message, request_id, result, record in zip(
             messages, request_ids, results, provenance, strict=True
         ):
             id_bytes = request_id.encode()
             headers = [("request_id", id_bytes)]
             for name, value in message.headers:
-                if name in _PASSED_HEADERS:
+                if name in passed:
                     headers.append((name, value))
             outbound.append(OutboundMessage(results_topic, message.key, result, headers))
             outbound.append(OutboundMessage(provenance_topic, id_bytes, record, headers))
         if self.cache is not None and not prepared.degraded:
             misses = [i for i, hit in enumerate(hits) if not hit]
-            self.cache.put_many(
-                [self._cache_key(prepared.hashes[i]) for i in misses],
-                [float(scores[i]) for i in misses],
-            )
-        return ScoredBatch(
-            outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, decisions
-        )
+            if misses:
+                self.cache.put_many(
+                    [self._cache_key(prepared.hashes[i]) for i in misses], outputs[misses]
+                )
+        return ScoredBatch(outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, fields)
 
     def _without_reused_ids(
-        self, prepared: PreparedBatch, scores: np.ndarray
+        self, prepared: PreparedBatch, outputs: np.ndarray
     ) -> tuple[PreparedBatch, np.ndarray]:
         """Dead-letter requests whose id a different payload already holds (request_ids.py)."""
         assert self.request_ids is not None
@@ -284,9 +279,9 @@ class BatchScorer:
         )
         if conflicts is None:  # Redis down: the rule is not applied, results are flagged
             prepared.degraded = True
-            return prepared, scores
+            return prepared, outputs
         if not any(conflicts):
-            return prepared, scores
+            return prepared, outputs
         failed_at = now_ms()
         dead = list(prepared.dead_letters)
         for message, request, conflict in zip(
@@ -308,16 +303,16 @@ class BatchScorer:
             hashes=[prepared.hashes[i] for i in index],
             dead_letters=dead,
             received=prepared.received,
-            cached_scores=[prepared.cached_scores[i] for i in index]
-            if prepared.cached_scores
+            cached_outputs=[prepared.cached_outputs[i] for i in index]
+            if prepared.cached_outputs
             else [],
             degraded=prepared.degraded,
         )
-        return filtered, np.asarray(scores)[keep]
+        return filtered, np.asarray(outputs)[keep]
 
     def dead_letter_batch(self, prepared: PreparedBatch, reason: str, detail: str) -> ScoredBatch:
         """The model failed for good: every valid request of the batch goes to the DLQ."""
         failed_at = now_ms()
         outbound = list(prepared.dead_letters)
         outbound += [self._dead(m, "model", reason, detail, failed_at) for m in prepared.messages]
-        return ScoredBatch(outbound, 0, len(outbound), 0, 0.0, [])
+        return ScoredBatch(outbound, 0, len(outbound), 0, 0.0)

@@ -12,11 +12,12 @@ import time
 from collections import deque
 
 from pipeline.config import REPO_ROOT
+from pipeline.core.registry import DEFAULT_STREAM
 
 
 class WorkerProcess:
     def __init__(
-        self, env: dict[str, str] | None = None, streams: str = "fraud", *extra: str
+        self, env: dict[str, str] | None = None, streams: str = DEFAULT_STREAM, *extra: str
     ) -> None:
         self.env = dict(os.environ if env is None else env)
         self.env.setdefault("PYTHONUNBUFFERED", "1")

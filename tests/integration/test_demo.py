@@ -91,6 +91,7 @@ def test_demo_stopped_by_sigterm_stops_its_workers_and_keeps_to_its_own_namespac
     assert proc.returncode == 143, out
     assert "demo terminated (SIGTERM): its worker and drift worker were stopped" in out
     assert all(pid_gone(pid) for pid in pids), out
-    assert f"topics {DEMO_NAMESPACE}fraud.* (consumer group inferstream-demo)" in out
+    group = f"{DEMO_NAMESPACE}inferstream-demo"  # the namespace prefixes group ids too
+    assert f"topics {DEMO_NAMESPACE}fraud.* (consumer group {group})" in out
     assert sum(_high_watermarks(stack.bootstrap, demo_topic) or [0]) > demo_before
     assert _high_watermarks(stack.bootstrap, "fraud.requests") == users_before

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from pipeline.cli.drift_cmd import load_statuses
-from pipeline.core.topics import drift_alerts_topic, stream_spec
+from pipeline.core.registry import stream_topics
+from pipeline.core.topics import drift_alerts_topic
 from pipeline.kafka.producer import RequestProducer
 from pipeline.stack.worker_process import WorkerProcess
 from pipeline.streams.fraud.generator import DriftSpec, TransactionGenerator
@@ -34,7 +35,7 @@ def wait_until_seen(settings, rows: int, timeout: float = 120) -> None:
 
 
 def run_stream(settings, env, drift: DriftSpec | None) -> list[dict]:
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     records = TransactionGenerator(seed=41, drift=drift).generate(ROWS).records
     worker = WorkerProcess(env, "fraud").start_role("drift")
     try:

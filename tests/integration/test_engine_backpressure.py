@@ -21,7 +21,7 @@ import pytest
 
 from pipeline import stack as local_stack
 from pipeline.config import Settings
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import stream_topics
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.streams.fraud.generator import TransactionGenerator
@@ -132,7 +132,7 @@ def test_blocked_outputs_pause_partitions_bound_memory_then_catch_up(
             monkeypatch.setenv(key, value)
     settings = Settings.from_env()
     ensure_topics(settings.kafka_bootstrap, ["fraud"], settings.topic_partitions, 1, namespace)
-    spec = stream_spec("fraud", namespace)
+    spec = stream_topics("fraud", namespace)
     with RequestProducer(settings, spec) as producer:
         ids = producer.send_many(TransactionGenerator(seed=41).generate(BACKLOG).records)
 

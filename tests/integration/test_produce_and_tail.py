@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.codec import SchemaCatalog
 from pipeline.codec.registry import local_schema_id
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import stream_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.helpers import read_all
@@ -31,7 +31,7 @@ def cli(env, *args, timeout=180):
 
 
 def test_ten_thousand_records_round_trip_without_loss_in_key_order(settings):
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     records = TransactionGenerator(seed=3).generate(10_000).records
     with RequestProducer(settings, spec) as producer:
         ids = producer.send_many(records)
@@ -55,7 +55,7 @@ def test_ten_thousand_records_round_trip_without_loss_in_key_order(settings):
 
 
 def test_every_message_is_confluent_framed_with_a_schema_id_from_schemas_dir(settings):
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     with RequestProducer(settings, spec) as producer:
         producer.send_many(TransactionGenerator(seed=4).generate(50).records)
     known = {local_schema_id(v) for v in SchemaCatalog(settings.schemas_dir).all_versions()}
@@ -66,7 +66,7 @@ def test_every_message_is_confluent_framed_with_a_schema_id_from_schemas_dir(set
 
 
 def test_cli_produce_then_tail_prints_every_record_once(settings, env):
-    topic = stream_spec("fraud", settings.topic_namespace).requests
+    topic = stream_topics("fraud", settings.topic_namespace).requests
     produced = cli(env, "produce", "fraud", "--count", "10000", "--seed", "9")
     assert produced.returncode == 0, produced.stderr
     tailed = cli(env, "tail", topic, "--max", "10000", "--from-beginning")
@@ -83,7 +83,7 @@ def test_cli_file_with_a_bad_line_names_it_and_sends_nothing(settings, env, tmp_
     lines.insert(1, json.dumps({**good[0], "amount": "twelve"}))
     path = tmp_path / "events.jsonl"
     path.write_text("\n".join(lines) + "\n")
-    topic = stream_spec("fraud", settings.topic_namespace).requests
+    topic = stream_topics("fraud", settings.topic_namespace).requests
 
     aborted = cli(env, "produce", "fraud", "--file", str(path))
     assert aborted.returncode != 0
@@ -113,7 +113,7 @@ def test_cli_file_applies_the_workers_checks_and_survives_non_utf8(settings, env
         + b"\n"
         + b'{"card_id": "\xff"}\n'
     )
-    topic = stream_spec("fraud", settings.topic_namespace).requests
+    topic = stream_topics("fraud", settings.topic_namespace).requests
 
     aborted = cli(env, "produce", "fraud", "--file", str(path))
     assert aborted.returncode == 1, aborted.stderr

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import stream_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.redis.cache import ResultCache
 from pipeline.stack.worker_process import WorkerProcess
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 
 def produce(settings, records):
-    with RequestProducer(settings, stream_spec("fraud", settings.topic_namespace)) as producer:
+    with RequestProducer(settings, stream_topics("fraud", settings.topic_namespace)) as producer:
         return producer.send_many(records)
 
 
@@ -33,7 +33,7 @@ def test_replayed_requests_are_served_from_the_cache(settings, worker):
     # a seed of this run's own: on a reused Redis, fixed transactions may be cached already
     records = TransactionGenerator(seed=random.getrandbits(48)).generate(200).records
     produce(settings, records)
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     first = values(read_all(settings, spec.provenance, expected=200))
     # the same transactions again under new request ids: same features, same data_hash
     for record in records:
@@ -55,7 +55,7 @@ def test_redis_down_degrades_but_every_request_is_scored(settings, env):
     worker = WorkerProcess(env).start()
     try:
         ids = produce(settings, TransactionGenerator(seed=32).generate(300).records)
-        spec = stream_spec("fraud", settings.topic_namespace)
+        spec = stream_topics("fraud", settings.topic_namespace)
         results = values(read_all(settings, spec.results, expected=300))
     finally:
         worker.stop()
@@ -65,7 +65,7 @@ def test_redis_down_degrades_but_every_request_is_scored(settings, env):
 
 def test_a_request_id_reused_by_a_different_request_is_dead_lettered(settings, worker):
     """Same id, same payload: a replay, scored again. Same id, other payload: dead-lettered."""
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     first, second, third = TransactionGenerator(seed=random.getrandbits(48)).generate(3).records
     taken = f"taken-{random.getrandbits(32)}"
     produce(settings, [{**first, "request_id": taken}])

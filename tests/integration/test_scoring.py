@@ -10,13 +10,15 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.codec import AvroSerializer, registry_from_settings
-from pipeline.core.topics import stream_spec
+from pipeline.core.canonical import float32_rows
+from pipeline.core.registry import stream_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
 from pipeline.scoring.provenance import data_hashes
 from pipeline.streams.fraud.features import build_features
 from pipeline.streams.fraud.generator import TransactionGenerator
+from pipeline.streams.fraud.head import decision_head
 from tests.integration.helpers import WorkerProcess, read_all, values
 
 pytestmark = pytest.mark.integration
@@ -25,7 +27,7 @@ SERVING_TIME_FIELDS = {"served_at", "latency_ms"}
 
 
 def produce(settings, records):
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     with RequestProducer(settings, spec) as producer:
         return producer.send_many(records)
 
@@ -33,7 +35,7 @@ def produce(settings, records):
 def test_every_request_gets_one_result_and_one_provenance_record(settings, worker):
     generated = TransactionGenerator(seed=11).generate(5000).records
     ids = produce(settings, generated)
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
 
     results = values(read_all(settings, spec.results, expected=5000))
     provenance = values(read_all(settings, spec.provenance, expected=5000))
@@ -42,7 +44,7 @@ def test_every_request_gets_one_result_and_one_provenance_record(settings, worke
     assert len(provenance) == 5000 and {p["request_id"] for p in provenance} == set(ids)
     # each data_hash is recomputed from its request with the versioned preprocessing
     features = build_features(generated)
-    expected_hash = dict(zip(ids, data_hashes(features.matrix), strict=True))
+    expected_hash = dict(zip(ids, data_hashes(float32_rows(features.matrix)), strict=True))
     by_id = {p["request_id"]: p for p in provenance}
     assert all(by_id[i]["data_hash"] == expected_hash[i] for i in ids)
     some = provenance[0]
@@ -55,7 +57,7 @@ def test_every_request_gets_one_result_and_one_provenance_record(settings, worke
 
 
 def test_malformed_messages_go_to_the_dlq_and_the_rest_is_scored(settings, worker):
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     registry = registry_from_settings(settings)
     good = TransactionGenerator(seed=5).generate(300).records
     for i, record in enumerate(good):
@@ -105,7 +107,7 @@ def test_malformed_messages_go_to_the_dlq_and_the_rest_is_scored(settings, worke
 
 
 def test_kill_9_mid_stream_loses_no_request(settings, env):
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     generated = TransactionGenerator(seed=21).generate(20000).records
     ids = produce(settings, generated)
     worker = WorkerProcess(env).start()
@@ -182,12 +184,12 @@ def test_served_decisions_equal_the_offline_model(settings, worker):
         for i, fields in enumerate(hand_made)
     ]
     produce(settings, requests)
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     served = {r["request_id"]: r for r in values(read_all(settings, spec.results, expected=3))}
 
     model = load_model(resolve_model_dir(settings.models_dir, "fraud", None))
-    offline_scores = model.predict(build_features(requests).matrix)
-    offline_decisions = model.decide(offline_scores)
+    offline = decision_head(model.manifest)(model.predict(build_features(requests).matrix))
+    offline_scores, offline_decisions = offline["score"], offline["decision"]
     for request, score, decision in zip(requests, offline_scores, offline_decisions, strict=True):
         got = served[request["request_id"]]
         assert got["decision"] == decision

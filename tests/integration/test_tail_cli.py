@@ -9,7 +9,7 @@ import pytest
 from confluent_kafka import Producer
 
 from pipeline.cli import main
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import stream_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.streams.fraud.generator import TransactionGenerator
 
@@ -21,7 +21,7 @@ def lines(text):
 
 
 def test_tail_of_the_dlq_shows_why_each_record_was_rejected(settings, capsys):
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
     producer.produce(
         spec.dlq,
@@ -46,7 +46,7 @@ def test_tail_of_the_dlq_shows_why_each_record_was_rejected(settings, capsys):
 
 
 def test_last_n_prints_the_newest_records_and_exits(settings, capsys):
-    spec = stream_spec("fraud", settings.topic_namespace)
+    spec = stream_topics("fraud", settings.topic_namespace)
     records = TransactionGenerator(seed=12).generate(10).records
     with RequestProducer(settings, spec) as producer:
         producer.send_many(records[:7])
@@ -63,7 +63,7 @@ def test_last_n_prints_the_newest_records_and_exits(settings, capsys):
 
 
 def test_waiting_on_a_quiet_topic_says_so_on_stderr(settings, capsys):
-    results = stream_spec("fraud", settings.topic_namespace).results
+    results = stream_topics("fraud", settings.topic_namespace).results
     assert main(["tail", results, "--idle-timeout", "2"]) == 0
     out, err = capsys.readouterr()
     assert out == ""
@@ -71,7 +71,7 @@ def test_waiting_on_a_quiet_topic_says_so_on_stderr(settings, capsys):
 
 
 def test_max_not_reached_says_how_many_came(settings, capsys):
-    results = stream_spec("fraud", settings.topic_namespace).results
+    results = stream_topics("fraud", settings.topic_namespace).results
     assert main(["tail", results, "--from-beginning", "--max", "5", "--idle-timeout", "1"]) == 0
     assert "stopped after 0 of 5 record(s)" in capsys.readouterr().err
 

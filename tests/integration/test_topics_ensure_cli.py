@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.cli import main
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import stream_topics
 from pipeline.kafka.admin import cluster_metadata, ensure_topics, topic_names
 
 pytestmark = pytest.mark.integration
@@ -26,7 +26,7 @@ def partitions(bootstrap, names):
 
 
 def test_produce_to_a_missing_topic_fails_and_creates_nothing(cli_env, namespace, capsys):
-    requests = stream_spec("fraud", namespace).requests
+    requests = stream_topics("fraud", namespace).requests
     assert main(["produce", "fraud", "--count", "10"]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
@@ -53,7 +53,7 @@ def test_fewer_partitions_than_configured_warns_and_add_partitions_adds_them(
 ):
     bootstrap = cli_env["INFERSTREAM_KAFKA_BOOTSTRAP"]
     ensure_topics(bootstrap, ["fraud"], 2, 1, namespace)
-    requests = stream_spec("fraud", namespace).requests
+    requests = stream_topics("fraud", namespace).requests
     alerts = f"{namespace}drift.alerts"
 
     assert main(["topics", "ensure", "--streams", "fraud", "--partitions", "4"]) == 0

@@ -36,8 +36,8 @@ def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:
         (["--count", "10", "--rate", "0"], "--rate must be > 0"),
         (["--count", "0"], "--count must be >= 1"),
         (["--count", "-3"], "--count must be >= 1"),
-        (["--count", "10", "--fraud-share", "1.5"], "--fraud-share must be in [0, 1]"),
-        (["--count", "10", "--fraud-share", "-0.1"], "--fraud-share must be in [0, 1]"),
+        (["--count", "10", "--fraud-share", "1.5"], "--fraud-share must be in [0, 0.25]"),
+        (["--count", "10", "--fraud-share", "-0.1"], "--fraud-share must be in [0, 0.25]"),
         (["--count", "10", "--fraud-share", "0.5"], "must be in [0, 0.25]"),  # the generator's
         (["--count", "10", "--drift-after", "-1"], "--drift-after must be >= 0"),
         (

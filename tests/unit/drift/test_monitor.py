@@ -9,16 +9,15 @@ import pytest
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
 from pipeline.codec.registry import LocalRegistry
 from pipeline.config import REPO_ROOT
-from pipeline.core.topics import stream_spec
+from pipeline.core.registry import get_plugin, stream_topics
 from pipeline.drift.monitor import DriftMonitor
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
 from pipeline.scoring import InboundMessage
-from pipeline.streams.fraud.features import DRIFT_EXEMPT_FEATURES, build_features
 from pipeline.streams.fraud.generator import DriftSpec, TransactionGenerator
 
 REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
-SPEC = stream_spec("fraud", "unit.")
+SPEC = stream_topics("fraud", "unit.")
 ENCODE = AvroSerializer(REGISTRY, REGISTRY.catalog.latest("fraud_request"), SPEC.requests)
 
 
@@ -43,15 +42,7 @@ def model():
 
 
 def monitor(model, store, cache: Path) -> DriftMonitor:
-    return DriftMonitor(
-        SPEC,
-        model,
-        REGISTRY,
-        build_features,
-        store,
-        calibration_cache=cache,
-        exempt_features=DRIFT_EXEMPT_FEATURES,
-    )
+    return DriftMonitor(get_plugin("fraud"), SPEC, model, REGISTRY, store, calibration_cache=cache)
 
 
 def batches(records, size=200, start=0):
@@ -71,7 +62,7 @@ def batches(records, size=200, start=0):
 
 def test_a_shift_in_amount_opens_an_alert_on_an_amount_feature(model, tmp_path):
     drifting = monitor(model, MemoryStore(), tmp_path)
-    assert not set(drifting.detector.feature_names) & DRIFT_EXEMPT_FEATURES
+    assert not set(drifting.detector.feature_names) & get_plugin("fraud").drift_exempt
     records = (
         TransactionGenerator(seed=3, drift=DriftSpec(after=1000, feature="amount", shift=1.0))
         .generate(3000)

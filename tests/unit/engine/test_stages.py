@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from pipeline.engine.batch import Batch
-from pipeline.engine.handler import Stage
+from pipeline.core.batch import Batch
+from pipeline.core.handler import Stage
 from pipeline.engine.stages import StagePipeline
 
 # A last resort: submit() and close() have no timeout of their own, so the tests call them

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 
-from pipeline.engine.batch import TopicPartitionKey
+from pipeline.core.batch import TopicPartitionKey
 from pipeline.engine.tracker import OffsetTracker
 
 P0: TopicPartitionKey = ("events", 0)

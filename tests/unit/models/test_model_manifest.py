@@ -39,14 +39,14 @@ def test_shipped_model_matches_the_current_preprocessing(manifest: ModelManifest
     assert manifest.feature_names == FEATURE_NAMES
     assert manifest.preprocessing_version == PREPROCESSING_VERSION
     assert (manifest.input_name, manifest.output_name) == ("features", "probabilities")
-    assert manifest.positive_column == 1
+    assert manifest.output["positive_column"] == 1
 
 
 def test_held_out_quality_is_recorded_and_good_enough(manifest: ModelManifest) -> None:
     assert manifest.metrics["roc_auc"] >= 0.85
     assert 0.0 < manifest.metrics["pr_auc"] <= 1.0
     assert manifest.metrics["rows_test"] > 10_000
-    assert 0 < manifest.thresholds.review < manifest.thresholds.decline < 1
+    assert 0 < manifest.thresholds["review"] < manifest.thresholds["decline"] < 1
 
 
 def test_reference_sample_is_5000_float32_model_inputs(manifest: ModelManifest) -> None:
@@ -68,10 +68,9 @@ def _write_manifest(model_dir: Path, data: dict) -> None:
 @pytest.mark.parametrize(
     ("path", "message"),
     [
-        ("thresholds.review", "missing field 'thresholds.review'"),
         ("sha256", "missing field 'sha256'"),
         ("reference", "missing field 'reference.file'"),
-        ("output.positive_column", "missing field 'output.positive_column'"),
+        ("input_name", "missing field 'input_name'"),
     ],
 )
 def test_missing_fields_are_named(tmp_path: Path, path: str, message: str) -> None:
@@ -93,10 +92,19 @@ def test_wrong_types_and_bad_thresholds_are_explained(tmp_path: Path) -> None:
     with pytest.raises(ManifestError, match="'feature_names' is str, expected list"):
         ModelManifest.load(tmp_path)
     data = json.loads((FRAUD_DIR / "manifest.json").read_text())
-    data["thresholds"] = {"review": 0.9, "decline": 0.5}
+    data["output"] = [1]
     _write_manifest(tmp_path, data)
-    with pytest.raises(ManifestError, match="review <= decline"):
+    with pytest.raises(ManifestError, match="'output' must be an object"):
         ModelManifest.load(tmp_path)
+
+
+def test_thresholds_are_optional_for_the_core(tmp_path: Path) -> None:
+    """Decisions are a stream head's business (fraud's: tests/unit/streams/fraud/test_head.py)."""
+    data = json.loads((FRAUD_DIR / "manifest.json").read_text())
+    del data["thresholds"], data["output"]
+    _write_manifest(tmp_path, data)
+    manifest = ModelManifest.load(tmp_path)
+    assert manifest.thresholds == {} and manifest.output == {}
 
 
 def test_no_manifest_and_broken_json_are_explained(tmp_path: Path) -> None:

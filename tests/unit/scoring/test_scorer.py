@@ -10,8 +10,9 @@ import pytest
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
 from pipeline.codec.registry import LocalRegistry
 from pipeline.config import REPO_ROOT
-from pipeline.core.topics import stream_spec
-from pipeline.engine import Batch
+from pipeline.core.batch import Batch
+from pipeline.core.canonical import float32_rows
+from pipeline.core.registry import get_plugin, stream_topics
 from pipeline.scoring import BatchScorer, InboundMessage
 from pipeline.scoring.handler import ScoringHandler
 from pipeline.scoring.provenance import data_hashes
@@ -19,7 +20,8 @@ from pipeline.streams.fraud.features import build_features
 from pipeline.streams.fraud.generator import TransactionGenerator
 
 REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
-SPEC = stream_spec("fraud")
+PLUGIN = get_plugin("fraud")
+SPEC = stream_topics("fraud")
 ENCODE = AvroSerializer(REGISTRY, REGISTRY.catalog.latest("fraud_request"), SPEC.requests)
 DECODE = AvroDeserializer(REGISTRY)
 
@@ -29,7 +31,9 @@ class FakeModel:
 
     def __init__(self, failures: int = 0, hang_s: float = 0.0) -> None:
         self.manifest = SimpleNamespace(name="fraud", version="9.9.9",
-                                        preprocessing_version="fraud-features/1")
+                                        preprocessing_version="fraud-features/1",
+                                        output={"positive_column": 1},
+                                        thresholds={"review": 0.05, "decline": 0.05})
         self.sha256 = "ab" * 32
         self.provider = "CPUExecutionProvider"
         self.calls: list[int] = []
@@ -45,10 +49,8 @@ class FakeModel:
             import time
 
             time.sleep(self.hang_s)
-        return matrix[:, 0].astype(float) / 100
-
-    def decide(self, scores: np.ndarray) -> list[str]:
-        return ["decline" if s > 0.05 else "approve" for s in scores]
+        scores = matrix[:, 0].astype(float) / 100
+        return np.column_stack([1 - scores, scores])  # two class probabilities, like the model
 
 
 def messages(records, start_offset=0):
@@ -81,14 +83,14 @@ def outputs(scored, topic):
 def test_a_batch_is_one_model_call_with_a_result_and_provenance_per_request():
     records = TransactionGenerator(seed=1).generate(50).records
     model = FakeModel()
-    scorer = BatchScorer(SPEC, model, REGISTRY, build_features, worker_id="w")
+    scorer = BatchScorer(PLUGIN, SPEC, model, REGISTRY, worker_id="w")
     scored = score(scorer, messages(records), cut="deadline")
     assert model.calls == [50]
     results = [DECODE(m.value) for m in outputs(scored, SPEC.results)]
     provenance = [DECODE(m.value) for m in outputs(scored, SPEC.provenance)]
     assert [r["request_id"] for r in results] == [r["request_id"] for r in records]
     matrix = build_features(records).matrix
-    assert [p["data_hash"] for p in provenance] == data_hashes(matrix)
+    assert [p["data_hash"] for p in provenance] == data_hashes(float32_rows(matrix))
     assert results[0]["score"] == pytest.approx(matrix[0, 0] / 100)
     assert {p["batch_size"] for p in provenance} == {50}
     assert {(p["batch_cut"], p["batch_wait_ms"]) for p in provenance} == {("deadline", 1.5)}
@@ -103,7 +105,7 @@ def test_bad_messages_are_dead_lettered_and_the_rest_scored():
     batch = messages(records)
     batch[3].value = b"garbage"
     batch[4].key = None
-    scorer = BatchScorer(SPEC, FakeModel(), REGISTRY, build_features, worker_id="w")
+    scorer = BatchScorer(PLUGIN, SPEC, FakeModel(), REGISTRY, worker_id="w")
     scored = score(scorer, batch)
     dead = {int(dict(m.headers)["dlq.source.offset"]): dict(m.headers)
             for m in outputs(scored, SPEC.dlq)}
@@ -119,12 +121,12 @@ def test_bad_messages_are_dead_lettered_and_the_rest_scored():
 def test_model_failures_are_retried_then_the_batch_is_dead_lettered():
     records = TransactionGenerator(seed=3).generate(4).records
     flaky = FakeModel(failures=1)
-    scorer = BatchScorer(SPEC, flaky, REGISTRY, build_features, worker_id="w")
+    scorer = BatchScorer(PLUGIN, SPEC, flaky, REGISTRY, worker_id="w")
     scored = score(scorer, messages(records), retries=2)
     assert len(outputs(scored, SPEC.results)) == 4 and len(flaky.calls) == 2
 
     broken = FakeModel(failures=10)
-    scorer = BatchScorer(SPEC, broken, REGISTRY, build_features, worker_id="w")
+    scorer = BatchScorer(PLUGIN, SPEC, broken, REGISTRY, worker_id="w")
     scored = score(scorer, messages(records), retries=2)
     assert len(broken.calls) == 3
     assert outputs(scored, SPEC.results) == []
@@ -134,7 +136,7 @@ def test_model_failures_are_retried_then_the_batch_is_dead_lettered():
 
 def test_a_hung_model_times_out_into_the_dlq():
     records = TransactionGenerator(seed=4).generate(2).records
-    scorer = BatchScorer(SPEC, FakeModel(hang_s=0.5), REGISTRY, build_features, worker_id="w")
+    scorer = BatchScorer(PLUGIN, SPEC, FakeModel(hang_s=0.5), REGISTRY, worker_id="w")
     scored = score(scorer, messages(records), timeout_s=0.05)
     assert {dict(m.headers)["dlq.reason"] for m in outputs(scored, SPEC.dlq)} == {
         b"model-timeout"}
@@ -142,21 +144,21 @@ def test_a_hung_model_times_out_into_the_dlq():
 
 class DictCache:
     def __init__(self, down=False):
-        self.store: dict[str, float] = {}
+        self.store: dict[str, np.ndarray] = {}
         self.down = down
 
     def get_many(self, keys):
         return None if self.down else [self.store.get(k) for k in keys]
 
-    def put_many(self, keys, scores):
-        self.store.update(zip(keys, scores, strict=True))
+    def put_many(self, keys, rows):
+        self.store.update(zip(keys, np.array(rows), strict=True))
         return True
 
 
 def test_cached_scores_skip_the_model_and_redis_down_flags_degraded():
     records = TransactionGenerator(seed=5).generate(8).records
     model, cache = FakeModel(), DictCache()
-    scorer = BatchScorer(SPEC, model, REGISTRY, build_features, cache=cache, worker_id="w")
+    scorer = BatchScorer(PLUGIN, SPEC, model, REGISTRY, cache=cache, worker_id="w")
     first = score(scorer, messages(records))
     second = score(scorer, messages(records, start_offset=8))
     assert model.calls == [8]  # the second batch came wholly from the cache
@@ -191,7 +193,7 @@ def test_a_reused_request_id_with_another_payload_is_dead_lettered():
     records = TransactionGenerator(seed=6).generate(3).records
     records[2]["request_id"] = records[0]["request_id"]  # a different request, same id
     ids = DictIds()
-    scorer = BatchScorer(SPEC, FakeModel(), REGISTRY, build_features, worker_id="w",
+    scorer = BatchScorer(PLUGIN, SPEC, FakeModel(), REGISTRY, worker_id="w",
                          request_ids=ids)
     scored = score(scorer, messages(records))
     assert [DECODE(m.value)["request_id"] for m in outputs(scored, SPEC.results)] == [

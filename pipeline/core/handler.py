@@ -21,7 +21,7 @@ class Stage:
 
 
 class BatchHandler(Protocol):
-    name: str  # for logs, e.g. "score-fraud"
+    name: str  # for logs, e.g. "score-<stream>"
 
     def stages(self) -> Sequence[Stage]: ...
 
