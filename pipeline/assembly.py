@@ -60,11 +60,12 @@ def assemble(
     topics = plugin.topics(settings.topic_namespace)
     registry = registry or registry_from_settings(settings)
     redis = redis or redis_client(settings)
-    model_dir = resolve_model_dir(settings.models_dir, plugin.model_name, model_version)
     if role == "score":
-        model, handler = _scoring(settings, plugin, topics, model_dir, registry, redis, use_cache)
+        model = load_stream_model(settings, plugin, model_version)
+        handler = _scoring(settings, plugin, topics, model, registry, redis, use_cache)
         about = {"model": _model_label(model), "provider": model.provider}
     else:
+        model_dir = resolve_model_dir(settings.models_dir, plugin.model_name, model_version)
         model, handler = _drift(settings, plugin, topics, model_dir, registry, redis)
         about = {
             "model": _model_label(model),
@@ -103,6 +104,17 @@ def group_membership(settings: Settings, engine_name: str) -> dict[str, object]:
     return extra
 
 
+def load_stream_model(
+    settings: Settings, plugin: StreamPlugin, version: str | None = None
+) -> LoadedModel:
+    """The stream's model at `version` (None: the latest), on the configured providers."""
+    return load_model(
+        resolve_model_dir(settings.models_dir, plugin.model_name, version),
+        providers=list(settings.execution_providers) or None,
+        intra_op_threads=settings.inference_threads,
+    )
+
+
 def _model_label(model: LoadedModel) -> str:
     return f"{model.manifest.name}:{model.manifest.version}"
 
@@ -111,21 +123,16 @@ def _scoring(
     settings: Settings,
     plugin: StreamPlugin,
     topics: StreamTopics,
-    model_dir: Any,
+    model: LoadedModel,
     registry: SchemaRegistry,
     redis: DegradingRedis,
     use_cache: bool,
-) -> tuple[LoadedModel, BatchHandler]:
+) -> BatchHandler:
     from pipeline.redis.cache import ResultCache
     from pipeline.redis.request_ids import RequestIdRegistry
     from pipeline.scoring.handler import ScoringHandler
     from pipeline.scoring.scorer import BatchScorer
 
-    model = load_model(
-        model_dir,
-        providers=list(settings.execution_providers) or None,
-        intra_op_threads=settings.inference_threads,
-    )
     cache = (
         ResultCache(settings.redis_url, f"{topics.prefix}:{plugin.model_name}", redis=redis)
         if use_cache
@@ -138,10 +145,9 @@ def _scoring(
     )
     scorer = BatchScorer(plugin, topics, model, registry, cache=cache, request_ids=request_ids)
     publisher = Publisher.from_settings(settings)  # one per engine: its flush is its batch's
-    handler = ScoringHandler(
+    return ScoringHandler(
         scorer, publisher.publish, settings.model_timeout_s, settings.model_retries
     )
-    return model, handler
 
 
 def _drift(

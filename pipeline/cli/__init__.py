@@ -22,6 +22,8 @@ COMMAND_MODULES = (
     "worker_cmd",
     "demo_cmd",
     "drift_cmd",
+    "replay_cmd",
+    "explain_cmd",
 )
 
 
@@ -91,7 +93,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# flags whose values may start with "-" (relative times: `--from -10m`), which argparse would
+# take for an option; given as `--from=-10m` they parse
+_DASH_VALUED = frozenset({"--from", "--to"})
+
+
+def _attach_dash_values(argv: list[str]) -> list[str]:
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if token in _DASH_VALUED and following and following[0] == "-" and following[1:2].isdigit():
+            out.append(f"{token}={following}")
+            i += 2
+            continue
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = _attach_dash_values(sys.argv[1:] if argv is None else list(argv))
     try:
         parser = build_parser()  # reads the stream registry: a broken plug-in is one line too
     except InferstreamError as exc:

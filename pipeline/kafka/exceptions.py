@@ -32,3 +32,9 @@ class TopicNotFound(InferstreamError, LookupError):
         super().__init__(f"topic {topic!r} does not exist")
         self.topic = topic
         self.existing = existing
+
+
+class RangeError(InferstreamError):
+    """An offset or time range the topic cannot give (empty, expired, past the end)."""
+
+    exit_code = 2

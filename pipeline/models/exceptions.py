@@ -14,7 +14,9 @@ class ManifestError(ModelError):
 
 
 class ModelNotFoundError(ModelError):
-    """No directory for the requested model name or version."""
+    """No directory for the requested model name or version (a bad flag or setting: exit 2)."""
+
+    exit_code = 2
 
 
 class ModelIntegrityError(ModelError):

@@ -26,6 +26,9 @@ def test_host_ports_are_the_settings_defaults() -> None:
 def test_worker_image_and_command() -> None:
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert dockerfile.startswith("#") and "FROM python:3.11-slim" in dockerfile
-    assert "pip install -e '.[cpu]'" in dockerfile
+    # a plain install: the wheel build copies schemas/, models/ and ops/ into the package
+    assert "pip install '.[cpu]'" in dockerfile
+    for needed in ("setup.py", "MANIFEST.in", "schemas", "models", "ops"):
+        assert f"COPY {needed}" in dockerfile or f" {needed} " in dockerfile, needed
     assert 'command: ["inferstream", "worker", "--streams", "fraud"]' in COMPOSE
     assert 'command: ["inferstream", "topics", "ensure"]' in COMPOSE

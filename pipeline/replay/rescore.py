@@ -1,0 +1,104 @@
+"""Re-scoring in a sandbox: the worker's own scoring handler, delivering into memory.
+
+The handler is `ScoringHandler` around `BatchScorer` exactly as the worker builds it, except
+that nothing leaves the process: no result cache (replay must run the model), no request-id
+rule (replayed ids are all "seen"), and the deliver stage collects the outputs instead of
+publishing them. The outputs are decoded back into records, so what is compared is what a
+worker would have published.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipeline.assembly import load_stream_model
+from pipeline.codec import AvroDeserializer, SchemaRegistry
+from pipeline.config import Settings
+from pipeline.core.batch import Batch
+from pipeline.core.messages import InboundMessage, OutboundMessage
+from pipeline.core.plugin import StreamPlugin
+from pipeline.core.topics import StreamTopics
+from pipeline.scoring.handler import ScoringHandler
+from pipeline.scoring.scorer import BatchScorer
+
+
+@dataclass
+class Replayed:
+    """What the sandboxed handler made of one request."""
+
+    request_id: str | None
+    result: dict[str, Any] | None = None
+    provenance: dict[str, Any] | None = None
+    dead_reason: str | None = None
+    dead_detail: str | None = None
+
+
+@dataclass
+class Rescorer:
+    settings: Settings
+    plugin: StreamPlugin
+    topics: StreamTopics
+    registry: SchemaRegistry
+    model_seconds: dict[str, float] = field(default_factory=dict)
+    _handlers: dict[str, ScoringHandler] = field(default_factory=dict)
+    _seq: Any = field(default_factory=lambda: itertools.count(1))
+
+    def __post_init__(self) -> None:
+        self._decode = AvroDeserializer(self.registry)
+        self._outbox: list[OutboundMessage] = []
+
+    def handler(self, version: str | None) -> ScoringHandler:
+        key = version or ""
+        if key not in self._handlers:
+            model = load_stream_model(self.settings, self.plugin, version)
+            scorer = BatchScorer(self.plugin, self.topics, model, self.registry, worker_id="replay")
+            self._handlers[key] = ScoringHandler(
+                scorer, self._outbox.extend, self.settings.model_timeout_s,
+                self.settings.model_retries,
+            )  # fmt: skip
+        return self._handlers[key]
+
+    def version_of(self, version: str | None) -> str:
+        return self.handler(version).scorer.model.manifest.version
+
+    def score(self, messages: Sequence[InboundMessage], version: str | None) -> list[Replayed]:
+        """One batch through the handler's four stages; one record per request, in order."""
+        handler = self.handler(version)
+        self._outbox.clear()
+        started = time.perf_counter()
+        handler.handle(Batch(next(self._seq), list(messages), "full", 0.0, time.monotonic(), {}))
+        label = self.version_of(version)
+        self.model_seconds[label] = self.model_seconds.get(label, 0.0) + (
+            time.perf_counter() - started
+        )
+        by_offset: dict[tuple[int, int], Replayed] = {}
+        for message in messages:
+            rid = message.header("request_id")
+            by_offset[(message.partition, message.offset)] = Replayed(
+                rid.decode(errors="replace") if rid else None
+            )
+        pending_result: dict[str, Any] | None = None
+        for out in self._outbox:  # dead letters first, then a result and its provenance each
+            headers = dict(out.headers)
+            if out.topic == self.topics.dlq:
+                source = (int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
+                replayed = by_offset[source]
+                replayed.dead_reason = headers["dlq.reason"].decode()
+                replayed.dead_detail = headers["dlq.detail"].decode(errors="replace")
+            elif out.topic == self.topics.results:
+                pending_result = self._decode(out.value)
+            elif out.topic == self.topics.provenance:
+                record = self._decode(out.value)
+                replayed = by_offset[(record["source_partition"], record["source_offset"])]
+                replayed.request_id = record["request_id"]
+                replayed.provenance, replayed.result = record, pending_result
+                pending_result = None
+        return [by_offset[(m.partition, m.offset)] for m in messages]
+
+    def close(self) -> None:
+        for handler in self._handlers.values():
+            handler.close()
