@@ -41,11 +41,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="offset ranges per partition, END exclusive")
     p.add_argument("--to", metavar="TIME", help="end, exclusive (default: now)")
     p.add_argument("--model-version", help="replay with this version (default: the served one)")
+    p.add_argument("--against", metavar="V2",
+                   help="also re-score with version V2 and compare it with the replay")
+    p.add_argument("--noise", action="store_true",
+                   help="replay twice: the A/A difference is the runtime's own noise floor")
     p.add_argument("--tolerance", type=_tolerance, default=1e-6,
                    help="largest absolute difference of a numeric output still counted as "
                    "agreeing (default 1e-6)")
     p.add_argument("--top", type=positive_int, default=10, help="largest differences listed")
     p.add_argument("--json", type=Path, metavar="PATH", help="also write the report as JSON")
+    p.add_argument("--html", type=Path, metavar="PATH",
+                   help="also write the report as one self-contained HTML page with plots")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -59,16 +65,21 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--to needs --from", 2)
     times = time_range(args.from_, args.to) if args.from_ is not None else None
     offsets = offset_ranges(args.offsets) if args.offsets is not None else None
-    if args.json is not None and not args.json.parent.is_dir():
-        raise CliError(f"--json {args.json}: no directory {args.json.parent}", 2)
+    for flag, path in (("--json", args.json), ("--html", args.html)):
+        if path is not None and not path.parent.is_dir():
+            raise CliError(f"{flag} {path}: no directory {path.parent}", 2)
     cfg = settings()
     with _progress(not args.quiet) as progress:
         report = replay(
             cfg, args.stream, times, offsets, args.model_version, args.tolerance, args.top,
-            progress,
+            progress, against=args.against, noise=args.noise,
         )  # fmt: skip
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str))
+    if args.html is not None:
+        from pipeline.replay.html import render_html
+
+        args.html.write_text(render_html(report), encoding="utf-8")
     print(render(report))
     return 0
 
@@ -98,6 +109,37 @@ class _progress:
 
 
 def render(report: dict[str, Any]) -> str:
+    lines = [_render_one(report)]
+    for name, title in (("against", f"against {report.get('against_version')}"),
+                        ("noise", "A/A noise floor (the same versions replayed again)")):
+        if name in report:
+            lines.append(f"\n{title}, compared with the replay above:")
+            lines.append(_render_agreement(report[name]))
+    return "\n".join(lines)
+
+
+def _render_agreement(report: dict[str, Any]) -> str:
+    lines = []
+    for name, agreement in report["agreement"].items():
+        line = (
+            f"{name}: identical {agreement['identical']:,}, within {report['tolerance']:g} "
+            f"{agreement['within_tolerance']:,}, differing {agreement['differing']:,}"
+        )
+        if "abs_delta" in agreement:
+            d = agreement["abs_delta"]
+            line += f"; |delta| p50 {d['p50']:.3g} p99 {d['p99']:.3g} max {d['max']:.3g}"
+        lines.append(line)
+        for flip, n in agreement.get("flips", {}).items():
+            lines.append(f"  {flip}: {n:,}")
+        for item in agreement.get("largest", [])[:5]:
+            lines.append(
+                f"  {item['request_id']}: {item['served']!r} -> {item['replayed']!r} "
+                f"(|delta| {item['abs_delta']:.3g})"
+            )
+    return "\n".join(lines)
+
+
+def _render_one(report: dict[str, Any]) -> str:
     c = report["counts"]
     lines = [
         f"replay of {report['stream']}: {c['in_range']:,} requests in range "
@@ -127,22 +169,7 @@ def render(report: dict[str, Any]) -> str:
             f"  {mismatch['request_id']}: preprocessing served {mismatch['served_preprocessing']}"
             f", now {mismatch['replayed_preprocessing']}"
         )
-    for name, agreement in report["agreement"].items():
-        line = (
-            f"{name}: identical {agreement['identical']:,}, within {report['tolerance']:g} "
-            f"{agreement['within_tolerance']:,}, differing {agreement['differing']:,}"
-        )
-        if "abs_delta" in agreement:
-            d = agreement["abs_delta"]
-            line += f"; |delta| p50 {d['p50']:.3g} p99 {d['p99']:.3g} max {d['max']:.3g}"
-        lines.append(line)
-        for flip, n in agreement.get("flips", {}).items():
-            lines.append(f"  {flip}: {n:,}")
-        for item in agreement.get("largest", [])[:5]:
-            lines.append(
-                f"  {item['request_id']}: {item['served']!r} -> {item['replayed']!r} "
-                f"(|delta| {item['abs_delta']:.3g})"
-            )
+    lines.append(_render_agreement(report))
     lines.append("verdict: " + ("replay agrees with what was served" if report["agree"]
                                 else "replay DIFFERS from what was served (see above)"))
     return "\n".join(lines)

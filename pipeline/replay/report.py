@@ -22,6 +22,8 @@ COMMON_RESULT_FIELDS = frozenset({
     "degraded",
 })  # fmt: skip
 DEFAULT_TOLERANCE = 1e-6
+# decades from below 1e-11 up to 1, and everything from 1 up
+DELTA_EDGES = np.array([0.0, *(10.0**e for e in range(-11, 1)), np.inf])
 COUNTS = (
     "in_range", "replayed", "matched", "unmatched_replay_only", "unmatched_served_only",
     "dead_lettered_on_replay", "dead_lettered_when_served", "data_hash_equal",
@@ -46,6 +48,7 @@ class FieldAgreement:
     differing: int = 0
     deltas: list[float] = field(default_factory=list)
     flips: Counter = field(default_factory=Counter)
+    confusion: Counter = field(default_factory=Counter)  # (served, replayed) -> n
     largest: list[tuple[float, str, Any, Any]] = field(default_factory=list)
 
     def add(self, request_id: str, served: Any, replayed: Any, tolerance: float) -> None:
@@ -59,11 +62,13 @@ class FieldAgreement:
                 self.within += 1
             else:
                 self.differing += 1
-        elif served == replayed:
-            self.identical += 1
         else:
-            self.differing += 1
-            self.flips[f"{served} -> {replayed}"] += 1
+            self.confusion[(str(served), str(replayed))] += 1
+            if served == replayed:
+                self.identical += 1
+            else:
+                self.differing += 1
+                self.flips[f"{served} -> {replayed}"] += 1
 
     def summary(self, top: int) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -71,8 +76,16 @@ class FieldAgreement:
             "differing": self.differing,
         }  # fmt: skip
         if self.numeric and self.deltas:
-            q = np.quantile(np.asarray(self.deltas), [0.5, 0.9, 0.99, 1.0])
+            deltas = np.asarray(self.deltas)
+            q = np.quantile(deltas, [0.5, 0.9, 0.99, 1.0])
             out["abs_delta"] = dict(zip(("p50", "p90", "p99", "max"), map(float, q), strict=True))
+            # |delta| per decade, 0 on its own: what the HTML page plots
+            exact = int((deltas == 0).sum())
+            counts, _ = np.histogram(deltas[deltas > 0], bins=DELTA_EDGES)
+            out["delta_histogram"] = {
+                "labels": ["0", *(f"<1e{e}" for e in range(-11, 1)), ">=1"],
+                "counts": [exact, *counts.tolist()],
+            }
             biggest = sorted(self.largest, key=lambda item: -item[0])[:top]
             out["largest"] = [
                 {"request_id": rid, "served": s, "replayed": r, "abs_delta": d}
@@ -81,6 +94,11 @@ class FieldAgreement:
             ]
         if self.flips:
             out["flips"] = dict(self.flips.most_common())
+        if self.confusion:
+            out["confusion"] = [
+                {"served": a, "replayed": b, "count": n}
+                for (a, b), n in sorted(self.confusion.items())
+            ]
         return out
 
 

@@ -44,6 +44,7 @@ class Rescorer:
     topics: StreamTopics
     registry: SchemaRegistry
     model_seconds: dict[str, float] = field(default_factory=dict)
+    batches: list[dict[str, Any]] = field(default_factory=list)  # per batch: version, size, ms
     _handlers: dict[str, ScoringHandler] = field(default_factory=dict)
     _seq: Any = field(default_factory=lambda: itertools.count(1))
 
@@ -72,9 +73,9 @@ class Rescorer:
         started = time.perf_counter()
         handler.handle(Batch(next(self._seq), list(messages), "full", 0.0, time.monotonic(), {}))
         label = self.version_of(version)
-        self.model_seconds[label] = self.model_seconds.get(label, 0.0) + (
-            time.perf_counter() - started
-        )
+        took = time.perf_counter() - started
+        self.model_seconds[label] = self.model_seconds.get(label, 0.0) + took
+        self.batches.append({"version": label, "size": len(messages), "ms": took * 1000})
         by_offset: dict[tuple[int, int], Replayed] = {}
         for message in messages:
             rid = message.header("request_id")

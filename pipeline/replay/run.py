@@ -44,11 +44,14 @@ def replay(
     tolerance: float = DEFAULT_TOLERANCE,
     top: int = 10,
     progress: Callable[[int, int], None] | None = None,
+    against: str | None = None,
+    noise: bool = False,
 ) -> dict[str, Any]:
     plugin = get_plugin(stream)
     topics = plugin.topics(settings.topic_namespace)
-    if model_version is not None:  # an unknown version is an error before any reading
-        resolve_model_dir(settings.models_dir, plugin.model_name, model_version)
+    for version in (model_version, against):  # an unknown version fails before any reading
+        if version is not None:
+            resolve_model_dir(settings.models_dir, plugin.model_name, version)
     bootstrap = settings.kafka_bootstrap
     if times is not None:
         coverage = resolve_times(bootstrap, topics.requests, times.from_ms, times.to_ms)
@@ -67,39 +70,64 @@ def replay(
     registry = registry_from_settings(settings)
     first_ms = min((m.timestamp_ms for m in messages), default=times.from_ms if times else 0)
     served = read_served(bootstrap, topics, registry, coverage, first_ms)
+
     # each request through the version that served it, unless one version was asked for
-    groups: dict[str | None, list[InboundMessage]] = defaultdict(list)
-    for m in messages:
+    def served_version(m: InboundMessage) -> str | None:
         record = served.provenance.get((m.partition, m.offset))
-        version = model_version or (record["model_version"] if record else None)
-        groups[version].append(m)
+        return model_version or (record["model_version"] if record else None)
+
     rescorer = Rescorer(settings, plugin, topics, registry)
-    pairs = []
     try:
-        for version, group in groups.items():
-            for i in range(0, len(group), settings.batch_max):
-                chunk = group[i : i + settings.batch_max]
-                for message, replayed in zip(chunk, rescorer.score(chunk, version), strict=True):
-                    source = (message.partition, message.offset)
-                    pairs.append(Pair(
-                        source, replayed, served.result_for(source),
-                        served.provenance.get(source), served.dead.get(source),
-                    ))  # fmt: skip
+        replayed = _rescore(rescorer, messages, served_version, settings.batch_max)
+        pairs = [
+            Pair(src, r, served.result_for(src), served.provenance.get(src), served.dead.get(src))
+            for src, r in replayed.items()
+        ]
+        elapsed = time.monotonic() - started  # read, join and re-score: the replay's own rate
+        versus: dict[str, dict[tuple[int, int], Any]] = {}
+        if against is not None:
+            versus["against"] = _rescore(rescorer, messages, lambda m: against, settings.batch_max)
+        if noise:  # the same versions again: what differs here is the runtime's own noise
+            versus["noise"] = _rescore(rescorer, messages, served_version, settings.batch_max)
     finally:
         rescorer.close()
     catalog = registry.catalog  # type: ignore[attr-defined]
-    report = build_report(
-        stream,
-        sorted(pairs, key=lambda p: p.source),
-        head_fields(catalog.latest(plugin.result_schema).definition),
-        [_coverage_row(c) for c in coverage],
-        tolerance,
-        top,
-        time.monotonic() - started,
-    )
+    fields = head_fields(catalog.latest(plugin.result_schema).definition)
+    coverage_rows = [_coverage_row(c) for c in coverage]
+    report = build_report(stream, pairs, fields, coverage_rows, tolerance, top, elapsed)
+    for name, other in versus.items():
+        # replay vs replay: the first replay stands where the served records stood
+        second = [
+            Pair(src, other[src], first.result, first.provenance, None)
+            for src, first in replayed.items()
+        ]
+        report[name] = build_report(
+            stream, second, fields, report["coverage"], tolerance, top, 0.0
+        )
     report["asked_version"] = model_version
+    report["against_version"] = against
     report["model_seconds"] = rescorer.model_seconds
+    report["batches"] = rescorer.batches
     return report
+
+
+def _rescore(
+    rescorer: Rescorer,
+    messages: list[InboundMessage],
+    version_of: Callable[[InboundMessage], str | None],
+    batch_max: int,
+) -> dict[tuple[int, int], Any]:
+    """Every message re-scored, batched per model version, by source (partition, offset)."""
+    groups: dict[str | None, list[InboundMessage]] = defaultdict(list)
+    for m in messages:
+        groups[version_of(m)].append(m)
+    out = {}
+    for version, group in groups.items():
+        for i in range(0, len(group), batch_max):
+            chunk = group[i : i + batch_max]
+            for message, replayed in zip(chunk, rescorer.score(chunk, version), strict=True):
+                out[(message.partition, message.offset)] = replayed
+    return dict(sorted(out.items()))
 
 
 def _coverage_row(c: Any) -> dict[str, int]:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pipeline.config import Settings
+from pipeline.stack.apt import apt_install
+from pipeline.stack.apt import apt_prefix as _apt_prefix
 from pipeline.stack.process import StackError, parse_hostport, spawn
 
 Log = Callable[[str], None]
@@ -37,18 +38,6 @@ def find_redis_server() -> str | None:
     )
 
 
-def _apt_prefix() -> list[str] | None:
-    """How to run apt-get here: directly as root, through passwordless sudo, or not at all."""
-    if shutil.which("apt-get") is None:
-        return None
-    if os.geteuid() == 0:
-        return []
-    sudo = shutil.which("sudo")
-    if sudo and subprocess.run([sudo, "-n", "true"], capture_output=True).returncode == 0:
-        return [sudo, "-n"]
-    return None
-
-
 def ensure_redis_server(log: Log) -> str:
     """Path of `redis-server`, installed with apt-get when missing and we may do so."""
     found = find_redis_server()
@@ -57,14 +46,7 @@ def ensure_redis_server(log: Log) -> str:
     prefix = _apt_prefix()
     if prefix is None:
         raise StackError(f"`redis-server` is not installed. {NO_REDIS_HINT}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = [*prefix, "apt-get", "install", "-y", "-q", "--no-install-recommends", "redis-server"]
-    log("redis-server is missing; installing it with apt-get...")
-    result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
-    if result.returncode != 0:
-        log("apt-get install failed; running apt-get update and trying again...")
-        subprocess.run([*prefix, "apt-get", "update", "-q"], capture_output=True, env=env)
-        result = subprocess.run(install, capture_output=True, text=True, env=env, check=False)
+    result = apt_install(prefix, "redis-server", log)
     found = find_redis_server()
     if result.returncode != 0 or not found:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])

@@ -88,6 +88,14 @@ def test_another_version_differs_as_an_offline_computation_says(served, tmp_path
     assert report["model_versions"]["replayed"] == {"1.1.0": N}
     assert report["agree"] is False
 
+    # offline A/B: the served version against 1.1.0, and the A/A floor, in one replay
+    both = replay(settings, "fraud", TimeRange(before, after), against="1.1.0", noise=True)
+    assert both["agree"] is True  # the first replay (served version) agrees with what was served
+    assert both["against"]["agreement"]["decision"]["flips"] == dict(expected_flips)
+    assert both["noise"]["agreement"]["decision"]["differing"] == 0
+    assert both["noise"]["agreement"]["score"]["differing"] == 0
+    assert set(both["model_seconds"]) == {"1.0.0", "1.1.0"}
+
 
 def test_a_time_range_gives_exactly_the_records_stamped_inside_it(served) -> None:
     settings, _, _, _ = served
@@ -182,3 +190,27 @@ def test_explain_finds_a_scored_and_a_dead_lettered_request(served, env) -> None
     )  # fmt: skip
     assert nowhere.returncode == 2
     assert "is in neither" in nowhere.stderr and len(nowhere.stderr.strip().splitlines()) == 1
+
+
+def test_the_html_report_shows_its_plots_in_a_real_browser(served, env, tmp_path: Path) -> None:
+    from tests.integration.browser import dump_dom, screenshot
+
+    page = tmp_path / "replay.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "replay", "fraud", "--from", "-10m", "--noise",
+         "--html", str(page), "--quiet"],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    dom = dump_dom(page)
+    assert 'id="verdict"' in dom and "replay agrees with what was served" in dom
+    assert 'id="delta-vs-served-score"' in dom and "<rect" in dom  # |delta| histogram
+    assert 'id="confusion-vs-served-decision"' in dom  # decision confusion matrix
+    assert 'id="batch-latency"' in dom and "<polyline" in dom  # latency per batch
+    assert f"{N:,}" in dom  # the counts table
+    # the plots are drawn: the screenshot holds far more than a blank page's
+    blank = tmp_path / "blank.html"
+    blank.write_text("<!doctype html><html><body></body></html>")
+    shown = screenshot(page, tmp_path / "replay.png").stat().st_size
+    empty = screenshot(blank, tmp_path / "blank.png").stat().st_size
+    assert shown > 4 * empty, (shown, empty)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import Settings
+from pipeline.stack import apt as stack_apt
 from pipeline.stack import redis as stack_redis
 from pipeline.stack.process import StackError
 
@@ -80,7 +81,7 @@ def test_install_retries_after_apt_update(monkeypatch: pytest.MonkeyPatch) -> No
         return server if any(installed) else None
 
     monkeypatch.setattr(stack_redis, "find_redis_server", find)
-    monkeypatch.setattr(stack_redis.subprocess, "run", fake_run)
+    monkeypatch.setattr(stack_apt.subprocess, "run", fake_run)
     lines: list[str] = []
     assert stack_redis.ensure_redis_server(lines.append) == server
     assert [c[1] for c in calls] == ["install", "update", "install"]
