@@ -129,7 +129,10 @@ def run(args: argparse.Namespace) -> int:
         )
     console.print(
         "the stack is still running: `inferstream stack down` stops it; "
-        f"`inferstream tail {ns}{options.stream}.results` shows results",
+        f"`inferstream tail {ns}{options.stream}.results` shows results; "
+        f"`{f'INFERSTREAM_TOPIC_NAMESPACE={ns} ' if ns else ''}inferstream replay "
+        f"{options.stream} --from -10m "
+        "--html replay.html` replays the run and compares it with what was served",
         highlight=False,
         soft_wrap=True,
     )

@@ -53,6 +53,33 @@ def test_demo_scores_everything_it_produces_and_reports_latency(env, settings):
     assert re.search(r"p99 [\d.]+ ms", summary)
     assert "nan" not in done.stdout
     assert f"topics {settings.topic_namespace}fraud.*" in done.stdout  # the namespace it was given
+    assert "inferstream replay fraud --from -10m" in done.stdout
+
+
+def test_after_a_demo_replay_compares_another_version_in_a_page_a_browser_shows(
+    env, settings, tmp_path
+):
+    """The replay acceptance: `replay fraud --from -10m --model-version <other>` after a demo."""
+    from tests.integration.browser import dump_dom
+
+    demo = subprocess.run(
+        _demo("--seconds", "4", "--rate", "300", "--drift-shift", "0"), env=env,
+        capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    page = tmp_path / "replay.html"
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "replay", "fraud", "--from", "-10m",
+         "--model-version", "0.9.0", "--html", str(page), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=240,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "model versions: served {'1.0.0':" in done.stdout
+    assert "replayed {'0.9.0':" in done.stdout
+    assert "replay DIFFERS from what was served" in done.stdout  # another model, other scores
+    dom = dump_dom(page)
+    assert 'id="delta-vs-served-score"' in dom and 'id="confusion-vs-served-decision"' in dom
+    assert "replay differs from what was served" in dom
 
 
 def test_demo_stopped_by_sigterm_stops_its_workers_and_keeps_to_its_own_namespace(env, stack):
