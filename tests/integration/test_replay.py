@@ -13,7 +13,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from confluent_kafka import Producer
 
+from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.core.registry import stream_topics
 from pipeline.kafka.partitioner import partition_for
@@ -25,7 +27,7 @@ from pipeline.replay.run import replay
 from pipeline.streams.fraud.features import FEATURE_NAMES
 from pipeline.streams.fraud.generator import TransactionGenerator
 from pipeline.streams.fraud.head import decide
-from tests.integration.helpers import read_all, values
+from tests.integration.helpers import PacedProducer, read_all, values, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +216,48 @@ def test_the_html_report_shows_its_plots_in_a_real_browser(served, env, tmp_path
     shown = screenshot(page, tmp_path / "replay.png").stat().st_size
     empty = screenshot(blank, tmp_path / "blank.png").stat().st_size
     assert shown > 4 * empty, (shown, empty)
+
+
+def test_a_live_producer_does_not_extend_a_running_replay(served) -> None:
+    settings, _, before, _ = served
+    topics = stream_topics("fraud", settings.topic_namespace)
+    live = PacedProducer(settings, TransactionGenerator(seed=99).generate(3000).records, 500)
+    live.start()
+    try:
+        assert wait_for(lambda: live.sent > 200, timeout=30)  # requests are arriving
+        report = replay(settings, "fraud", TimeRange(before, int(time.time() * 1000) + 60_000))
+        snapshot = sum(row["end_offset"] for row in report["coverage"])
+        assert wait_for(lambda: N + live.sent >= snapshot + 100, timeout=30)  # it kept going
+    finally:
+        live.close()
+    now = len(read_all(settings, topics.requests, idle_timeout=3))
+    assert report["counts"]["in_range"] == sum(row["records"] for row in report["coverage"])
+    assert report["counts"]["in_range"] <= snapshot < now  # the topic grew; the range did not
+
+
+def test_a_tampered_provenance_record_is_named_by_the_fidelity_check(served) -> None:
+    """A provenance record whose input hash and preprocessing differ from what the request gives
+    now (a changed request or feature code) is listed, with both preprocessing versions."""
+    settings, records, before, after = served
+    topics = stream_topics("fraud", settings.topic_namespace)
+    provenance = values(read_all(settings, topics.provenance, expected=N))
+    victim = next(p for p in provenance if p["request_id"] == records[5]["request_id"])
+    forged = dict(victim, data_hash="0" * 64, preprocessing_version="fraud-features/0")
+    registry = registry_from_settings(settings)
+    encode = AvroSerializer(
+        registry, registry.catalog.latest("provenance_record"), topics.provenance  # type: ignore[attr-defined]
+    )
+    # keyed like the worker's (murmur2): the forgery lands after the original on its partition
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+                         "partitioner": "murmur2_random"})  # fmt: skip
+    producer.produce(topics.provenance, encode(forged), victim["request_id"].encode())
+    assert producer.flush(30) == 0
+    del producer
+
+    report = replay(settings, "fraud", TimeRange(before, after))
+    assert report["counts"]["data_hash_equal"] == N - 1
+    (mismatch,) = report["fidelity"]["mismatches"]
+    assert mismatch["request_id"] == victim["request_id"]
+    assert mismatch["served_preprocessing"] == "fraud-features/0"
+    assert mismatch["replayed_preprocessing"] == "fraud-features/1"
+    assert report["agree"] is False
