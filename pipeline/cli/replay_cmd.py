@@ -45,6 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also re-score with version V2 and compare it with the replay")
     p.add_argument("--noise", action="store_true",
                    help="replay twice: the A/A difference is the runtime's own noise floor")
+    p.add_argument("--sandbox", action="store_true",
+                   help="also publish the replayed results to <stream>.replay.<replay id>, "
+                   "marked replay=true with their source offsets (kept a week)")
     p.add_argument("--tolerance", type=_tolerance, default=1e-6,
                    help="largest absolute difference of a numeric output still counted as "
                    "agreeing (default 1e-6)")
@@ -72,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
     with _progress(not args.quiet) as progress:
         report = replay(
             cfg, args.stream, times, offsets, args.model_version, args.tolerance, args.top,
-            progress, against=args.against, noise=args.noise,
+            progress, against=args.against, noise=args.noise, sandbox=args.sandbox,
         )  # fmt: skip
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str))
@@ -170,6 +173,8 @@ def _render_one(report: dict[str, Any]) -> str:
             f", now {mismatch['replayed_preprocessing']}"
         )
     lines.append(_render_agreement(report))
+    if report.get("sandbox_topic"):
+        lines.append(f"replayed results published to {report['sandbox_topic']}")
     lines.append("verdict: " + ("replay agrees with what was served" if report["agree"]
                                 else "replay DIFFERS from what was served (see above)"))
     return "\n".join(lines)

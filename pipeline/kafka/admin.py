@@ -188,3 +188,31 @@ def _replication_message(replication: int, brokers: int) -> str:
         "hold (INVALID_REPLICATION_FACTOR); use --replication or INFERSTREAM_TOPIC_REPLICATION "
         f"<= {brokers}"
     )
+
+
+def create_topic(
+    bootstrap: str,
+    name: str,
+    partitions: int,
+    replication: int,
+    config: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> None:
+    """One topic (e.g. a replay's sandbox), created if missing and waited for in the metadata."""
+    admin = AdminClient(_admin_config(bootstrap))
+    brokers = len(cluster_metadata(bootstrap, CONNECT_TIMEOUT_S, admin).brokers)
+    if brokers and replication > brokers:
+        raise TopicConfigError(_replication_message(replication, brokers))
+    topic = NewTopic(name, num_partitions=partitions, replication_factor=replication,
+                     config=config or {})  # fmt: skip
+    for future in admin.create_topics([topic], operation_timeout=timeout).values():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if exc.args[0].code() != _TOPIC_ALREADY_EXISTS:
+                raise
+    deadline = time.monotonic() + timeout
+    while name not in admin.list_topics(timeout=timeout).topics:
+        if time.monotonic() > deadline:
+            raise KafkaException(f"topic {name} not visible after creation")
+        time.sleep(0.1)

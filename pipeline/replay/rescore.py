@@ -43,6 +43,10 @@ class Rescorer:
     plugin: StreamPlugin
     topics: StreamTopics
     registry: SchemaRegistry
+    # results also go here (`--sandbox`), as `deliver(messages)`; None: nothing leaves
+    sandbox: Any = None
+    sandbox_topic: str = ""
+    replay_id: str = ""
     model_seconds: dict[str, float] = field(default_factory=dict)
     batches: list[dict[str, Any]] = field(default_factory=list)  # per batch: version, size, ms
     _handlers: dict[str, ScoringHandler] = field(default_factory=dict)
@@ -98,7 +102,26 @@ class Rescorer:
                 replayed.request_id = record["request_id"]
                 replayed.provenance, replayed.result = record, pending_result
                 pending_result = None
+        if self.sandbox is not None:
+            self.sandbox(self._sandboxed(messages))
         return [by_offset[(m.partition, m.offset)] for m in messages]
+
+    def _sandboxed(self, messages: Sequence[InboundMessage]) -> list[OutboundMessage]:
+        """This batch's results, to the sandbox topic, marked as a replay with their source."""
+        out = []
+        results = [m for m in self._outbox if m.topic == self.topics.results]
+        provenance = [m for m in self._outbox if m.topic == self.topics.provenance]
+        for result, record in zip(results, provenance, strict=True):
+            source = self._decode(record.value)
+            headers = [
+                *result.headers,
+                ("replay", b"true"),
+                ("replay.id", self.replay_id.encode()),
+                ("replay.source.partition", str(source["source_partition"]).encode()),
+                ("replay.source.offset", str(source["source_offset"]).encode()),
+            ]
+            out.append(OutboundMessage(self.sandbox_topic, result.key, result.value, headers))
+        return out
 
     def close(self) -> None:
         for handler in self._handlers.values():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -11,6 +12,8 @@ from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.core.messages import InboundMessage
 from pipeline.core.registry import get_plugin
+from pipeline.kafka.admin import create_topic
+from pipeline.kafka.publisher import Publisher
 from pipeline.kafka.ranges import read_ranges, resolve_offsets, resolve_times
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.replay.ranges import OffsetRange, TimeRange
@@ -19,6 +22,7 @@ from pipeline.replay.rescore import Rescorer
 from pipeline.replay.served import read_served
 
 NUMERIC = {"double", "float", "int", "long"}
+WEEK_MS = 7 * 24 * 3600 * 1000
 
 
 def head_fields(result_schema: dict[str, Any]) -> dict[str, bool]:
@@ -46,6 +50,7 @@ def replay(
     progress: Callable[[int, int], None] | None = None,
     against: str | None = None,
     noise: bool = False,
+    sandbox: bool = False,
 ) -> dict[str, Any]:
     plugin = get_plugin(stream)
     topics = plugin.topics(settings.topic_namespace)
@@ -77,8 +82,12 @@ def replay(
         return model_version or (record["model_version"] if record else None)
 
     rescorer = Rescorer(settings, plugin, topics, registry)
+    if sandbox:
+        rescorer.replay_id, rescorer.sandbox_topic = _sandbox_topic(settings, topics.prefix)
+        rescorer.sandbox = Publisher.from_settings(settings).publish
     try:
         replayed = _rescore(rescorer, messages, served_version, settings.batch_max)
+        rescorer.sandbox = None  # only the first replay is published
         pairs = [
             Pair(src, r, served.result_for(src), served.provenance.get(src), served.dead.get(src))
             for src, r in replayed.items()
@@ -104,11 +113,23 @@ def replay(
         report[name] = build_report(
             stream, second, fields, report["coverage"], tolerance, top, 0.0
         )
+    report["sandbox_topic"] = rescorer.sandbox_topic or None
     report["asked_version"] = model_version
     report["against_version"] = against
     report["model_seconds"] = rescorer.model_seconds
     report["batches"] = rescorer.batches
     return report
+
+
+def _sandbox_topic(settings: Settings, prefix: str) -> tuple[str, str]:
+    """A fresh `<stream>.replay.<id>` topic, kept a week."""
+    replay_id = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+    topic = f"{prefix}.replay.{replay_id}"
+    create_topic(
+        settings.kafka_bootstrap, topic, settings.topic_partitions, settings.topic_replication,
+        {"retention.ms": str(WEEK_MS)},
+    )  # fmt: skip
+    return replay_id, topic
 
 
 def _rescore(

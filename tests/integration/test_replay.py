@@ -261,3 +261,23 @@ def test_a_tampered_provenance_record_is_named_by_the_fidelity_check(served) -> 
     assert mismatch["served_preprocessing"] == "fraud-features/0"
     assert mismatch["replayed_preprocessing"] == "fraud-features/1"
     assert report["agree"] is False
+
+
+def test_sandbox_results_go_to_their_own_topic_marked_and_nothing_else_moves(served) -> None:
+    settings, _, before, after = served
+    topics = stream_topics("fraud", settings.topic_namespace)
+    report = replay(settings, "fraud", TimeRange(before, after), sandbox=True)
+    sandbox = report["sandbox_topic"]
+    assert sandbox.startswith(f"{topics.prefix}.replay.")
+    published = read_all(settings, sandbox, expected=N)
+    assert len(published) == N
+    assert {r.headers["replay"] for r in published} == {b"true"}
+    requests = {(r.partition, r.offset): r.value["request_id"]
+                for r in read_all(settings, topics.requests, expected=N)}  # fmt: skip
+    for record in published:
+        source = (int(record.headers["replay.source.partition"]),
+                  int(record.headers["replay.source.offset"]))  # fmt: skip
+        assert record.value["request_id"] == requests[source]
+    # the served topics are as they were: a replay publishes nothing there
+    assert len(read_all(settings, topics.results, idle_timeout=3)) == N
+    assert len(read_all(settings, topics.provenance, idle_timeout=3)) == N
