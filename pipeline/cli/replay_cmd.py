@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                       help="start: ISO-8601 (2026-12-01T13:00:00Z) or relative (-10m, -2h)")
     span.add_argument("--offsets", metavar="P:START-END,...",
                       help="offset ranges per partition, END exclusive")
+    span.add_argument("--request-ids", type=Path, metavar="FILE",
+                      help="the requests with these ids, one per line")
     p.add_argument("--to", metavar="TIME", help="end, exclusive (default: now)")
     p.add_argument("--model-version", help="replay with this version (default: the served one)")
     p.add_argument("--against", metavar="V2",
@@ -68,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--to needs --from", 2)
     times = time_range(args.from_, args.to) if args.from_ is not None else None
     offsets = offset_ranges(args.offsets) if args.offsets is not None else None
+    ids = _request_ids(args.request_ids) if args.request_ids is not None else None
     for flag, path in (("--json", args.json), ("--html", args.html)):
         if path is not None and not path.parent.is_dir():
             raise CliError(f"{flag} {path}: no directory {path.parent}", 2)
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         report = replay(
             cfg, args.stream, times, offsets, args.model_version, args.tolerance, args.top,
             progress, against=args.against, noise=args.noise, sandbox=args.sandbox,
+            request_ids=ids,
         )  # fmt: skip
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2, default=str))
@@ -85,6 +89,21 @@ def run(args: argparse.Namespace) -> int:
         args.html.write_text(render_html(report), encoding="utf-8")
     print(render(report))
     return 0
+
+
+def _request_ids(path: Path) -> list[str]:
+    from pipeline.cli import CliError
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise CliError(f"--request-ids {path}: no such file", 2) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"--request-ids {path}: cannot read it: {exc}", 2) from None
+    ids = [line.strip() for line in text.splitlines() if line.strip() and line[0] != "#"]
+    if not ids:
+        raise CliError(f"--request-ids {path}: no request id in it (one per line)", 2)
+    return list(dict.fromkeys(ids))
 
 
 class _progress:
@@ -173,6 +192,12 @@ def _render_one(report: dict[str, Any]) -> str:
             f", now {mismatch['replayed_preprocessing']}"
         )
     lines.append(_render_agreement(report))
+    asked = report.get("request_ids")
+    if asked and asked["not_found"]:
+        lines.append(
+            f"{asked['not_found']:,} of {asked['asked']:,} request ids were found nowhere: "
+            + ", ".join(asked["not_found_first"])
+        )
     if report.get("sandbox_topic"):
         lines.append(f"replayed results published to {report['sandbox_topic']}")
     lines.append("verdict: " + ("replay agrees with what was served" if report["agree"]

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.codec import registry_from_settings
+from pipeline.codec import AvroDeserializer, registry_from_settings
 from pipeline.config import Settings
 from pipeline.core.messages import InboundMessage
 from pipeline.core.registry import get_plugin
@@ -16,6 +16,7 @@ from pipeline.kafka.admin import create_topic
 from pipeline.kafka.publisher import Publisher
 from pipeline.kafka.ranges import read_ranges, resolve_offsets, resolve_times
 from pipeline.models.manifest import resolve_model_dir
+from pipeline.replay.by_id import find_requests
 from pipeline.replay.ranges import OffsetRange, TimeRange
 from pipeline.replay.report import COMMON_RESULT_FIELDS, DEFAULT_TOLERANCE, Pair, build_report
 from pipeline.replay.rescore import Rescorer
@@ -51,6 +52,7 @@ def replay(
     against: str | None = None,
     noise: bool = False,
     sandbox: bool = False,
+    request_ids: list[str] | None = None,
 ) -> dict[str, Any]:
     plugin = get_plugin(stream)
     topics = plugin.topics(settings.topic_namespace)
@@ -58,21 +60,28 @@ def replay(
         if version is not None:
             resolve_model_dir(settings.models_dir, plugin.model_name, version)
     bootstrap = settings.kafka_bootstrap
-    if times is not None:
-        coverage = resolve_times(bootstrap, topics.requests, times.from_ms, times.to_ms)
-    else:
-        assert offsets is not None
-        coverage = resolve_offsets(
-            bootstrap, topics.requests, [(r.partition, r.start, r.end) for r in offsets]
-        )
-    total = sum(c.count for c in coverage)
-    started = time.monotonic()
-    messages: list[InboundMessage] = []
-    for batch in read_ranges(bootstrap, topics.requests, coverage):
-        messages.extend(batch)
-        if progress is not None:
-            progress(len(messages), total)
     registry = registry_from_settings(settings)
+    started = time.monotonic()
+    missing: list[str] = []
+    if request_ids is not None:
+        found = find_requests(
+            bootstrap, topics, request_ids, AvroDeserializer(registry, logical_types=False)
+        )
+        coverage, messages, missing = found.coverage, found.messages, found.missing
+    else:
+        if times is not None:
+            coverage = resolve_times(bootstrap, topics.requests, times.from_ms, times.to_ms)
+        else:
+            assert offsets is not None
+            coverage = resolve_offsets(
+                bootstrap, topics.requests, [(r.partition, r.start, r.end) for r in offsets]
+            )
+        total = sum(c.count for c in coverage)
+        messages = []
+        for batch in read_ranges(bootstrap, topics.requests, coverage):
+            messages.extend(batch)
+            if progress is not None:
+                progress(len(messages), total)
     first_ms = min((m.timestamp_ms for m in messages), default=times.from_ms if times else 0)
     served = read_served(bootstrap, topics, registry, coverage, first_ms)
 
@@ -114,6 +123,9 @@ def replay(
             stream, second, fields, report["coverage"], tolerance, top, 0.0
         )
     report["sandbox_topic"] = rescorer.sandbox_topic or None
+    if request_ids is not None:
+        report["request_ids"] = {"asked": len(request_ids), "not_found": len(missing),
+                                 "not_found_first": missing[:10]}  # fmt: skip
     report["asked_version"] = model_version
     report["against_version"] = against
     report["model_seconds"] = rescorer.model_seconds

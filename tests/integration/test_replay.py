@@ -281,3 +281,26 @@ def test_sandbox_results_go_to_their_own_topic_marked_and_nothing_else_moves(ser
     # the served topics are as they were: a replay publishes nothing there
     assert len(read_all(settings, topics.results, idle_timeout=3)) == N
     assert len(read_all(settings, topics.provenance, idle_timeout=3)) == N
+
+
+def test_request_ids_replay_exactly_those_requests(served, env, tmp_path: Path) -> None:
+    settings, records, _, _ = served
+    picked = [records[i]["request_id"] for i in (3, 77, 311, 599)]
+    report = replay(settings, "fraud", request_ids=[*picked, "nowhere-1"])
+    assert report["counts"]["in_range"] == report["counts"]["matched"] == 4
+    assert report["request_ids"] == {"asked": 5, "not_found": 1, "not_found_first": ["nowhere-1"]}
+    assert report["agree"] is True
+    listed = tmp_path / "ids.txt"
+    listed.write_text("# from the incident\n" + "\n".join(picked) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "replay", "fraud", "--request-ids", str(listed),
+         "--quiet"], env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "4 requests in range" in done.stdout and "agrees" in done.stdout
+    listed.write_text("nowhere-2\n")
+    nowhere = subprocess.run(
+        [sys.executable, "-m", "pipeline", "replay", "fraud", "--request-ids", str(listed)],
+        env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert nowhere.returncode == 2 and "none of the 1 request ids is in" in nowhere.stderr
