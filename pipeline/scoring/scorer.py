@@ -67,6 +67,10 @@ class ScoredBatch:
     cache_hits: int
     inference_ms: float
     fields: Mapping[str, Any] = field(default_factory=dict)  # the head's result columns
+    # the scored requests, in the order of the columns (replay reads them instead of decoding)
+    messages: list[InboundMessage] = field(default_factory=list)
+    request_ids: list[str] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)
 
 
 class BatchScorer:
@@ -267,7 +271,10 @@ class BatchScorer:
                 self.cache.put_many(
                     [self._cache_key(prepared.hashes[i]) for i in misses], outputs[misses]
                 )
-        return ScoredBatch(outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, fields)
+        return ScoredBatch(
+            outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, fields,
+            messages, request_ids, prepared.hashes,
+        )  # fmt: skip
 
     def _without_reused_ids(
         self, prepared: PreparedBatch, outputs: np.ndarray
