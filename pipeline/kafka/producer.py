@@ -91,8 +91,16 @@ class RequestProducer:
         else:
             self.failed.append(str(error))
 
-    def send(self, record: Mapping[str, Any], headers: Mapping[str, str] | None = None) -> str:
-        """Queue one request; returns its request_id. Raises ValueError if it breaks the schema."""
+    def send(
+        self,
+        record: Mapping[str, Any],
+        headers: Mapping[str, str] | None = None,
+        timestamp_ms: int | None = None,
+    ) -> str:
+        """Queue one request; returns its request_id. Raises ValueError if it breaks the schema.
+
+        `headers` override the defaults; `timestamp_ms` sets the record timestamp (e.g. an
+        event's own time when replaying history), else the producer's clock."""
         record = with_request_id(record)
         value = self.serialize(record)
         key = record.get(self.plugin.key_field)
@@ -108,6 +116,7 @@ class RequestProducer:
             None if key is None else str(key).encode(),
             all_headers,
             on_delivery=self._on_delivery,
+            **({} if timestamp_ms is None else {"timestamp": timestamp_ms}),
         )
         self._producer.poll(0)
         return str(record["request_id"])

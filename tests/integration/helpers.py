@@ -9,7 +9,6 @@ produce` sends them, results read back from the topics.
 from __future__ import annotations
 
 import json
-import secrets
 import threading
 import time
 import uuid
@@ -24,19 +23,20 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Producer,
     TopicPartition,
 )
 from confluent_kafka.admin import AdminClient
 
-from pipeline.codec import AvroSerializer, registry_from_settings
+from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
+from pipeline.core.registry import stream_topics
+from pipeline.core.topics import StreamTopics
+from pipeline.kafka.producer import RequestProducer, traceparent
 from pipeline.kafka.reader import ReadRecord, read_topic
 from pipeline.stack.worker_process import WorkerProcess
 
 __all__ = [
     "CleanupReport",
-    "FraudTopics",
     "KafkaNames",
     "PacedProducer",
     "RequestSender",
@@ -57,122 +57,21 @@ __all__ = [
 # -- topic names and requests ---------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FraudTopics:
+def fraud_topics(namespace: str) -> StreamTopics:
     """The fraud stream's topics in one namespace: `<namespace>fraud.<kind>`."""
-
-    namespace: str
-
-    @property
-    def requests(self) -> str:
-        return f"{self.namespace}fraud.requests"
-
-    @property
-    def results(self) -> str:
-        return f"{self.namespace}fraud.results"
-
-    @property
-    def provenance(self) -> str:
-        return f"{self.namespace}fraud.provenance"
-
-    @property
-    def dlq(self) -> str:
-        return f"{self.namespace}fraud.dlq"
+    return stream_topics("fraud", namespace)
 
 
-def fraud_topics(namespace: str) -> FraudTopics:
-    """The names the worker and `inferstream topics ensure` use, spelled out here so that the
-    tests do not follow the pipeline's internal naming code as it moves."""
-    return FraudTopics(namespace)
+new_traceparent = traceparent  # a valid W3C `traceparent` for a new, sampled trace
 
 
-def new_traceparent() -> str:
-    """A valid W3C trace-context `traceparent` for a new, sampled trace."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
-
-
-class RequestSender:
-    """Produces fraud requests as `inferstream produce` does: Avro (latest fraud_request
-    schema, Confluent framing via `pipeline.codec`), keyed by card_id, idempotent, with headers
-    request_id, traceparent and (when the request has one) tenant.
-
-    `send(..., headers=, timestamp_ms=)` overrides headers and sets the record timestamp.
-    Use as a context manager (or call `flush()`): every request is acknowledged at the end.
-    """
-
-    KEY_FIELD = "card_id"
+class RequestSender(RequestProducer):
+    """`RequestProducer` for the fraud stream of the test's namespace: keyed by card_id,
+    idempotent, headers request_id, traceparent and tenant; `send(..., headers=,
+    timestamp_ms=)`. Use as a context manager: every request is acknowledged at the end."""
 
     def __init__(self, settings: Settings, **config: Any) -> None:
-        self.topic = fraud_topics(settings.topic_namespace).requests
-        registry = registry_from_settings(settings)
-        schema = registry.catalog.latest("fraud_request")  # type: ignore[attr-defined]
-        self.serialize = AvroSerializer(registry, schema, self.topic)
-        self.failed: list[str] = []
-        self._producer = Producer(
-            {
-                "bootstrap.servers": settings.kafka_bootstrap,
-                "enable.idempotence": True,
-                "linger.ms": 5,
-                "compression.type": "lz4",
-                "allow.auto.create.topics": False,
-                **config,
-            }
-        )
-
-    def _on_delivery(self, error: KafkaError | None, _message: object) -> None:
-        if error is not None:
-            self.failed.append(str(error))
-
-    def send(
-        self,
-        record: Mapping[str, Any],
-        headers: Mapping[str, str] | None = None,
-        timestamp_ms: int | None = None,
-    ) -> str:
-        """Queue one request; its request_id (a new UUID4 when the record has none)."""
-        record = dict(record)
-        if not record.get("request_id"):
-            record["request_id"] = str(uuid.uuid4())
-        value = self.serialize(record)
-        base = {"request_id": record["request_id"], "traceparent": new_traceparent()}
-        if record.get("tenant"):
-            base["tenant"] = str(record["tenant"])
-        all_headers = [(k, v.encode()) for k, v in {**base, **(headers or {})}.items()]
-        key = record.get(self.KEY_FIELD)
-        extra: dict[str, Any] = {} if timestamp_ms is None else {"timestamp": timestamp_ms}
-        while True:
-            try:
-                self._producer.produce(
-                    self.topic,
-                    value,
-                    None if key is None else str(key).encode(),
-                    headers=all_headers,
-                    on_delivery=self._on_delivery,
-                    **extra,
-                )
-                break
-            except BufferError:  # the local queue is full: let deliveries drain, then retry
-                self._producer.poll(0.05)
-        self._producer.poll(0)
-        return str(record["request_id"])
-
-    def send_many(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
-        return [self.send(record) for record in records]
-
-    def flush(self, timeout: float = 60) -> None:
-        remaining = self._producer.flush(timeout)
-        if remaining or self.failed:
-            raise RuntimeError(
-                f"{remaining} requests undelivered, {len(self.failed)} failed"
-                + (f" (first error: {self.failed[0]})" if self.failed else "")
-            )
-
-    def __enter__(self) -> RequestSender:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if exc[0] is None:
-            self.flush()
+        super().__init__(settings, fraud_topics(settings.topic_namespace), **config)
 
 
 def send_requests(settings: Settings, records: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -63,6 +63,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from pipeline.core.plugin import DriftInjection
+
 CHANNELS = ("POS", "ATM", "ECOM", "MOTO")
 RISKY_MCCS = ("4829", "5967", "6051", "7995")
 
@@ -110,13 +112,9 @@ FIELD_ORDER = (
 
 
 @dataclass(frozen=True)
-class DriftSpec:
-    """Change one numeric field after `after` records: mean + shift sd, spread x scale."""
-
-    after: int
-    feature: str
-    shift: float = 0.0
-    scale: float = 1.0
+class DriftSpec(DriftInjection):
+    """Change one numeric field after `after` records: mean + shift sd, spread x scale; the
+    core's DriftInjection, checked against what this generator can drift."""
 
     def __post_init__(self) -> None:
         if self.feature not in DRIFTABLE_FIELDS:
