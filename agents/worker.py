@@ -17,10 +17,10 @@ import faust
 
 from agents.app import make_app
 from agents.engine_service import EngineService
-from pipeline.assembly import Role, assemble, group_id, redis_client
+from pipeline.assembly import Role, assemble, engine_config, group_id, redis_client
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
-from pipeline.engine import Engine
+from pipeline.engine import Engine, EngineConfig
 from pipeline.logs import lifecycle_event
 
 log = logging.getLogger("inferstream.worker")
@@ -52,11 +52,43 @@ def build_worker(
         worker.engines[name] = Engine(built.config, built.handler)
         worker.handlers[name] = built.handler
         described.append(built.about)
+        if role == "score" and getattr(built.plugin, "job_field", None):
+            # a stream with jobs: its job tracker runs here too, in a group of its own
+            tracker_name = f"{name}:jobs"
+            tracker, config = job_tracker(settings, name, registry, redis)
+            worker.engines[tracker_name] = Engine(config, tracker)
+            worker.handlers[tracker_name] = tracker
     _announce_when_assigned(worker, settings, described)
     for engine in worker.engines.values():
         app.add_dependency(EngineService(engine, loop=app.loop, beacon=app.beacon))
     _add_timers(worker)
     return worker
+
+
+def job_tracker(
+    settings: Settings, stream: str, registry: Any, redis: Any
+) -> tuple[Any, EngineConfig]:
+    """The job tracker of `stream` (pipeline/jobs/tracker.py) and its engine's config: it
+    reads the stream's results, provenance and dead letters in group `<ns><app id>-jobs`."""
+    from dataclasses import replace
+
+    from pipeline.codec import AvroDeserializer
+    from pipeline.core.registry import get_plugin
+    from pipeline.jobs.rebuild import rebuild_job
+    from pipeline.jobs.tracker import JobTracker
+    from pipeline.redis.jobs import JobStore
+
+    topics = get_plugin(stream).topics(settings.topic_namespace)
+    store = JobStore(redis, settings.topic_namespace)
+
+    def rebuild(job_id: str) -> object:
+        return rebuild_job(settings, store, topics, registry, job_id)
+
+    tracker = JobTracker(stream, topics, store, AvroDeserializer(registry), rebuild)
+    config = engine_config(
+        settings, tracker.name, f"{group_id(settings, 'score')}-jobs", topics.results
+    )
+    return tracker, replace(config, topics=tracker.input_topics)
 
 
 def _announce_when_assigned(worker: Worker, settings: Settings, described: list[dict]) -> None:

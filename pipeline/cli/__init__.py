@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "drift_cmd",
     "replay_cmd",
     "explain_cmd",
+    "jobs_cmd",
 )
 
 
