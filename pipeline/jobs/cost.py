@@ -57,4 +57,5 @@ def _tokenizer(model_dir: Path) -> object | None:
         return None
     tokenizer = Tokenizer.from_file(str(path))
     tokenizer.no_truncation()  # the estimate counts every token, the model may cut some
+    tokenizer.no_padding()  # ... and only real ones
     return tokenizer

@@ -91,6 +91,8 @@ def send(
     ensure_journal(settings)
     publisher = Publisher.from_settings(settings)
     state = store.state(spec.job_id) if resumed else None
+    if state == "completed":  # submitted again: every document is counted already
+        return Submitted(spec, 0, inputs.total, True, 0)
     if state in TERMINAL:
         raise JobError(f"job {spec.job_id} is {state}; submit under another --name", 2)
     if state == "budget_exceeded":
@@ -134,6 +136,7 @@ def _request(job_id: str, job_field: str, document: Document) -> dict[str, Any]:
         "text": document.text,
         "tenant": document.tenant,
         "metadata": document.metadata,
+        "long_policy": None,  # the stream's default (chunk long texts)
     }
 
 
