@@ -6,7 +6,7 @@ plain loop all call, so a scoring or drift handler is put together the same way 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal
 
 from pipeline.codec import SchemaRegistry, registry_from_settings
@@ -23,6 +23,9 @@ from pipeline.models.runtime import LoadedModel, load_model
 from pipeline.redis.client import DegradingRedis
 
 Role = Literal["score", "drift"]
+# a token stream's engine window: this many model-call budgets, so that sorting the window by
+# length has rows to choose from, yet a window stays a few seconds of model time
+WINDOW_BUDGETS = 4
 
 
 @dataclass
@@ -73,6 +76,12 @@ def assemble(
             "features": len(model.manifest.feature_names),
         }
     config = engine_config(settings, handler.name, group_id(settings, role), topics.requests)
+    if plugin.message_cost is not None and role == "score":
+        config = replace(
+            config,
+            event_cost=plugin.message_cost,
+            batch_max_cost=WINDOW_BUDGETS * settings.max_batch_tokens,
+        )
     return Assembled(plugin, topics, model, handler, config, {"stream": stream, **about})
 
 
@@ -143,7 +152,21 @@ def _scoring(
         if settings.request_id_window_s
         else None
     )
-    scorer = BatchScorer(plugin, topics, model, registry, cache=cache, request_ids=request_ids)
+    admission = None
+    if plugin.job_field:
+        from pipeline.redis.jobs import JobAdmission
+
+        admission = JobAdmission(redis, settings.topic_namespace)
+    scorer = BatchScorer(
+        plugin,
+        topics,
+        model,
+        registry,
+        cache=cache,
+        request_ids=request_ids,
+        admission=admission,
+        max_batch_tokens=settings.max_batch_tokens,
+    )
     publisher = Publisher.from_settings(settings)  # one per engine: its flush is its batch's
     return ScoringHandler(
         scorer, publisher.publish, settings.model_timeout_s, settings.model_retries

@@ -119,7 +119,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def suggest_topic(given: str, namespace: str = "") -> str | None:
-    """The one stream topic `given` most likely meant (`results` -> `<stream>.results`), or None."""
+    """The stream topics `given` most likely meant (`results` -> `<a>.results or
+    <b>.results`), or None."""
     from pipeline.core.registry import stream_names
     from pipeline.kafka.admin import topic_names
 
@@ -128,7 +129,7 @@ def suggest_topic(given: str, namespace: str = "") -> str | None:
         for name in topic_names(stream_names(), namespace)
         if name != given and (name == f"{namespace}{given}" or name.endswith(f".{given}"))
     )
-    return candidates[0] if len(candidates) == 1 else None
+    return " or ".join(candidates) if 0 < len(candidates) <= 3 else None
 
 
 def _text(data: bytes | None) -> str | None:

@@ -7,10 +7,11 @@ per-record columns per record, vectorised with numpy where the type allows (long
 varints, doubles). The bytes are exactly fastavro's (a test compares them on random records),
 framed in the Confluent wire format like `AvroSerializer`'s.
 
-Supports flat records of primitive types and `["null", T]` unions, which is what the output
-schemas are; anything else raises `UnsupportedSchema` at construction, and the caller keeps
-`AvroSerializer`. Values are checked like fastavro's strict mode: a missing field or a value
-of the wrong type raises ValueError naming the field.
+Supports flat records of primitive types, `["null", T]` unions and arrays of primitives (an
+embedding, top-k labels), which is what the output schemas are; anything else raises
+`UnsupportedSchema` at construction, and the caller keeps `AvroSerializer`. Values are checked
+like fastavro's strict mode: a missing field or a value of the wrong type raises ValueError
+naming the field.
 """
 
 from __future__ import annotations
@@ -122,6 +123,31 @@ _ENCODERS: dict[str, Callable[[str, Sequence[Any]], list[bytes]]] = {
 }
 
 
+def _encode_array(items: str) -> Callable[[str, Sequence[Any]], list[bytes]]:
+    """An array as one block: count, the items, then the 0 that ends the blocks."""
+    encode_items = _ENCODERS[items]
+    fixed = {"float": "<f4", "double": "<f8"}.get(items)
+
+    def encode(name: str, values: Sequence[Any]) -> list[bytes]:
+        if fixed and isinstance(values, np.ndarray) and values.ndim == 2:
+            # a matrix of equal-length rows (embeddings): one header, rows as raw bytes
+            count = values.shape[1]
+            head = _varint(count) if count else b""
+            raw = np.ascontiguousarray(values, dtype=fixed)
+            return [head + row.tobytes() + b"\x00" if count else b"\x00" for row in raw]
+        out = []
+        for value in values:
+            if isinstance(value, str | bytes) or not hasattr(value, "__len__"):
+                raise ValueError(f"{name}: {value!r} is not an array")
+            if len(value) == 0:
+                out.append(b"\x00")
+                continue
+            out.append(_varint(len(value)) + b"".join(encode_items(name, value)) + b"\x00")
+        return out
+
+    return encode
+
+
 def _nullable(encode: Callable[[str, Sequence[Any]], list[bytes]]) -> Callable[..., list[bytes]]:
     """["null", T]: branch 0 (one byte 0x00) for None, else branch 1 (0x02) then T."""
 
@@ -143,7 +169,12 @@ class _Field:
         kind = field["type"]
         if isinstance(kind, dict):
             kind = kind.get("type")
-        if isinstance(kind, list):
+        if isinstance(field["type"], dict) and kind == "array":
+            items = _base(field["type"].get("items"))
+            if items not in _SUPPORTED:
+                raise UnsupportedSchema(f"field {self.name!r}: only arrays of primitives")
+            self.encode = _encode_array(items)
+        elif isinstance(kind, list):
             if len(kind) != 2 or kind[0] != "null" or _base(kind[1]) not in _SUPPORTED:
                 raise UnsupportedSchema(f"field {self.name!r}: only ['null', primitive] unions")
             self.encode = _nullable(_ENCODERS[_base(kind[1])])

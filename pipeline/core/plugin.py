@@ -27,14 +27,30 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 class ModelInputs(Protocol):
-    """What preprocessing returns for a batch of request dicts."""
+    """What preprocessing returns for a batch of request dicts.
 
-    matrix: np.ndarray  # model inputs of the valid requests, one row each
-    valid_index: np.ndarray  # position (in the batch given) of each row of `matrix`
+    Dense streams give one matrix row per valid request. Token streams (documents) may
+    give several rows per request (chunks of a long text) and say so with the optional
+    attributes below, read with `getattr(inputs, name, None)`:
+
+    * `row_request` (int array, one per row): which valid request (index into `valid_index`)
+      a row belongs to; the scorer pools a request's output rows, weighted by `lengths`;
+    * `lengths` (int array, one per row): the row's real tokens. With it the scorer batches
+      rows by length under a token budget, each model call padded only to its longest row;
+    * `canonical` (bytes per valid request): what `data_hash` covers, when rows are not one per
+      request (otherwise the plug-in's `canonical_inputs(matrix)`);
+    * `fields` (name -> one value per valid request): result fields preprocessing knows
+      (token counts, truncation, ids copied from the request).
+    """
+
+    matrix: np.ndarray  # model input rows of the valid requests
+    valid_index: np.ndarray  # position (in the batch given) of each valid request
     errors: list[tuple[int, str]]  # (position, reason naming the field) of each one left out
 
 
 Preprocess = Callable[[Sequence[Mapping[str, Any]]], ModelInputs]
+# Preprocessing that needs the model's files (a tokenizer): built once per loaded model.
+BindPreprocess = Callable[[ModelManifest, Path], Preprocess]
 CanonicalInputs = Callable[[np.ndarray], list[bytes]]
 # Result fields per row from the model's output rows (float64 [n, width]): name -> column.
 OutputHead = Callable[[np.ndarray], Mapping[str, Sequence[Any] | np.ndarray]]
@@ -81,7 +97,7 @@ class GeneratorOption:
 GeneratorFactory = Callable[[int, DriftInjection | None, Mapping[str, float]], RequestGenerator]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class StreamPlugin:
     name: str
     request_schema: str  # schema name (`<name>.v<N>.avsc`)
@@ -89,8 +105,9 @@ class StreamPlugin:
     key_field: str  # request field that is the Kafka key: order is kept per key
     model_name: str  # model directory under INFERSTREAM_MODELS_DIR
     preprocessing_version: str  # must equal the model manifest's
-    preprocess: Preprocess
     head: Callable[[ModelManifest], OutputHead]  # checks the manifest's output fields it needs
+    preprocess: Preprocess | None = None  # request dicts -> model inputs, or else:
+    bind_preprocess: BindPreprocess | None = None  # (manifest, model dir) -> preprocess
     canonical_inputs: CanonicalInputs = float32_rows
     drift_exempt: frozenset[str] = frozenset()  # model input features the drift monitor skips
     driftable_fields: tuple[str, ...] = ()  # request fields the generator can drift
@@ -102,6 +119,11 @@ class StreamPlugin:
     # what counts as flagged in the demo's summary, from a decoded result
     flagged: Callable[[Mapping[str, Any]], bool] | None = None
     schema_dir: Path | None = None  # the plug-in's own .avsc files, when not under schemas/
+    # request field naming the job a request belongs to (document jobs): the scorer asks the
+    # job admission rule about it (cancelled, over budget) and the job tracker counts by it
+    job_field: str | None = None
+    # the engine's window cost of one raw request (e.g. estimated tokens); None: every event 1
+    message_cost: Callable[[bytes | None], int] | None = None
     about: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
@@ -114,9 +136,25 @@ class StreamPlugin:
         for attr in ("request_schema", "result_schema", "key_field", "model_name"):
             if not getattr(self, attr):
                 raise PluginError(f"stream {self.name!r}: {attr} is empty")
-        for attr in ("preprocess", "head", "canonical_inputs"):
+        for attr in ("head", "canonical_inputs"):
             if not callable(getattr(self, attr)):
                 raise PluginError(f"stream {self.name!r}: {attr} is not callable")
+        if (self.preprocess is None) == (self.bind_preprocess is None):
+            raise PluginError(
+                f"stream {self.name!r}: give exactly one of preprocess, bind_preprocess"
+            )
+        if not callable(self.preprocess or self.bind_preprocess):
+            raise PluginError(f"stream {self.name!r}: preprocess is not callable")
+
+    def preprocessor(self, manifest: ModelManifest, model_dir: Path | None) -> Preprocess:
+        """The preprocessing for this model (a tokenizer comes from its directory)."""
+        if self.bind_preprocess is not None:
+            self.check_model(manifest)
+            if model_dir is None:
+                raise PluginError(f"stream {self.name!r}: preprocessing needs the model directory")
+            return self.bind_preprocess(manifest, Path(model_dir))
+        assert self.preprocess is not None
+        return self.preprocess
 
     def topics(self, namespace: str = "") -> StreamTopics:
         return StreamTopics(self.name, namespace)

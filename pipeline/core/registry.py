@@ -20,7 +20,10 @@ from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics
 
 ENTRY_POINT_GROUP = "inferstream.streams"
-BUILTIN_STREAMS = {"fraud": "pipeline.streams.fraud:PLUGIN"}
+BUILTIN_STREAMS = {
+    "fraud": "pipeline.streams.fraud:PLUGIN",
+    "docs": "pipeline.streams.docs:PLUGIN",
+}
 DEFAULT_STREAM = "fraud"
 
 

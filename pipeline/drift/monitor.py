@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from pipeline.codec import AvroDeserializer, AvroSerializer, DecodeError, SchemaRegistry
+from pipeline.core.exceptions import PluginError
 from pipeline.core.messages import InboundMessage, OutboundMessage
 from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics, drift_alerts_topic
@@ -70,7 +71,12 @@ class DriftMonitor:
         self.topics = topics
         self.model_name = model.manifest.name
         self.model_version = model.manifest.version
-        self.build_features = plugin.preprocess
+        if model.manifest.input.kind != "dense":
+            raise PluginError(
+                f"stream {plugin.name!r}: model {model.manifest.name} takes "
+                f"{model.manifest.input.kind}, not numeric features; nothing to test for drift"
+            )
+        self.build_features = plugin.preprocessor(model.manifest, getattr(model, "directory", None))
         self.store = store
         catalog = registry.catalog  # type: ignore[attr-defined]
         self.decode = AvroDeserializer(registry, catalog.latest(plugin.request_schema))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,6 +25,10 @@ class EngineConfig:
     # librdkafka's prefetch bound: with the batches in flight, what bounds the engine's memory
     prefetch_kbytes: int = 8192
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # a window's cost, when events differ in weight (a document's estimated tokens): a batch
+    # stops before its cost passes batch_max_cost (it always takes at least one event)
+    event_cost: Callable[[bytes | None], int] | None = None
+    batch_max_cost: int = 0
 
     def __post_init__(self) -> None:
         if not self.topics:

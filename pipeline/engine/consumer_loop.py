@@ -216,6 +216,9 @@ class Engine:
         now = time.monotonic()
         age_s = max(0.0, time.time() - buffer[0].timestamp_ms / 1000)
         n, reason = self.batcher.cut(len(buffer), age_s)
+        cost = self.config.event_cost
+        if cost is not None:
+            n, reason = _within_cost(buffer, n, reason, cost, self.config.batch_max_cost)
         self._submit(buffer[:n], reason, now)
 
     def _submit(self, messages: list[InboundMessage], reason: Any, now: float) -> None:
@@ -421,3 +424,19 @@ class Engine:
         if now - self._error_logged.get(error.code(), -1e9) > 10:
             self._error_logged[error.code()] = now
             log.warning("consumer error: %s", error, extra={"engine": self.config.name})
+
+
+def _within_cost(
+    buffer: list[InboundMessage],
+    n: int,
+    reason: Any,
+    cost: Callable[[bytes | None], int],
+    max_cost: int,
+) -> tuple[int, Any]:
+    """The first events of `buffer[:n]` whose summed cost stays within `max_cost` (at least 1)."""
+    total = 0
+    for i in range(n):
+        total += cost(buffer[i].value)
+        if total > max_cost and i > 0:
+            return i, "full"
+    return n, reason

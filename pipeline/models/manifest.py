@@ -6,14 +6,15 @@ Written by the build scripts under models/ (see models/README.md for every field
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pipeline.models.exceptions import ManifestError, ModelNotFoundError
+from pipeline.models.exceptions import ManifestError, ModelIntegrityError, ModelNotFoundError
 
 MANIFEST_FILE = "manifest.json"
 MODEL_FILE = "model.onnx"
@@ -28,6 +29,22 @@ class ReferenceSample:
     file: str
     rows: int
     sha256: str
+
+
+InputKind = Literal["dense", "tokens"]
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """What the model's one input takes.
+
+    `dense`: float rows, one column per feature name. `tokens`: int64 token-id rows of any
+    width up to `max_length`, padded with `pad_id` (the batch is padded to its longest row).
+    """
+
+    kind: InputKind = "dense"
+    max_length: int = 0
+    pad_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -47,6 +64,29 @@ class ModelManifest:
     training: Mapping[str, Any] = field(default_factory=dict)
     expected: Mapping[str, Any] = field(default_factory=dict)
     created_by: str = ""
+    input: ModelInput = field(default_factory=ModelInput)
+    # every section as written (a stream's head or tokenizer reads its own, e.g. "head")
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    directory: Path | None = None  # where it was loaded from (`load`)
+
+    def attached_file(self, section: str, model_dir: Path | None = None) -> Path:
+        """`<model dir>/<sections[section].file>`, checked against its sha256."""
+        model_dir = model_dir or self.directory
+        if model_dir is None:
+            raise ManifestError(f"model {self.name} {self.version}: directory unknown")
+        entry = self.sections.get(section)
+        if not isinstance(entry, Mapping) or not isinstance(entry.get("file"), str):
+            raise ManifestError(f"model {self.name} {self.version}: no {section!r} file listed")
+        path = Path(model_dir) / entry["file"]
+        try:
+            actual = hashlib.sha256(path.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            raise ManifestError(f"{path}: missing ({section} of model {self.name})") from None
+        if actual != str(entry.get("sha256", "")).lower():
+            raise ModelIntegrityError(
+                f"{path}: sha256 {actual} does not match manifest {section}.sha256"
+            )
+        return path
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = MANIFEST_FILE) -> ModelManifest:
@@ -67,6 +107,7 @@ class ModelManifest:
                 )
             return node
 
+        model_input = _model_input(data.get("input"), source)
         feature_names = need("feature_names", list)
         if not feature_names or not all(isinstance(n, str) for n in feature_names):
             raise ManifestError(f"{source}: field 'feature_names' must be a non-empty string list")
@@ -95,6 +136,8 @@ class ModelManifest:
             training=dict(data.get("training") or {}),
             expected=dict(data.get("expected") or {}),
             created_by=str(data.get("created_by") or ""),
+            input=model_input,
+            sections=dict(data),
         )
 
     @classmethod
@@ -108,7 +151,20 @@ class ModelManifest:
             raise ManifestError(f"{path}: cannot read manifest: {exc}") from None
         if not isinstance(data, Mapping):
             raise ManifestError(f"{path}: expected a JSON object")
-        return cls.from_dict(data, source=str(path))
+        return replace(cls.from_dict(data, source=str(path)), directory=Path(model_dir))
+
+
+def _model_input(raw: Any, source: str) -> ModelInput:
+    if raw is None:
+        return ModelInput()
+    if not isinstance(raw, Mapping) or raw.get("kind") not in ("dense", "tokens"):
+        raise ManifestError(f"{source}: field 'input' must be an object with kind dense or tokens")
+    max_length, pad_id = raw.get("max_length", 0), raw.get("pad_id", 0)
+    if not isinstance(max_length, int) or not isinstance(pad_id, int):
+        raise ManifestError(f"{source}: input.max_length and input.pad_id must be integers")
+    if raw["kind"] == "tokens" and max_length < 2:
+        raise ManifestError(f"{source}: a tokens input needs max_length >= 2")
+    return ModelInput(raw["kind"], max_length, pad_id)
 
 
 def semver_key(version: str) -> tuple[int, int, int, int, tuple[tuple[int, int | str], ...]]:

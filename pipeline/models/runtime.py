@@ -92,17 +92,27 @@ class LoadedModel:
     def n_features(self) -> int:
         return len(self.manifest.feature_names)
 
+    def _check_shape(self, inputs: np.ndarray) -> None:
+        spec = self.manifest.input
+        if spec.kind == "tokens":
+            if inputs.ndim != 2 or not 0 < inputs.shape[1] <= spec.max_length:
+                raise ValueError(
+                    f"model {self.manifest.name} {self.manifest.version} expects token rows "
+                    f"[n, 1..{spec.max_length}], got {list(inputs.shape)}"
+                )
+        elif inputs.ndim != 2 or inputs.shape[1] != self.n_features:
+            raise ValueError(
+                f"model {self.manifest.name} {self.manifest.version} expects inputs of shape "
+                f"[n, {self.n_features}], got {list(inputs.shape)}"
+            )
+
     def predict(self, matrix: np.ndarray) -> np.ndarray:
         """The model's output (`output_name`) as float64 rows [n, width]; one session.run.
 
         What the columns mean is the stream's output head's business (pipeline/core/plugin.py).
         """
         inputs = np.ascontiguousarray(matrix, dtype=self.input_dtype)
-        if inputs.ndim != 2 or inputs.shape[1] != self.n_features:
-            raise ValueError(
-                f"model {self.manifest.name} {self.manifest.version} expects inputs of shape "
-                f"[n, {self.n_features}], got {list(inputs.shape)}"
-            )
+        self._check_shape(inputs)
         if len(inputs) == 0:
             return np.zeros((0, self.output_width), dtype=np.float64)
         manifest = self.manifest
@@ -140,6 +150,10 @@ def load_model(
     options.intra_op_num_threads = intra_op_threads
     options.inter_op_num_threads = inter_op_threads
     options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    # Idle intra-op threads spin by default: on a small machine they take the cores the engine's
+    # decode/deliver threads and the other workers need (measured: 3x slower for the docs model
+    # with 2 spinning threads on 2 cores than with 1 thread).
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
     chosen = choose_providers(providers, onnxruntime.get_available_providers())
     try:
@@ -193,6 +207,11 @@ def _load_reference(model_dir: Path, manifest: ModelManifest) -> np.ndarray:
             f"{manifest.reference.sha256}"
         )
     reference = np.load(path, allow_pickle=False)
+    if manifest.input.kind == "tokens":  # token-id rows: warm-up inputs, no feature columns
+        if reference.ndim != 2 or reference.dtype.kind not in "iu":
+            raise ModelError(f"{path}: expected int token-id rows, got {reference.dtype} "
+                             f"{list(reference.shape)}")
+        return np.ascontiguousarray(reference[:, : manifest.input.max_length], dtype=np.int64)
     if reference.ndim != 2 or reference.shape[1] != len(manifest.feature_names):
         raise ModelError(
             f"{path}: reference shape {list(reference.shape)} does not fit "
@@ -215,7 +234,8 @@ def _check_io(session: Any, manifest: ModelManifest, model_dir: Path) -> None:
             f"outputs {outputs}"
         )
     width = inputs[manifest.input_name].shape[-1]
-    if isinstance(width, int) and width != len(manifest.feature_names):
+    dense = manifest.input.kind == "dense"
+    if dense and isinstance(width, int) and width != len(manifest.feature_names):
         raise ModelError(
             f"{model_dir}: model takes {width} features, manifest lists "
             f"{len(manifest.feature_names)}"
@@ -234,6 +254,6 @@ def _output_width(session: Any, name: str) -> int:
 
 def _warmup_batch(reference: np.ndarray, rows: int) -> np.ndarray:
     if len(reference) == 0:
-        return np.zeros((rows, reference.shape[1]), dtype=np.float32)
+        return np.zeros((rows, max(1, reference.shape[1])), dtype=reference.dtype)
     repeats = -(-rows // len(reference))
     return np.ascontiguousarray(np.tile(reference, (repeats, 1))[:rows])

@@ -69,12 +69,9 @@ def explain(settings: Settings, stream: str, request_id: str) -> dict[str, Any]:
         model = rescorer.handler(provenance["model_version"]).scorer.model
     finally:
         rescorer.close()
-    inputs = plugin.preprocess([request]) if request is not None else None
-    features = (
-        dict(zip(model.manifest.feature_names, np.asarray(inputs.matrix[0]).tolist(), strict=True))
-        if inputs is not None and len(inputs.matrix)
-        else {}
-    )
+    preprocess = plugin.preprocessor(model.manifest, model.directory)
+    inputs = preprocess([request]) if request is not None else None
+    features = _model_inputs(model.manifest, inputs)
     outputs = _head_fields(result)
     again = _head_fields(replayed.result)
     return {
@@ -172,3 +169,15 @@ def _same(a: Any, b: Any, tolerance: float = 1e-6) -> bool:
     if isinstance(a, float) and isinstance(b, float):
         return abs(a - b) <= tolerance
     return a == b
+
+
+def _model_inputs(manifest: Any, inputs: Any) -> dict[str, Any]:
+    """Named features of a dense input; a token input as its ids (first row of each chunk)."""
+    if inputs is None or not len(inputs.matrix):
+        return {}
+    row = np.asarray(inputs.matrix[0])
+    if manifest.input.kind == "tokens":
+        lengths = getattr(inputs, "lengths", None)
+        used = int(lengths[0]) if lengths is not None else len(row)
+        return {"token_ids": row[:used].tolist(), "rows": len(inputs.matrix)}
+    return dict(zip(manifest.feature_names, row.tolist(), strict=True))

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pipeline.core.messages import InboundMessage, OutboundMessage
 
-Stage = Literal["decode", "validate", "model"]
+Stage = Literal["decode", "admit", "validate", "model"]
 
 HEADER_PREFIX = "dlq."
 

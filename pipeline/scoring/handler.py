@@ -41,6 +41,12 @@ class _InFlight:
     failure: tuple[str, str] | None = None  # (reason, detail) when the model failed for good
 
 
+class _ModelFailed(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
 @dataclass
 class ScoringStats:
     """Counters the worker's periodic stats line reads."""
@@ -94,12 +100,29 @@ class ScoringHandler:
         if not work.prepared.messages:  # nothing valid to score: only dead letters to publish
             work.outputs, work.inference_started_ms = np.empty((0, 0)), now_ms()
             return work
+        work.inference_started_ms, started = now_ms(), time.perf_counter()
+        try:
+            work.outputs = self.scorer.infer(work.prepared, self._call_model)
+        except _ModelFailed as failed:
+            log.error(
+                "dead-lettering a batch of %d after %d model attempts: %s",
+                len(work.prepared.messages),
+                1 + self.model_retries,
+                failed.detail,
+            )
+            work.failure = (failed.reason, failed.detail)
+            return work
+        work.inference_ms = (time.perf_counter() - started) * 1000
+        return work
+
+    def _call_model(self, matrix: np.ndarray) -> np.ndarray:
+        """One model call, with the timeout and bounded retries (a token-budget batch of a
+        document window makes several)."""
         last_error: BaseException | None = None
         for attempt in range(1 + self.model_retries):
-            work.inference_started_ms, started = now_ms(), time.perf_counter()
-            future = self._model.submit(self.scorer.infer, work.prepared)
+            future = self._model.submit(self.scorer.model.predict, matrix)
             try:
-                work.outputs = future.result(self.model_timeout_s)
+                return future.result(self.model_timeout_s)
             except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
                 last_error = (
                     TimeoutError(f"model call over {self.model_timeout_s}s")
@@ -113,18 +136,8 @@ class ScoringHandler:
                     last_error,
                 )
                 time.sleep(self.retry_backoff_s * (2**attempt))
-                continue
-            work.inference_ms = (time.perf_counter() - started) * 1000
-            return work
         reason = "model-timeout" if isinstance(last_error, TimeoutError) else "model-error"
-        log.error(
-            "dead-lettering a batch of %d after %d model attempts: %r",
-            len(work.prepared.messages),
-            1 + self.model_retries,
-            last_error,
-        )
-        work.failure = (reason, repr(last_error))
-        return work
+        raise _ModelFailed(reason, repr(last_error))
 
     def encode(self, work: _InFlight) -> ScoredBatch:
         if work.failure is not None:

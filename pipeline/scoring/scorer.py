@@ -24,7 +24,8 @@ from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics
 from pipeline.scoring.dead_letters import dead_letter
 from pipeline.scoring.provenance import data_hashes
-from pipeline.scoring.stores import OutputCache, RequestIdRule
+from pipeline.scoring.stores import AdmissionRule, OutputCache, RequestIdRule
+from pipeline.scoring.token_budget import Predict, pool_rows, run_by_length
 
 
 class Model(Protocol):
@@ -57,6 +58,11 @@ class PreparedBatch:
     received: int
     cached_outputs: list[np.ndarray | None] = field(default_factory=list)
     degraded: bool = False
+    # token streams (pipeline/core/plugin.py ModelInputs): tokens per row, request per row
+    lengths: np.ndarray | None = None
+    row_request: np.ndarray | None = None
+    fields: dict[str, list[Any]] = field(default_factory=dict)  # preprocessing's result fields
+    model_calls: int = 0  # set by infer: token budgets can split a window into several
 
 
 @dataclass
@@ -85,12 +91,17 @@ class BatchScorer:
         cache: OutputCache | None = None,
         worker_id: str | None = None,
         request_ids: RequestIdRule | None = None,
+        admission: AdmissionRule | None = None,
+        max_batch_tokens: int = 8192,
     ) -> None:
         plugin.check_model(model.manifest)
         self.plugin = plugin
         self.topics = topics
         self.model = model
+        self.preprocess = plugin.preprocessor(model.manifest, getattr(model, "directory", None))
         self.head = plugin.head(model.manifest)
+        self.admission = admission if plugin.job_field else None  # jobs: cancelled, over budget
+        self.max_batch_tokens = max_batch_tokens
         self.cache = cache
         self.request_ids = request_ids  # one id, one request (pipeline/redis/request_ids.py)
         self.worker_id = worker_id or default_worker_id()
@@ -133,26 +144,63 @@ class BatchScorer:
             else:
                 ok_messages.append(message)
                 requests.append(decoded)
-        features = self.plugin.preprocess(requests)
+        admission_degraded = False
+        if self.admission is not None and requests:
+            ok_messages, requests, admission_degraded = self._admitted(
+                ok_messages, requests, dead, failed_at
+            )
+        features = self.preprocess(requests)
         for index, reason in features.errors:
             dead.append(
                 self._dead(ok_messages[index], "validate", "invalid-feature", reason, failed_at)
             )
         keep = features.valid_index.tolist()
         matrix = features.matrix
+        canonical = getattr(features, "canonical", None)
         prepared = PreparedBatch(
             messages=[ok_messages[i] for i in keep],
             requests=[requests[i] for i in keep],
             matrix=matrix,
-            hashes=data_hashes(self.plugin.canonical_inputs(matrix)),
+            hashes=data_hashes(
+                canonical if canonical is not None else self.plugin.canonical_inputs(matrix)
+            ),
             dead_letters=dead,
             received=len(messages),
+            degraded=admission_degraded,
+            lengths=getattr(features, "lengths", None),
+            row_request=getattr(features, "row_request", None),
+            fields={k: list(v) for k, v in (getattr(features, "fields", None) or {}).items()},
         )
         if self.cache is not None and prepared.hashes:
             cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
-            prepared.degraded = cached is None
+            prepared.degraded = prepared.degraded or cached is None
             prepared.cached_outputs = cached or []
         return prepared
+
+    def _admitted(
+        self,
+        messages: list[InboundMessage],
+        requests: list[dict[str, Any]],
+        dead: list[OutboundMessage],
+        failed_at: int,
+    ) -> tuple[list[InboundMessage], list[dict[str, Any]], bool]:
+        """Requests of jobs still running; the others dead-lettered with the job's state."""
+        assert self.admission is not None and self.plugin.job_field
+        jobs = [r.get(self.plugin.job_field) for r in requests]
+        refusals = self.admission.refusals(jobs)
+        if refusals is None:  # job store down: admitted, flagged degraded
+            return messages, requests, True
+        if not any(refusals):
+            return messages, requests, False
+        kept_messages, kept = [], []
+        for message, request, job, refusal in zip(messages, requests, jobs, refusals, strict=True):
+            if refusal is None:
+                kept_messages.append(message)
+                kept.append(request)
+            else:
+                detail = f"job {job!r} is {refusal.removeprefix('job-')}"
+                dead.append(self._dead(message, "admit", refusal, detail, failed_at))
+        return kept_messages, kept, False
 
     def _cache_key(self, data_hash: str) -> str:
         return f"{self.model.manifest.version}:{data_hash}"
@@ -164,24 +212,53 @@ class BatchScorer:
             message, self.topics.dlq, stage, reason, detail, self.worker_id, failed_at
         )
 
-    # -- stage 2: one model call -----------------------------------------------------------
-    def infer(self, prepared: PreparedBatch) -> np.ndarray:
-        """Output rows for every request: cache hits filled in, one model call for the misses."""
+    # -- stage 2: the model calls ----------------------------------------------------------
+    def infer(self, prepared: PreparedBatch, predict: Predict | None = None) -> np.ndarray:
+        """Output rows for every request: cache hits filled in, the model run on the misses.
+
+        Dense inputs: one model call. Token inputs: one call per token-budget batch of rows
+        (token_budget.py), and the chunks of a request pooled into its row. `predict` is the
+        model call (the handler passes one with its timeout and retries).
+        """
         n = len(prepared.messages)
         if n == 0:
             return np.empty((0, 0))
+        predict = predict or self.model.predict
         cached = prepared.cached_outputs
-        if not cached:
-            return self.model.predict(prepared.matrix)
-        miss = np.array([row is None for row in cached])
+        miss = (
+            np.array([row is None for row in cached]) if cached else np.ones(n, dtype=bool)
+        )
         if not miss.any():
+            prepared.model_calls = 0
             return np.stack(cached)  # type: ignore[arg-type]
-        fresh = self.model.predict(prepared.matrix[miss])
+        fresh = self._run(prepared, miss, predict)
+        if miss.all():
+            return fresh
         outputs = np.empty((n, fresh.shape[1]), dtype=np.float64)
         outputs[miss] = fresh
         for i in np.flatnonzero(~miss).tolist():
             outputs[i] = cached[i]
         return outputs
+
+    def _run(self, prepared: PreparedBatch, miss: np.ndarray, predict: Predict) -> np.ndarray:
+        """Output rows of the requests in `miss`, in order."""
+        owner, lengths = prepared.row_request, prepared.lengths
+        if owner is None and lengths is None:  # dense: one row per request, one call
+            prepared.model_calls = 1
+            return predict(prepared.matrix if miss.all() else prepared.matrix[miss])
+        if owner is None:
+            owner = np.arange(len(prepared.matrix))
+        rows = np.flatnonzero(miss[owner])
+        matrix = prepared.matrix[rows]
+        row_lengths = (
+            lengths[rows] if lengths is not None else np.full(len(rows), matrix.shape[1])
+        )
+        outputs, prepared.model_calls = run_by_length(
+            predict, matrix, row_lengths, self.max_batch_tokens
+        )
+        # requests renumbered among the misses, then each one's rows pooled
+        renumbered = np.cumsum(miss) - 1
+        return pool_rows(outputs, renumbered[owner[rows]], row_lengths, int(miss.sum()))
 
     # -- stage 3: outputs -------------------------------------------------------------------
     def publishable(
@@ -205,7 +282,7 @@ class BatchScorer:
         if not n:
             return ScoredBatch(outbound, 0, len(outbound), 0, inference_ms)
         plugin = self.plugin
-        fields = self.head(outputs)
+        fields = {**prepared.fields, **self.head(outputs)}
         messages, requests = prepared.messages, prepared.requests
         tenant = plugin.tenant_field
         request_ids = [r["request_id"] for r in requests]
@@ -306,7 +383,8 @@ class BatchScorer:
         filtered = PreparedBatch(
             messages=[prepared.messages[i] for i in index],
             requests=[prepared.requests[i] for i in index],
-            matrix=prepared.matrix[keep],
+            # after the model ran: only dense rows (one per request) are kept in step
+            matrix=prepared.matrix[keep] if prepared.row_request is None else prepared.matrix,
             hashes=[prepared.hashes[i] for i in index],
             dead_letters=dead,
             received=prepared.received,
@@ -314,6 +392,7 @@ class BatchScorer:
             if prepared.cached_outputs
             else [],
             degraded=prepared.degraded,
+            fields={name: [values[i] for i in index] for name, values in prepared.fields.items()},
         )
         return filtered, np.asarray(outputs)[keep]
 

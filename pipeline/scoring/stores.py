@@ -24,3 +24,10 @@ class RequestIdRule(Protocol):
     def conflicts(self, ids: Sequence[str], payloads: Sequence[bytes | None]) -> list[bool] | None:
         """Per request: True when a different payload already holds its id; None when unknown."""
         ...
+
+
+class AdmissionRule(Protocol):
+    def refusals(self, jobs: Sequence[str | None]) -> list[str | None] | None:
+        """Per request, by its job: None to score it, or why not ("job-cancelled",
+        "budget-exceeded"); None for all when the job store is unavailable."""
+        ...

@@ -79,9 +79,9 @@ def test_topics_ensure_rejects_counts_below_one(capsys, flag, value):
 
 
 def test_unqualified_topic_names_suggest_the_stream_topic():
-    assert suggest_topic("results") == "fraud.results"
-    assert suggest_topic("dlq") == "fraud.dlq"
-    assert suggest_topic("results", "staging.") == "staging.fraud.results"
+    assert suggest_topic("results") == "docs.results or fraud.results"
+    assert suggest_topic("dlq") == "docs.dlq or fraud.dlq"
+    assert suggest_topic("results", "staging.") == "staging.docs.results or staging.fraud.results"
     assert suggest_topic("fraud.results", "staging.") == "staging.fraud.results"
     assert suggest_topic("alerts") == "drift.alerts"
     assert suggest_topic("fraud.results") is None  # that is the name already

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 
+import numpy as np
 import pytest
 
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
@@ -17,6 +18,8 @@ REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
 def random_value(kind, rng: random.Random):
     if isinstance(kind, list):  # ["null", T]
         return None if rng.random() < 0.3 else random_value(kind[1], rng)
+    if isinstance(kind, dict) and kind["type"] == "array":
+        return [random_value(kind["items"], rng) for _ in range(rng.choice([0, 1, 3, 384]))]
     if isinstance(kind, dict):
         kind = kind["type"]
     if kind == "string":
@@ -29,12 +32,14 @@ def random_value(kind, rng: random.Random):
         return rng.randint(-(2**31), 2**31 - 1)
     if kind == "double":
         return rng.choice([0.0, -0.0, 1e-300, rng.uniform(-1e9, 1e9), float("inf"), 3])
+    if kind == "float":  # values float32 holds exactly
+        return rng.choice([0.0, -0.5, 1.25, 3e-5 * 2**-10, 65504.0])
     if kind == "boolean":
         return rng.random() < 0.5
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("schema_name", ["inference_result", "provenance_record"])
+@pytest.mark.parametrize("schema_name", ["inference_result", "provenance_record", "docs_result"])
 @pytest.mark.parametrize("seed", range(5))
 def test_bytes_equal_fastavro_for_random_records(schema_name, seed):
     rng = random.Random(seed)
@@ -53,6 +58,21 @@ def test_bytes_equal_fastavro_for_random_records(schema_name, seed):
     assert got == expected
     decoded = AvroDeserializer(REGISTRY, logical_types=False)(got[-1])
     assert set(decoded) == {f["name"] for f in fields}
+
+
+def test_an_embedding_matrix_encodes_like_its_rows_as_lists():
+    schema = REGISTRY.catalog.latest("docs_result")
+    encode = ColumnEncoder(REGISTRY, schema, "t.results")
+    rng = np.random.default_rng(3)
+    embedding = rng.standard_normal((4, 384)).astype(np.float32)
+    fields = schema.definition["fields"]
+    constants = {f["name"]: random_value(f["type"], random.Random(1)) for f in fields
+                 if f["name"] != "embedding"}
+    as_matrix = encode.encode(constants, {"embedding": embedding})
+    as_lists = encode.encode(constants, {"embedding": [row.tolist() for row in embedding]})
+    assert as_matrix == as_lists
+    decoded = AvroDeserializer(REGISTRY, logical_types=False)(as_matrix[2])
+    assert np.array_equal(np.asarray(decoded["embedding"], dtype=np.float32), embedding[2])
 
 
 def encoder() -> ColumnEncoder:
@@ -94,7 +114,7 @@ def test_a_missing_field_or_a_wrong_constant_raises():
 def test_schemas_it_cannot_encode_are_refused_up_front(tmp_path):
     (tmp_path / "nested.v1.avsc").write_text(
         '{"type": "record", "name": "N", "fields": [{"name": "xs", "type": '
-        '{"type": "array", "items": "long"}}]}'
+        '{"type": "map", "values": "long"}}]}'
     )
     registry = LocalRegistry(SchemaCatalog(tmp_path))
     with pytest.raises(UnsupportedSchema, match="xs"):
