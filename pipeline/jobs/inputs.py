@@ -57,7 +57,7 @@ class Inputs:
     def total(self) -> int:
         return len(self.documents) + len(self.errors)
 
-    def keys(self) -> list[str]:
+    def document_keys(self) -> list[str]:
         return [d.id for d in self.documents] + [e.key for e in self.errors]
 
 

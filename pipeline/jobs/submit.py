@@ -91,7 +91,15 @@ def send(
     ensure_journal(settings)
     publisher = Publisher.from_settings(settings)
     state = store.state(spec.job_id) if resumed else None
-    if state == "completed":  # submitted again: every document is counted already
+    if state == "completed":  # submitted again: nothing to do, unless the input grew
+        settled = store.require(store.settled_documents(spec.job_id), "the job") or set()
+        new = [k for k in inputs.document_keys() if k not in settled]
+        if new:
+            raise JobError(
+                f"job {spec.job_id} is completed; its input now has {len(new)} more "
+                "document(s): submit them under another --name",
+                exit_code=2,
+            )
         return Submitted(spec, 0, inputs.total, True, 0)
     if state in TERMINAL:
         raise JobError(f"job {spec.job_id} is {state}; submit under another --name", 2)

@@ -81,7 +81,7 @@ def test_every_bad_line_kind_is_an_error_with_its_reason_and_the_rest_goes_on(
         ("meta", "meta"): "invalid-field",
     }
     assert inputs.total == 16
-    assert len(set(inputs.keys())) == 16  # every line its own key: one output line each
+    assert len(set(inputs.document_keys())) == 16  # every line its own key: one output line each
     dup = next(e for e in inputs.errors if e.reason == "duplicate-id")
     assert dup.where.endswith(":6") and "in.jsonl:1" in dup.detail
     assert all(e.raw for e in inputs.errors)  # the dead letter carries the line
