@@ -194,32 +194,41 @@ def test_cancel_refuses_the_remaining_documents(docs_env, docs_worker, tmp_path:
 
 
 def test_a_job_pauses_at_its_budget_and_resumes_to_completion(
-    docs_env, docs_worker, tmp_path: Path
+    docs_env, docs_settings, tmp_path: Path
 ) -> None:
-    n = 200
-    path = write_docs(tmp_path / "in.jsonl", n, seed=4, bad=False)
-    probe = jobs(docs_env, "submit", str(path), "--name", "budget", "--budget", "1000", "--detach")
-    assert probe.returncode == 0  # learns the estimate; then cancel nothing: use a fresh name
-    job_probe = probe.stdout.split()[0]
-    assert wait_state(docs_env, job_probe).returncode == 0
-    cost = status(docs_env, job_probe)["cost_model_s"]
+    from pipeline.jobs.cost import model_cost
+    from pipeline.jobs.inputs import read_inputs
+    from pipeline.models.manifest import resolve_model_dir
 
-    budget = f"{cost / 4:.6f}"
-    job_id = submit(docs_env, path, "--name", "budget-2", "--budget", budget)
-    waited = wait_state(docs_env, job_id)
-    assert waited.returncode == 1 and "budget" in waited.stderr
-    s = status(docs_env, job_id)
-    assert s["state"] == "budget_exceeded"
-    assert s["deferred"] > 0 and s["failed"] == 0 and s["completed"] + s["deferred"] == n
-    assert s["cost_model_s"] >= float(budget)
+    # small engine windows (about 40 documents), so that the budget is crossed mid-job
+    env = {**docs_env, "INFERSTREAM_MAX_BATCH_TOKENS": "256"}
+    worker = WorkerProcess(env, "docs").start(timeout=180)
+    try:
+        n = 300
+        path = write_docs(tmp_path / "in.jsonl", n, seed=4, bad=False)
+        cost = model_cost(resolve_model_dir(docs_settings.models_dir, "docs"))
+        texts = [d.text for d in read_inputs(path).documents]
+        estimate = cost.estimate_tokens(texts) * cost.seconds_per_token
+        budget = f"{estimate / 4:.6f}"
+        job_id = submit(env, path, "--name", "budget", "--budget", budget)
+        waited = wait_state(env, job_id)
+        assert waited.returncode == 1 and "budget" in waited.stderr, waited.stderr
+        s = status(env, job_id)
+        assert s["state"] == "budget_exceeded"
+        assert s["deferred"] > 0 and s["failed"] == 0 and s["completed"] + s["deferred"] == n
+        assert s["cost_model_s"] >= float(budget)
+        refused = jobs(env, "resume", job_id, "--detach")  # the same budget: still spent
+        assert refused.returncode == 2 and "larger --budget" in refused.stderr
 
-    resumed = jobs(docs_env, "resume", job_id, "--budget", f"{cost * 10:.6f}", "--detach")
-    assert resumed.returncode == 0, resumed.stderr
-    assert wait_state(docs_env, job_id).returncode == 0
-    s = status(docs_env, job_id)
-    assert (s["completed"], s["deferred"], s["failed"]) == (n, 0, 0)
-    results, errors = files(docs_env, job_id, tmp_path)
-    assert len(results) == n and errors == []
+        resumed = jobs(env, "resume", job_id, "--budget", f"{estimate * 10:.6f}", "--detach")
+        assert resumed.returncode == 0, resumed.stderr
+        assert wait_state(env, job_id).returncode == 0
+        s = status(env, job_id)
+        assert (s["completed"], s["deferred"], s["failed"]) == (n, 0, 0)
+        results, errors = files(env, job_id, tmp_path)
+        assert len(results) == n and errors == []
+    finally:
+        worker.stop()
 
 
 def test_identical_documents_of_a_second_job_are_cache_hits(
@@ -246,3 +255,23 @@ def test_unknown_job_missing_input_and_unknown_stream_are_one_line_exit_2(
         assert done.returncode == 2, done.stderr
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and message in lines[0], done.stderr
+
+
+def test_a_job_redis_lost_is_rebuilt_from_the_topics(
+    docs_env, docs_settings, docs_worker, tmp_path: Path
+) -> None:
+    import redis as redis_client
+
+    path = write_docs(tmp_path / "in.jsonl", 50, seed=6)
+    job_id = submit(docs_env, path, "--name", "lost")
+    assert wait_state(docs_env, job_id).returncode == 0
+    before = status(docs_env, job_id)
+    client = redis_client.Redis.from_url(docs_settings.redis_url)
+    keys = list(client.scan_iter(f"inferstream:jobs:{docs_settings.topic_namespace}:*"))
+    assert keys
+    client.delete(*keys)  # Redis lost every job of the namespace
+    after = status(docs_env, job_id)  # rebuilt from the journal, results and dead letters
+    assert {k: after[k] for k in ("state", "total", "completed", "failed", "tokens")} == {
+        k: before[k] for k in ("state", "total", "completed", "failed", "tokens")
+    }
+    assert after["completed"] == 50 and after["failed"] == 5
