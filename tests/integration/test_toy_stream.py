@@ -125,5 +125,5 @@ def test_an_unknown_stream_names_the_installed_ones(toy_env: dict[str, str]) -> 
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 2
-    assert "unknown stream 'toyy'; known: fraud, toy" in done.stderr
+    assert "unknown stream 'toyy'; known: docs, fraud, toy" in done.stderr
     assert "Traceback" not in done.stderr

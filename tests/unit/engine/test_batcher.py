@@ -331,3 +331,17 @@ def test_cut_with_nothing_waiting_raises(waiting: int) -> None:
     batcher = AdaptiveBatcher(batch_max=10, objective_s=1.0)
     with pytest.raises(ValueError):
         batcher.cut(waiting, 0.0)
+
+
+def test_a_window_of_weighted_events_stops_before_its_cost_passes_the_budget() -> None:
+    from pipeline.core.messages import InboundMessage
+    from pipeline.engine.consumer_loop import _within_cost
+
+    def event(size: int) -> InboundMessage:
+        return InboundMessage("t", 0, 0, 0, None, b"x" * size, [])
+
+    buffer = [event(100), event(100), event(500), event(10)]
+    assert _within_cost(buffer, 4, "idle", len, 250) == (2, "full")
+    assert _within_cost(buffer, 4, "idle", len, 10_000) == (4, "idle")
+    # one event over the budget still goes: alone, never stuck
+    assert _within_cost([event(900), event(1)], 2, "idle", len, 250) == (1, "full")

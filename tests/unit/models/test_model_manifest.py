@@ -12,6 +12,7 @@ import pytest
 
 from pipeline.models import (
     ManifestError,
+    ModelIntegrityError,
     ModelManifest,
     ModelNotFoundError,
     available_versions,
@@ -146,3 +147,34 @@ def test_unknown_model_error_lists_the_models_there(versions_dir: Path) -> None:
 
 def test_repository_models_dir_resolves_the_shipped_model() -> None:
     assert resolve_model_dir(MODELS_DIR, "fraud", None).name >= "1.0.0"
+
+
+def test_a_token_input_is_read_and_a_bad_one_explained(tmp_path: Path) -> None:
+    data = json.loads((FRAUD_DIR / "manifest.json").read_text())
+    assert ModelManifest.from_dict(data).input.kind == "dense"  # no input section: dense
+    data["input"] = {"kind": "tokens", "max_length": 256, "pad_id": 0}
+    _write_manifest(tmp_path, data)
+    manifest = ModelManifest.load(tmp_path)
+    assert (manifest.input.kind, manifest.input.max_length) == ("tokens", 256)
+    assert manifest.directory == tmp_path
+    for bad, message in (({"kind": "pixels"}, "kind dense or tokens"),
+                         ({"kind": "tokens", "max_length": 1}, "max_length >= 2")):
+        data["input"] = bad
+        _write_manifest(tmp_path, data)
+        with pytest.raises(ManifestError, match=message):
+            ModelManifest.load(tmp_path)
+
+
+def test_attached_files_are_checked_against_their_sha256(tmp_path: Path) -> None:
+    data = json.loads((FRAUD_DIR / "manifest.json").read_text())
+    (tmp_path / "vocab.txt").write_text("[PAD]\n")
+    digest = hashlib.sha256(b"[PAD]\n").hexdigest()
+    data["tokenizer"] = {"file": "vocab.txt", "sha256": digest}
+    _write_manifest(tmp_path, data)
+    manifest = ModelManifest.load(tmp_path)
+    assert manifest.attached_file("tokenizer") == tmp_path / "vocab.txt"
+    (tmp_path / "vocab.txt").write_text("[UNK]\n")
+    with pytest.raises(ModelIntegrityError, match=r"tokenizer\.sha256"):
+        manifest.attached_file("tokenizer")
+    with pytest.raises(ManifestError, match="no 'head' file"):
+        manifest.attached_file("head")
