@@ -62,7 +62,9 @@ def follow(
         if snapshot is None:
             raise JobNotFound(job_id)
         on_update(snapshot)
-        if snapshot.state not in ACTIVE:
+        # a job over its budget is done for now once its last documents are refused too
+        paused = snapshot.state == "budget_exceeded" and snapshot.counts.remaining > 0
+        if snapshot.state not in ACTIVE and not paused:
             return snapshot
         if deadline is not None and time.monotonic() >= deadline:
             return snapshot
