@@ -39,6 +39,19 @@ class Pair:
     served_dead: str | None
 
 
+def _delta(served: Any, replayed: Any) -> float:
+    """|replayed - served|; for arrays (an embedding) the largest element's, inf if sizes differ."""
+    if isinstance(served, list | tuple) or isinstance(replayed, list | tuple):
+        a, b = np.asarray(served, dtype=np.float64), np.asarray(replayed, dtype=np.float64)
+        return float(np.abs(a - b).max(initial=0.0)) if a.shape == b.shape else math.inf
+    return abs(float(replayed) - float(served))
+
+
+def _label(value: Any) -> str:
+    """A string field as compared and counted; a list of labels as "a > b > c"."""
+    return " > ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
+
+
 @dataclass
 class FieldAgreement:
     name: str
@@ -53,7 +66,7 @@ class FieldAgreement:
 
     def add(self, request_id: str, served: Any, replayed: Any, tolerance: float) -> None:
         if self.numeric:
-            delta = abs(float(replayed) - float(served))
+            delta = _delta(served, replayed)
             self.deltas.append(delta)
             self.largest.append((delta, request_id, served, replayed))
             if delta == 0:
@@ -63,7 +76,8 @@ class FieldAgreement:
             else:
                 self.differing += 1
         else:
-            self.confusion[(str(served), str(replayed))] += 1
+            served, replayed = _label(served), _label(replayed)
+            self.confusion[(served, replayed)] += 1
             if served == replayed:
                 self.identical += 1
             else:

@@ -59,7 +59,10 @@ class Rescorer:
         key = version or ""
         if key not in self._handlers:
             model = load_stream_model(self.settings, self.plugin, version)
-            scorer = BatchScorer(self.plugin, self.topics, model, self.registry, worker_id="replay")
+            scorer = BatchScorer(
+                self.plugin, self.topics, model, self.registry, worker_id="replay",
+                max_batch_tokens=self.settings.max_batch_tokens,
+            )  # fmt: skip
             self._handlers[key] = ScoringHandler(
                 scorer, self._outbox.extend, self.settings.model_timeout_s,
                 self.settings.model_retries,

@@ -33,6 +33,8 @@ def head_fields(result_schema: dict[str, Any]) -> dict[str, bool]:
         if f["name"] in COMMON_RESULT_FIELDS:
             continue
         kind = f["type"]
+        if isinstance(kind, dict) and kind.get("type") == "array":  # an embedding, top scores
+            kind = kind.get("items")
         kinds = {k if isinstance(k, str) else k.get("type") for k in kind} if isinstance(
             kind, list
         ) else {kind if isinstance(kind, str) else kind.get("type")}

@@ -92,7 +92,7 @@ class BatchScorer:
         worker_id: str | None = None,
         request_ids: RequestIdRule | None = None,
         admission: AdmissionRule | None = None,
-        max_batch_tokens: int = 8192,
+        max_batch_tokens: int = 1024,  # Settings.max_batch_tokens
     ) -> None:
         plugin.check_model(model.manifest)
         self.plugin = plugin

@@ -99,3 +99,16 @@ def test_documents_get_embeddings_labels_and_the_long_text_policy(
         "j1/policy": "long_policy: 'squash' is not one of chunk, truncate",
     }
     assert all(d.headers["job"] == b"j1" for d in dead)
+
+    # replay (issue 12) works for this stream too: same inputs, same embeddings and labels
+    from pipeline.kafka.ranges import whole_partitions  # noqa: PLC0415
+    from pipeline.replay.run import replay  # noqa: PLC0415
+
+    report = replay(settings, "docs", offsets=whole_partitions(settings.kafka_bootstrap,
+                                                               topics.requests))
+    n = len(good)
+    assert report["counts"]["matched"] == n and report["counts"]["data_hash_equal"] == n
+    assert report["counts"]["dead_lettered_on_replay"] == len(bad)
+    assert report["agreement"]["label"]["identical"] == n
+    assert report["agreement"]["embedding"]["differing"] == 0
+    assert report["agree"] is True
