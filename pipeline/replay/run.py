@@ -5,7 +5,8 @@ from __future__ import annotations
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from typing import Any
 
 from pipeline.codec import AvroDeserializer, registry_from_settings
@@ -14,16 +15,18 @@ from pipeline.core.messages import InboundMessage
 from pipeline.core.registry import get_plugin
 from pipeline.kafka.admin import create_topic
 from pipeline.kafka.publisher import Publisher
-from pipeline.kafka.ranges import read_ranges, resolve_offsets, resolve_times
+from pipeline.kafka.ranges import PartitionCoverage, read_ranges, resolve_offsets, resolve_times
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.replay.by_id import find_requests
+from pipeline.replay.prefetch import prefetched
 from pipeline.replay.ranges import OffsetRange, TimeRange
-from pipeline.replay.report import COMMON_RESULT_FIELDS, DEFAULT_TOLERANCE, Pair, build_report
+from pipeline.replay.report import COMMON_RESULT_FIELDS, DEFAULT_TOLERANCE, Pair, ReportBuilder
 from pipeline.replay.rescore import Rescorer
-from pipeline.replay.served import read_served
+from pipeline.replay.served import ServedBatch, read_served
 
 NUMERIC = {"double", "float", "int", "long"}
 WEEK_MS = 7 * 24 * 3600 * 1000
+MAX_BATCH_ROWS = 2000  # per-batch timings kept for the report's latency plot
 
 
 def head_fields(result_schema: dict[str, Any]) -> dict[str, bool]:
@@ -65,65 +68,79 @@ def replay(
     registry = registry_from_settings(settings)
     started = time.monotonic()
     missing: list[str] = []
+    batches: Callable[[], Iterator[list[InboundMessage]]]
     if request_ids is not None:
         found = find_requests(
             bootstrap, topics, request_ids, AvroDeserializer(registry, logical_types=False)
         )
-        coverage, messages, missing = found.coverage, found.messages, found.missing
+        coverage, missing = found.coverage, found.missing
+        first_ms = min((m.timestamp_ms for m in found.messages), default=0)
+        batches = lambda: _chunks(found.messages, settings.batch_max)  # noqa: E731
     else:
         if times is not None:
             coverage = resolve_times(bootstrap, topics.requests, times.from_ms, times.to_ms)
+            first_ms = times.from_ms
         else:
             assert offsets is not None
             coverage = resolve_offsets(
                 bootstrap, topics.requests, [(r.partition, r.start, r.end) for r in offsets]
             )
-        total = sum(c.count for c in coverage)
-        messages = []
-        for batch in read_ranges(bootstrap, topics.requests, coverage):
-            messages.extend(batch)
-            if progress is not None:
-                progress(len(messages), total)
-    first_ms = min((m.timestamp_ms for m in messages), default=times.from_ms if times else 0)
-    served = read_served(bootstrap, topics, registry, coverage, first_ms)
+            first_ms = _first_timestamp(bootstrap, topics.requests, coverage)
+        batches = lambda: read_ranges(  # noqa: E731
+            bootstrap, topics.requests, coverage, batch_size=settings.batch_max
+        )
+    total = sum(c.count for c in coverage)
+    served = read_served(bootstrap, topics, registry, coverage, first_ms, settings.cache_dir)
 
-    # each request through the version that served it, unless one version was asked for
-    def served_version(m: InboundMessage) -> str | None:
-        record = served.provenance.get((m.partition, m.offset))
-        return model_version or (record["model_version"] if record else None)
-
-    rescorer = Rescorer(settings, plugin, topics, registry)
-    if sandbox:
-        rescorer.replay_id, rescorer.sandbox_topic = _sandbox_topic(settings, topics.prefix)
-        rescorer.sandbox = Publisher.from_settings(settings).publish
-    try:
-        replayed = _rescore(rescorer, messages, served_version, settings.batch_max)
-        rescorer.sandbox = None  # only the first replay is published
-        pairs = [
-            Pair(src, r, served.result_for(src), served.provenance.get(src), served.dead.get(src))
-            for src, r in replayed.items()
-        ]
-        elapsed = time.monotonic() - started  # read, join and re-score: the replay's own rate
-        versus: dict[str, dict[tuple[int, int], Any]] = {}
-        if against is not None:
-            versus["against"] = _rescore(rescorer, messages, lambda m: against, settings.batch_max)
-        if noise:  # the same versions again: what differs here is the runtime's own noise
-            versus["noise"] = _rescore(rescorer, messages, served_version, settings.batch_max)
-    finally:
-        rescorer.close()
     catalog = registry.catalog  # type: ignore[attr-defined]
     fields = head_fields(catalog.latest(plugin.result_schema).definition)
+    main = ReportBuilder(stream, fields, tolerance, top)
+    versus = {name: ReportBuilder(stream, fields, tolerance, top)
+              for name, wanted in (("against", against), ("noise", noise)) if wanted}  # fmt: skip
+    rescorer = Rescorer(settings, plugin, topics, registry)
+    publish = None
+    if sandbox:
+        rescorer.replay_id, rescorer.sandbox_topic = _sandbox_topic(settings, topics.prefix)
+        publish = Publisher.from_settings(settings).publish
+    extra_s = 0.0  # time in the --against / --noise passes: not the replay's own rate
+    done = 0
+    try:
+        # streaming: one batch of requests at a time, read ahead on a thread while the model
+        # runs, joined with its served records from the on-disk index
+        for batch in prefetched(batches()):
+            known = served.lookup([(m.partition, m.offset) for m in batch])
+
+            def served_version(m: InboundMessage, known: ServedBatch = known) -> str | None:
+                record = known.provenance.get((m.partition, m.offset))
+                return model_version or (record["model_version"] if record else None)
+
+            rescorer.sandbox = publish  # only the first replay is published
+            first = _rescore(rescorer, batch, served_version, settings.batch_max)
+            rescorer.sandbox = None
+            for src, r in first.items():
+                main.add(Pair(src, r, known.result_for(src), known.provenance.get(src),
+                              known.dead.get(src)))  # fmt: skip
+            extra_started = time.monotonic()
+            for name, builder in versus.items():
+                other = _rescore(
+                    rescorer, batch, (lambda m: against) if name == "against" else served_version,
+                    settings.batch_max,
+                )  # fmt: skip
+                # replay vs replay: the first replay stands where the served records stood
+                for src, again in other.items():
+                    builder.add(Pair(src, again, first[src].result, first[src].provenance, None))
+            extra_s += time.monotonic() - extra_started
+            done += len(batch)
+            if progress is not None:
+                progress(done, total)
+        elapsed = time.monotonic() - started - extra_s  # read, join and re-score
+    finally:
+        rescorer.close()
+        served.close()
     coverage_rows = [_coverage_row(c) for c in coverage]
-    report = build_report(stream, pairs, fields, coverage_rows, tolerance, top, elapsed)
-    for name, other in versus.items():
-        # replay vs replay: the first replay stands where the served records stood
-        second = [
-            Pair(src, other[src], first.result, first.provenance, None)
-            for src, first in replayed.items()
-        ]
-        report[name] = build_report(
-            stream, second, fields, report["coverage"], tolerance, top, 0.0
-        )
+    report = main.build(coverage_rows, elapsed)
+    for name, builder in versus.items():
+        report[name] = builder.build(report["coverage"], 0.0)
     report["sandbox_topic"] = rescorer.sandbox_topic or None
     if request_ids is not None:
         report["request_ids"] = {"asked": len(request_ids), "not_found": len(missing),
@@ -131,8 +148,20 @@ def replay(
     report["asked_version"] = model_version
     report["against_version"] = against
     report["model_seconds"] = rescorer.model_seconds
-    report["batches"] = rescorer.batches
+    report["batches"] = rescorer.batches[-MAX_BATCH_ROWS:]  # the latest: bounded too
     return report
+
+
+def _chunks(messages: list[InboundMessage], size: int) -> Iterator[list[InboundMessage]]:
+    for i in range(0, len(messages), size):
+        yield messages[i : i + size]
+
+
+def _first_timestamp(bootstrap: str, topic: str, coverage: list[PartitionCoverage]) -> int:
+    """The oldest timestamp among the first records of the range's partitions."""
+    firsts = [replace(c, end=c.start + 1) for c in coverage if c.count]
+    stamps = [m.timestamp_ms for batch in read_ranges(bootstrap, topic, firsts) for m in batch]
+    return min(stamps, default=0)
 
 
 def _sandbox_topic(settings: Settings, prefix: str) -> tuple[str, str]:

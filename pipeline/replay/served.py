@@ -4,14 +4,23 @@ Output topics are read from the range's start time to their end offsets at the m
 read (a provenance record is written after its request, so nothing older can belong to it),
 keeping only the records whose request is in the range: by source offsets for provenance and
 dead letters, by request id for results.
+
+They go into an on-disk index (SQLite in a temporary file), not a dict: the replay then streams
+its requests batch by batch and looks each batch up, so memory does not grow with the range.
 """
 
 from __future__ import annotations
 
+import sqlite3
+import tempfile
 import time
-from collections.abc import Collection
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
 from typing import Any
+
+import orjson
 
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
 from pipeline.core.topics import StreamTopics
@@ -19,17 +28,75 @@ from pipeline.kafka.exceptions import RangeError
 from pipeline.kafka.ranges import PartitionCoverage, read_ranges, resolve_times
 
 Source = tuple[int, int]  # (partition, offset) of a request
+_CHUNK = 2000  # rows per insert / per lookup query
+
+_SCHEMA = """
+CREATE TABLE provenance (partition INTEGER, offset INTEGER, request_id TEXT, record BLOB,
+                         PRIMARY KEY (partition, offset));
+CREATE TABLE results (request_id TEXT PRIMARY KEY, record BLOB);
+CREATE TABLE dead (partition INTEGER, offset INTEGER, reason TEXT,
+                   PRIMARY KEY (partition, offset));
+"""
 
 
 @dataclass
-class Served:
-    provenance: dict[Source, dict[str, Any]] = field(default_factory=dict)
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # by request id
-    dead: dict[Source, str] = field(default_factory=dict)  # dead-letter reason
+class ServedBatch:
+    """The served records of one batch of requests."""
+
+    provenance: dict[Source, dict[str, Any]]
+    results: dict[str, dict[str, Any]]  # by request id
+    dead: dict[Source, str]  # dead-letter reason
 
     def result_for(self, source: Source) -> dict[str, Any] | None:
         record = self.provenance.get(source)
         return None if record is None else self.results.get(record["request_id"])
+
+
+class ServedIndex:
+    """The served outputs of a range, on disk; `lookup` gives a batch's."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        if directory is not None:
+            Path(directory).mkdir(parents=True, exist_ok=True)
+        self._dir = tempfile.TemporaryDirectory(prefix="inferstream-replay-", dir=directory)
+        self._db = sqlite3.connect(Path(self._dir.name) / "served.sqlite")
+        self._db.executescript("PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;" + _SCHEMA)
+
+    def _insert(self, table: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        rows = iter(rows)
+        while chunk := list(islice(rows, _CHUNK)):
+            marks = ",".join("?" * len(chunk[0]))
+            self._db.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", chunk)
+
+    def lookup(self, sources: Sequence[Source]) -> ServedBatch:
+        provenance: dict[Source, dict[str, Any]] = {}
+        dead: dict[Source, str] = {}
+        for i in range(0, len(sources), _CHUNK // 2):
+            chunk = sources[i : i + _CHUNK // 2]
+            where = "(partition, offset) IN (VALUES " + ",".join(["(?, ?)"] * len(chunk)) + ")"
+            flat = [v for source in chunk for v in source]
+            for partition, offset, blob in self._db.execute(
+                f"SELECT partition, offset, record FROM provenance WHERE {where}", flat
+            ):
+                provenance[(partition, offset)] = orjson.loads(blob)
+            for partition, offset, reason in self._db.execute(
+                f"SELECT partition, offset, reason FROM dead WHERE {where}", flat
+            ):
+                dead[(partition, offset)] = reason
+        ids = [p["request_id"] for p in provenance.values()]
+        results: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), _CHUNK):
+            chunk = ids[i : i + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for request_id, blob in self._db.execute(
+                f"SELECT request_id, record FROM results WHERE request_id IN ({marks})", chunk
+            ):
+                results[request_id] = orjson.loads(blob)
+        return ServedBatch(provenance, results, dead)
+
+    def close(self) -> None:
+        self._db.close()
+        self._dir.cleanup()
 
 
 def in_range(coverage: Collection[PartitionCoverage]) -> dict[int, tuple[int, int]]:
@@ -42,7 +109,8 @@ def read_served(
     registry: SchemaRegistry,
     coverage: list[PartitionCoverage],
     from_ms: int,
-) -> Served:
+    directory: Path | None = None,
+) -> ServedIndex:
     spans = in_range(coverage)
 
     def wanted(partition: int, offset: int) -> bool:
@@ -50,16 +118,29 @@ def read_served(
         return span is not None and span[0] <= offset < span[1]
 
     decode = AvroDeserializer(registry, logical_types=False)  # as the sandbox decodes
-    served = Served()
-    for record in _records(bootstrap, topics.provenance, decode, from_ms):
-        if record["source_topic"] == topics.requests and wanted(
-            record["source_partition"], record["source_offset"]
-        ):
-            served.provenance[(record["source_partition"], record["source_offset"])] = record
-    ids = {p["request_id"] for p in served.provenance.values()}
-    for record in _records(bootstrap, topics.results, decode, from_ms):
-        if record["request_id"] in ids:
-            served.results[record["request_id"]] = record
+    index = ServedIndex(directory)
+    index._insert(
+        "provenance",
+        (
+            (r["source_partition"], r["source_offset"], r["request_id"], orjson.dumps(r))
+            for r in _records(bootstrap, topics.provenance, decode, from_ms)
+            if r["source_topic"] == topics.requests
+            and wanted(r["source_partition"], r["source_offset"])
+        ),
+    )
+    # results of other requests are dropped at lookup, by the provenance join
+    index._insert(
+        "results",
+        (
+            (r["request_id"], orjson.dumps(r))
+            for r in _records(bootstrap, topics.results, decode, from_ms)
+        ),
+    )
+    index._insert("dead", _dead_letters(bootstrap, topics, from_ms, wanted))
+    return index
+
+
+def _dead_letters(bootstrap: str, topics: StreamTopics, from_ms: int, wanted: Any) -> Iterator:
     for message in _messages(bootstrap, topics.dlq, from_ms):
         headers = dict(message.headers)
         try:
@@ -67,8 +148,7 @@ def read_served(
         except (KeyError, ValueError):
             continue
         if headers.get("dlq.source.topic", b"").decode() == topics.requests and wanted(*source):
-            served.dead[source] = headers.get("dlq.reason", b"").decode()
-    return served
+            yield (*source, headers.get("dlq.reason", b"").decode())
 
 
 def _messages(bootstrap: str, topic: str, from_ms: int) -> Any:
