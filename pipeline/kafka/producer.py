@@ -70,6 +70,10 @@ class RequestProducer:
         registry = registry_from_settings(settings)
         schema = registry.catalog.latest(self.plugin.request_schema)  # type: ignore[attr-defined]
         self.serialize = AvroSerializer(registry, schema, stream.requests)
+        # fields a record may leave out: their schema defaults (a typo'd field still fails)
+        self.defaults = {
+            f["name"]: f["default"] for f in schema.definition["fields"] if "default" in f
+        }
         self._producer = Producer(
             {
                 "bootstrap.servers": settings.kafka_bootstrap,
@@ -101,7 +105,7 @@ class RequestProducer:
 
         `headers` override the defaults; `timestamp_ms` sets the record timestamp (e.g. an
         event's own time when replaying history), else the producer's clock."""
-        record = with_request_id(record)
+        record = with_request_id({**self.defaults, **record})
         value = self.serialize(record)
         key = record.get(self.plugin.key_field)
         base = {"request_id": record["request_id"], "traceparent": traceparent()}

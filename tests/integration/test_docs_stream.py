@@ -15,6 +15,8 @@ from pipeline.config import Settings
 from pipeline.core.registry import get_plugin
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.producer import RequestProducer
+from pipeline.kafka.ranges import whole_partitions
+from pipeline.replay.run import replay
 from pipeline.stack.worker_process import WorkerProcess
 from pipeline.streams.docs.corpus import man_page_texts, wordnet_glosses
 from pipeline.streams.docs.tokens import text_problem
@@ -62,8 +64,7 @@ def test_documents_get_embeddings_labels_and_the_long_text_policy(
         with RequestProducer(settings, topics) as producer:
             for document in good + bad:
                 producer.send(
-                    {"long_policy": None, "tenant": None, "metadata": None, **document,
-                     "request_id": f"j1/{document['document_id']}"},
+                    {**document, "request_id": f"j1/{document['document_id']}"},
                     headers={"job": "j1"},
                 )
         results = values(read_all(settings, topics.results, expected=len(good)))
@@ -101,9 +102,6 @@ def test_documents_get_embeddings_labels_and_the_long_text_policy(
     assert all(d.headers["job"] == b"j1" for d in dead)
 
     # replay (issue 12) works for this stream too: same inputs, same embeddings and labels
-    from pipeline.kafka.ranges import whole_partitions  # noqa: PLC0415
-    from pipeline.replay.run import replay  # noqa: PLC0415
-
     report = replay(settings, "docs", offsets=whole_partitions(settings.kafka_bootstrap,
                                                                topics.requests))
     n = len(good)
