@@ -172,6 +172,43 @@ class Settings:
         ),
     )
     log_level: LogLevel = field(default="WARNING", metadata=meta("JSON logs on stderr"))
+    # -- the HTTP gateway (pipeline/gateway, `inferstream gateway`) ---------------------------
+    gateway_host: str = field(default="127.0.0.1", metadata=meta("address the gateway listens on"))
+    gateway_port: int = field(
+        default=8080, metadata=meta("the gateway's TCP port; 0: any free port", ge=0, le=65535)
+    )
+    gateway_max_body_kbytes: int = field(
+        default=1024, metadata=meta("a larger request body is refused with 413", ge=1)
+    )
+    gateway_max_requests: int = field(
+        default=1000, metadata=meta("most requests in one POST (more: 413)", ge=1)
+    )
+    gateway_status_ttl_s: int = field(
+        default=86400,
+        metadata=meta("how long a request's status and result stay pollable by id", ge=1),
+    )
+    gateway_idempotency_ttl_s: int = field(
+        default=86400, metadata=meta("how long an `Idempotency-Key` replays its answer", ge=1)
+    )
+    gateway_produce_timeout_s: float = field(
+        default=5.0,
+        metadata=meta("a request the broker has not acknowledged by then is answered 503", gt=0),
+    )
+    gateway_breaker_failures: int = field(
+        default=5, metadata=meta("consecutive Kafka failures that open the gateway's breaker", ge=1)
+    )
+    gateway_breaker_reset_s: float = field(
+        default=5.0, metadata=meta("an open breaker lets a probe through after this long", gt=0)
+    )
+    gateway_max_wait_s: float = field(
+        default=30.0, metadata=meta("longest `?wait=` long poll", gt=0)
+    )
+    gateway_row_cost: float = field(
+        default=1.0,
+        metadata=meta(
+            "cost units (model-ms) of one request when its manifest gives no cost figure", gt=0
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in env_fields():
