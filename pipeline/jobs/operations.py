@@ -103,11 +103,13 @@ def resume(settings: Settings, store: Any, job_id: str, budget: float | None) ->
     return send(settings, store, plugin, inputs, new, resumed=True)
 
 
-def _decoded(settings: Settings, topic: str, job_id: str) -> Iterator[tuple[str, dict]]:
+def _decoded(
+    settings: Settings, topic: str, job_id: str, since_ms: int
+) -> Iterator[tuple[str, dict]]:
     from pipeline.jobs.topics import job_records
 
     decode = AvroDeserializer(registry_from_settings(settings))
-    for message in job_records(settings, topic, job_id):
+    for message in job_records(settings, topic, job_id, since_ms):
         doc = document_of(job_id, header(message, "request_id") or "")
         if doc is not None and message.value:
             yield doc, decode(message.value)
@@ -116,7 +118,7 @@ def _decoded(settings: Settings, topic: str, job_id: str) -> Iterator[tuple[str,
 def write_results(settings: Settings, store: Any, job_id: str, out: Path) -> int:
     spec: JobSpec = load(settings, store, job_id).spec  # type: ignore[assignment]
     topics = get_plugin(spec.stream).topics(settings.topic_namespace)
-    lines = unique_results(_decoded(settings, topics.results, job_id))
+    lines = unique_results(_decoded(settings, topics.results, job_id, spec.created_at_ms))
     return write_jsonl(lines.values(), out)
 
 
@@ -127,7 +129,7 @@ def write_errors(settings: Settings, store: Any, job_id: str, out: Path) -> int:
     topics = get_plugin(spec.stream).topics(settings.topic_namespace)
     completed = store.require(store.completed(job_id), f"job {job_id}") or set()
     failures = []
-    for message in job_records(settings, topics.dlq, job_id):
+    for message in job_records(settings, topics.dlq, job_id, spec.created_at_ms):
         doc = document_of(job_id, header(message, "request_id") or "")
         if doc is None:
             continue

@@ -37,7 +37,7 @@ def rebuild_job(
     decode = AvroDeserializer(registry)
     for topic in (topics.results, topics.provenance, topics.dlq):
         chunk = []
-        for message in job_records(settings, topic, job_id):
+        for message in job_records(settings, topic, job_id, spec.created_at_ms):
             chunk.append(message)
             if len(chunk) >= _CHUNK:
                 store.apply(events_from(chunk, topics, decode))

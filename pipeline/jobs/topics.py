@@ -7,15 +7,19 @@ from it and from the stream's results and dead letters when Redis loses its data
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 from pipeline.config import Settings
 from pipeline.core.messages import InboundMessage, OutboundMessage
 from pipeline.jobs.spec import JOB_HEADER, JobSpec
 from pipeline.kafka.admin import cluster_metadata, create_topic
+from pipeline.kafka.exceptions import RangeError
 from pipeline.kafka.publisher import Publisher
-from pipeline.kafka.ranges import read_ranges, whole_partitions
+from pipeline.kafka.ranges import read_ranges, resolve_times, whole_partitions
 
+# outputs are stamped by the workers' clocks, the job by the submitter's: allow them to differ
+CLOCK_SLACK_MS = 5 * 60 * 1000
 JOURNAL_CONFIG = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
 
 
@@ -64,9 +68,24 @@ def read_whole(settings: Settings, topic: str) -> Iterator[InboundMessage]:
         yield from batch
 
 
-def job_records(settings: Settings, topic: str, job_id: str) -> Iterator[InboundMessage]:
-    """The records of `topic` whose `job` header names `job_id`."""
+def job_records(
+    settings: Settings, topic: str, job_id: str, since_ms: int = 0
+) -> Iterator[InboundMessage]:
+    """The records of `topic` whose `job` header names `job_id`, read from `since_ms` (the
+    job's creation: its outputs come after it), found with the broker's time index."""
     wanted = job_id.encode()
-    for message in read_whole(settings, topic):
+    if since_ms <= 0:
+        messages = read_whole(settings, topic)
+    else:
+        try:
+            now_ms = int(time.time() * 1000)
+            coverage = resolve_times(
+                settings.kafka_bootstrap, topic, since_ms - CLOCK_SLACK_MS, now_ms + 1
+            )
+        except RangeError:
+            return  # nothing written since: no outputs yet
+        messages = (m for batch in read_ranges(settings.kafka_bootstrap, topic, coverage)
+                    for m in batch)  # fmt: skip
+    for message in messages:
         if message.header(JOB_HEADER) == wanted:
             yield message
