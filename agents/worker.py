@@ -32,6 +32,8 @@ class Worker:
     role: Role
     engines: dict[str, Engine] = field(default_factory=dict)
     handlers: dict[str, Any] = field(default_factory=dict)
+    metrics: Any = None  # pipeline.metrics.ProcessMetrics, unless INFERSTREAM_METRICS=off
+    metrics_url: str | None = None
 
 
 def build_worker(
@@ -58,6 +60,7 @@ def build_worker(
             tracker, config = job_tracker(settings, name, registry, redis)
             worker.engines[tracker_name] = Engine(config, tracker)
             worker.handlers[tracker_name] = tracker
+    _add_metrics(worker, settings, streams, redis)
     _announce_when_assigned(worker, settings, described)
     for engine in worker.engines.values():
         app.add_dependency(EngineService(engine, loop=app.loop, beacon=app.beacon))
@@ -91,6 +94,20 @@ def job_tracker(
     return tracker, replace(config, topics=tracker.input_topics)
 
 
+def _add_metrics(worker: Worker, settings: Settings, streams: list[str], redis: Any) -> None:
+    """/metrics + /ui for this process (pipeline/metrics), every engine and handler observed."""
+    if settings.metrics == "off":
+        return
+    from pipeline.metrics import ProcessMetrics
+
+    metrics = ProcessMetrics(settings, worker.role, streams)
+    for name, engine in worker.engines.items():
+        metrics.attach(name, engine, worker.handlers[name])
+    metrics.watch_redis(redis)
+    worker.metrics = metrics
+    worker.metrics_url = metrics.serve()
+
+
 def _announce_when_assigned(worker: Worker, settings: Settings, described: list[dict]) -> None:
     """One `ready` line once every engine has its first assignment: what supervisors wait for."""
     lock = threading.Lock()
@@ -102,9 +119,12 @@ def _announce_when_assigned(worker: Worker, settings: Settings, described: list[
                 waiting.discard(name)
                 if waiting:
                     return
+            if worker.metrics is not None:
+                worker.metrics.set_ready()
             lifecycle_event(
                 "ready",
                 "worker ready",
+                metrics=worker.metrics_url,
                 group=engine.config.group_id,
                 role=worker.role,
                 streams=described,

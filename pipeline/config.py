@@ -172,6 +172,42 @@ class Settings:
         ),
     )
     log_level: LogLevel = field(default="WARNING", metadata=meta("JSON logs on stderr"))
+    # -- metrics (pipeline/metrics: /metrics, /ui, cost units, the stack's Prometheus) --------
+    metrics: Literal["on", "off"] = field(
+        default="on",
+        metadata=meta("instrument the engines and serve `/metrics` + `/ui`; off: neither"),
+    )
+    metrics_bind: str = field(default="127.0.0.1", metadata=meta("address `/metrics` listens on"))
+    metrics_port: int = field(
+        default=0,
+        metadata=meta(
+            "`/metrics` TCP port; 0: any free port, listed in the targets directory", ge=0, le=65535
+        ),
+    )
+    metrics_targets_dir: str = field(
+        default="",
+        metadata=meta(
+            "Prometheus file_sd directory each process lists its `/metrics` in;"
+            " empty: `<state dir>/prometheus/targets`"
+        ),
+    )
+    metrics_top_tenants: int = field(
+        default=10,
+        metadata=meta("tenants with a label of their own; the rest count as `other`", ge=0),
+    )
+    cost_per_cpu_second: float = field(
+        default=1.0, metadata=meta("cost units per CPU-second of model time", ge=0)
+    )
+    cost_per_gpu_second: float = field(
+        default=1.0, metadata=meta("cost units per GPU-second of model time", ge=0)
+    )
+    prometheus_url: str = field(
+        default="http://127.0.0.1:9090",
+        metadata=meta(
+            "the Prometheus `inferstream top --prometheus` reads (pipeline/stack/prometheus.py)"
+        ),
+    )
+    # -- end of metrics --------------------------------------------------------------------
     # -- the HTTP gateway (pipeline/gateway, `inferstream gateway`) ---------------------------
     gateway_host: str = field(default="127.0.0.1", metadata=meta("address the gateway listens on"))
     gateway_port: int = field(

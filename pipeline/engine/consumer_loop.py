@@ -102,6 +102,9 @@ class Engine:
         self._thread = threading.Thread(
             target=self._run, name=f"{config.name}-consumer", daemon=True
         )
+        # metrics hook (pipeline/metrics/observer.py EngineObserver), called once per batch:
+        # batch_cut(batch, arrivals) here, batch_delivered(batch) on the last stage's thread
+        self.observer: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------
     def start(self) -> Engine:
@@ -227,7 +230,7 @@ class Engine:
         n = len(messages)
         del self._buffer[:n]
         wait_ms = (now - self._arrivals[0][1]) * 1000
-        self._take_arrivals(n)
+        arrivals = self._take_arrivals(n)
         last: dict[TopicPartitionKey, int] = {}
         for m in messages:
             last[(m.topic, m.partition)] = m.offset
@@ -251,23 +254,31 @@ class Engine:
                     "cut": reason,
                 },
             )
+        if self.observer is not None:  # metrics hook
+            self.observer.batch_cut(batch, arrivals)
         pipeline.submit(batch)
 
-    def _take_arrivals(self, n: int) -> None:
+    def _take_arrivals(self, n: int) -> list[tuple[int, float]]:
+        """Take the arrival chunks of the next `n` events: (events, monotonic arrival)."""
         arrivals = self._arrivals
+        taken = []
         while n > 0 and arrivals:
             count, at = arrivals[0]
             if count <= n:
-                arrivals.pop(0)
+                taken.append(arrivals.pop(0))
                 n -= count
             else:
                 arrivals[0] = (count - n, at)
+                taken.append((n, at))
                 n = 0
+        return taken
 
     def _on_delivered(self, batch: Batch) -> None:
         """On the last stage's thread, once the batch's outputs are delivered."""
         self.tracker.done(batch.seq)
         self.batcher.observe(len(batch), batch.busy_s)
+        if self.observer is not None:  # metrics hook
+            self.observer.batch_delivered(batch)
 
     # -- commits ---------------------------------------------------------------------------
     def _commit(

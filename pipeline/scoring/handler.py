@@ -18,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from threading import Lock
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,9 @@ class ScoringHandler:
         self._stats_lock = Lock()
         # two threads: a hung call is abandoned after its timeout, the retry takes the other
         self._model = ThreadPoolExecutor(2, thread_name_prefix=f"{self.name}-model")
+        # metrics hook (pipeline/metrics/observer.py ScoringObserver), once per batch on the
+        # encode stage: batch_scored(prepared, scored, inference_ms, model)
+        self.observer: Any = None
 
     def stages(self) -> list[Stage]:
         return [
@@ -140,6 +144,12 @@ class ScoringHandler:
         raise _ModelFailed(reason, repr(last_error))
 
     def encode(self, work: _InFlight) -> ScoredBatch:
+        scored = self._encode(work)
+        if self.observer is not None:  # metrics hook
+            self.observer.batch_scored(work.prepared, scored, work.inference_ms, self.scorer.model)
+        return scored
+
+    def _encode(self, work: _InFlight) -> ScoredBatch:
         if work.failure is not None:
             return self.scorer.dead_letter_batch(work.prepared, *work.failure)
         assert work.outputs is not None

@@ -1,0 +1,207 @@
+"""The metric families and instruments: exact counts, histogram buckets, exposition checked
+by prometheus_client's parser and Prometheus's own `promtool check metrics`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+import urllib.request
+from types import SimpleNamespace
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline.core.batch import Batch
+from pipeline.metrics import ProcessMetrics
+from pipeline.metrics.families import AGE_BUCKETS, BatchHistogram, new_registry
+from pipeline.metrics.observer import EngineObserver, ScoringObserver
+from pipeline.metrics.targets import prune, read_targets, write_target
+from pipeline.scoring import BatchScorer
+from pipeline.scoring.handler import ScoringHandler
+from pipeline.streams.fraud.generator import TransactionGenerator
+from tests.unit.scoring.test_scorer import PLUGIN, REGISTRY, SPEC, Delivered, FakeModel, messages
+
+
+def samples(registry) -> dict[tuple[str, tuple], float]:
+    out = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for s in family.samples:
+            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return out
+
+
+def value(registry, name: str, **labels: str) -> float:
+    return samples(registry).get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def promtool_check(text: bytes) -> None:
+    promtool = shutil.which("promtool")
+    assert promtool, "promtool missing: apt-get install prometheus (the test suite's stack does)"
+    run = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True)
+    # exit 0 and nothing said: no error and no lint finding (naming, units, help texts)
+    assert run.returncode == 0 and not run.stdout.strip() and not run.stderr.strip(), (
+        run.stdout.decode() + run.stderr.decode()
+    )
+
+
+def test_batch_histogram_buckets_are_prometheus_le_buckets():
+    registry = CollectorRegistry()
+    h = BatchHistogram("event_age_seconds", ("stream", "phase"), AGE_BUCKETS)
+    registry.register(h)
+    values = np.array([0.0005, 0.001, 0.0011, 0.02, 0.02, 9.0, 11.0])
+    h.observe_many(("s", "total"), values[:3])
+    h.observe_many(("s", "total"), values[3:])
+    got = samples(registry)
+
+    def bucket(le: str) -> float:
+        return got[("inferstream_event_age_seconds_bucket",
+                    (("le", le), ("phase", "total"), ("stream", "s")))]  # fmt: skip
+
+    assert bucket("0.001") == 2  # le is inclusive
+    assert bucket("0.002") == 3
+    assert bucket("0.02") == 5
+    assert bucket("10.0") == 6
+    assert bucket("+Inf") == 7
+    key = (("phase", "total"), ("stream", "s"))
+    assert got[("inferstream_event_age_seconds_count", key)] == 7
+    assert abs(got[("inferstream_event_age_seconds_sum", key)] - values.sum()) < 1e-9
+
+
+def _batch(n: int, seq: int = 1, stamp_ms: int | None = None) -> Batch:
+    records = TransactionGenerator(seed=seq).generate(n).records
+    msgs = messages(records)
+    stamp = stamp_ms if stamp_ms is not None else time.time_ns() // 1_000_000 - 50
+    for m in msgs:
+        m.timestamp_ms = stamp
+    return Batch(seq, msgs, "idle", 1.0, time.monotonic(), {})
+
+
+def test_engine_observer_ages_every_event_in_every_phase():
+    registry, families = new_registry()
+    observer = EngineObserver(families, "fraud")
+    batch = _batch(7)
+    arrived = time.monotonic() - 0.01
+    observer.batch_cut(batch, [(3, arrived - 0.005), (4, arrived)])
+    batch.stage_s.update({"prepare": 0.001, "infer": 0.002, "encode": 0.001, "deliver": 0.003})
+    observer.batch_delivered(batch)
+    for phase in ("broker", "batch", "inference", "publish", "total"):
+        count = value(registry, "inferstream_event_age_seconds_count", stream="fraud", phase=phase)
+        assert count == 7, phase
+    total = value(registry, "inferstream_event_age_seconds_sum", stream="fraud", phase="total")
+    assert 7 * 0.04 < total < 7 * 5.0  # records stamped 50 ms before
+    assert value(registry, "inferstream_batches_total", stream="fraud", cut="idle") == 1
+    assert value(registry, "inferstream_events_consumed_total", stream="fraud") == 7
+    assert value(registry, "inferstream_batch_size_count", stream="fraud") == 1
+    assert value(registry, "inferstream_batch_size_sum", stream="fraud") == 7
+    publish = value(registry, "inferstream_event_age_seconds_sum", stream="fraud", phase="publish")
+    assert abs(publish - 7 * 0.003) < 1e-9
+
+
+def _handler(model, families, **kw):
+    scorer = BatchScorer(PLUGIN, SPEC, model, REGISTRY, worker_id="w")
+    handler = ScoringHandler(scorer, Delivered(), 5.0, 0, retry_backoff_s=0)
+    handler.observer = ScoringObserver(families, "fraud", **kw)
+    return handler
+
+
+def test_scoring_observer_counts_outcomes_reasons_tenants_and_cost_exactly():
+    registry, families = new_registry()
+    handler = _handler(FakeModel(), families, top_tenants=2, cost_per_cpu_second=2.0)
+    records = TransactionGenerator(seed=5).generate(20).records
+    for i, r in enumerate(records):
+        r["tenant"] = ["a", "b", "c", "d"][i % 4]
+    records[1]["amount"] = float("inf")
+    batch = messages(records)
+    batch[3].value = b"garbage"
+    batch[4].key = None
+    scored = handler.handle(Batch(1, batch, "idle", 1.0, 0.0, {}))
+    assert scored.scored == 17 and scored.dead_lettered == 3
+    assert value(registry, "inferstream_events_total", stream="fraud", outcome="scored") == 17
+    assert value(registry, "inferstream_events_total", stream="fraud", outcome="dead_lettered") == 3
+    for reason in ("invalid-feature", "bad-magic", "missing-key"):
+        assert value(registry, "inferstream_dead_letters_total", stream="fraud", reason=reason) == 1
+    per_tenant = {
+        t: value(registry, "inferstream_tenant_events_total", stream="fraud", tenant=t)
+        for t in ("a", "b", "c", "d", "other")
+    }
+    assert sum(per_tenant.values()) == 17
+    named = [t for t in "abcd" if per_tenant[t]]
+    assert len(named) == 2 and per_tenant["other"] > 0  # 2 tenants of their own, then other
+    labels = {"stream": "fraud", "model": "fraud", "version": "9.9.9",
+              "provider": "CPUExecutionProvider"}  # fmt: skip
+    assert value(registry, "inferstream_model_inference_seconds_count", **labels) == 1
+    model_s = value(registry, "inferstream_model_inference_seconds_sum", **labels)
+    cost = value(registry, "inferstream_cost_units_total", **labels)
+    assert abs(cost - 2.0 * model_s) < 1e-12
+    tenant_cost = sum(
+        value(registry, "inferstream_tenant_cost_units_total", stream="fraud", tenant=t)
+        for t in ("a", "b", "c", "d", "other")
+    )
+    assert abs(tenant_cost - cost) < 1e-12
+
+
+def test_a_failed_model_batch_counts_its_reason_and_costs_nothing():
+    registry, families = new_registry()
+    handler = _handler(FakeModel(failures=5), families)
+    scored = handler.handle(Batch(1, messages(TransactionGenerator(seed=6).generate(4).records),
+                                  "full", 1.0, 0.0, {}))  # fmt: skip
+    assert scored.dead_lettered == 4
+    assert (
+        value(registry, "inferstream_dead_letters_total", stream="fraud", reason="model-error") == 4
+    )
+    assert value(registry, "inferstream_events_total", stream="fraud", outcome="scored") == 0
+    assert "inferstream_cost_units_total" not in {k[0] for k in samples(registry)}
+
+
+def test_gpu_seconds_use_the_gpu_price():
+    _, families = new_registry()
+    observer = ScoringObserver(families, "s", inference_threads=4, cost_per_cpu_second=1.0,
+                               cost_per_gpu_second=10.0)  # fmt: skip
+    assert observer.cost_of("CPUExecutionProvider", 0.5) == 2.0  # 4 intra-op threads busy
+    assert observer.cost_of("CUDAExecutionProvider", 0.5) == 5.0
+
+
+def test_metrics_endpoint_serves_valid_exposition(tmp_path):
+    settings = SimpleNamespace(metrics_bind="127.0.0.1", metrics_port=0, app_id="t",
+                               metrics_targets_dir=str(tmp_path), state_dir=tmp_path,
+                               metrics_top_tenants=10, inference_threads=1,
+                               cost_per_cpu_second=1.0, cost_per_gpu_second=1.0)  # fmt: skip
+    metrics = ProcessMetrics(settings, "score", ["fraud"])
+    engine = SimpleNamespace(running=False, _consumer=None, tracker=None)
+    scorer = BatchScorer(PLUGIN, SPEC, FakeModel(), REGISTRY, worker_id="w")
+    handler = ScoringHandler(scorer, Delivered(), 5.0, 0)
+    metrics.attach("fraud", engine, handler)
+    batch = _batch(5)
+    engine.observer.batch_cut(batch, [(5, time.monotonic())])
+    handler.handle(batch)
+    engine.observer.batch_delivered(batch)
+    url = metrics.serve()
+    try:
+        assert read_targets(tmp_path) == [url.removeprefix("http://")]
+        body = urllib.request.urlopen(url + "/metrics", timeout=5).read()
+        names = {f.name for f in text_string_to_metric_families(body.decode())}
+        for expected in ("inferstream_event_age_seconds", "inferstream_batch_size",
+                         "inferstream_events", "inferstream_consumer_lag",
+                         "inferstream_cost_units", "inferstream_ready",
+                         "process_start_time_seconds"):  # fmt: skip
+            assert expected in names, expected
+        promtool_check(body)
+        ui = urllib.request.urlopen(url + "/ui", timeout=5).read()
+        assert b"<canvas" in ui
+    finally:
+        metrics.close()
+    assert read_targets(tmp_path) == []
+
+
+def test_targets_of_processes_that_are_gone_are_pruned(tmp_path):
+    mine = write_target(tmp_path, "127.0.0.1:1", {})
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    (tmp_path / f"{dead.pid}.json").write_text(json.dumps([{"targets": ["127.0.0.1:2"]}]))
+    prune(tmp_path)
+    assert sorted(p.name for p in tmp_path.glob("*.json")) == [mine.name]
+    assert mine.name == f"{os.getpid()}.json"
