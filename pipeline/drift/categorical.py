@@ -16,7 +16,7 @@ from scipy.special import xlogy
 from scipy.stats import chi2
 
 from pipeline.drift.ks import ordered_keys
-from pipeline.drift.windows import Ring
+from pipeline.drift.windows import CHUNK_ROWS, Ring
 
 _LN2 = float(np.log(2.0))
 
@@ -123,7 +123,8 @@ class GWindows:
     def __init__(self, index: CategoricalIndex, windows: Sequence[int]) -> None:
         self.index = index
         self.windows = tuple(int(w) for w in windows)
-        self.ring = Ring(index.n_features, max(self.windows), np.int32)
+        w_max = max(self.windows)
+        self.ring = Ring(index.n_features, w_max + CHUNK_ROWS, np.int32, keep=w_max)
 
     @property
     def rows_seen(self) -> int:
@@ -132,8 +133,49 @@ class GWindows:
     def push(self, codes: np.ndarray) -> None:
         self.ring.push(codes)
 
-    def counts(self, width: int) -> np.ndarray:
-        return window_counts(self.ring.last(width), self.index.width)
+    def counts(self, width: int, end: int | None = None) -> np.ndarray:
+        end = self.rows_seen if end is None else end
+        return window_counts(self.ring.ending(end, width), self.index.width)
+
+    def exact_at(self, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """(z, JS) of every window ending at row `end`, each (windows, features)."""
+        n_w, d = len(self.windows), self.index.n_features
+        z, js = np.zeros((n_w, d)), np.zeros((n_w, d))
+        for k, width in enumerate(self.windows):
+            if end >= width and d:
+                g, js[k] = g_test(self.index.ref_counts, self.counts(width, end))
+                z[k] = np.sqrt(g)
+        return z, js
+
+    def checkpoints(self, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(z, JS) at each check ending at row `ends[c]` (pushed already), (checks, windows, d).
+
+        Window counts come from cumulative category counts over the rows the checks span, so
+        every check of a batch costs one subtraction per category (no per-check bincount).
+        """
+        ends = np.asarray(ends, dtype=np.int64)
+        n_w, d = len(self.windows), self.index.n_features
+        z = np.zeros((ends.size, n_w, d))
+        js = np.zeros_like(z)
+        if not ends.size or not d:
+            return z, js
+        seen = self.rows_seen
+        start = max(int(ends[0]) - max(self.windows), 0, seen - self.ring.capacity)
+        view = self.ring.last(seen - start)
+        width = self.index.width
+        cumulative = np.zeros((d, view.shape[1] + 1, width), dtype=np.int32)
+        for category in range(width):
+            np.cumsum(view == category, axis=1, out=cumulative[:, 1:, category])
+        for k, w in enumerate(self.windows):
+            full = ends >= w
+            if not full.any():
+                continue
+            stop = ends[full] - start
+            counts = cumulative[:, stop] - cumulative[:, stop - w]  # (d, checks, width)
+            g, dist = g_test(self.index.ref_counts[:, None, :], counts)
+            z[full, k] = np.sqrt(g).T
+            js[full, k] = dist.T
+        return z, js
 
     def evaluate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z = sqrt(G), JS distance, G) per window and feature; zeros while a window fills."""

@@ -29,7 +29,7 @@ from pipeline.drift.config import DriftConfig
 from pipeline.drift.ks import NumericIndex, ks_p_value
 from pipeline.drift.reference import Reference
 from pipeline.drift.snapshot import pack, unpack
-from pipeline.drift.windows import KSWindows, Ring
+from pipeline.drift.windows import CHUNK_ROWS, KSWindows, Ring, bucket_tops
 
 
 class DriftDetector:
@@ -95,19 +95,22 @@ class DriftDetector:
         count = values.shape[0]
         if values.ndim != 2 or values.shape[1] != self._d:
             raise ValueError(f"expected rows of {self._d} features, got shape {values.shape}")
-        if count == 0:
-            return []
-        self._push(values, offsets, timestamps_ms)
-        before = self._rows_seen
-        self._rows_seen += count
-        self._since_check += count
-        if self._rows_seen // self.config.check_every == before // self.config.check_every:
-            return []
-        return self._check()
+        offsets = None if offsets is None else np.asarray(offsets, dtype=np.int64).reshape(count)
+        if timestamps_ms is not None:
+            timestamps_ms = np.asarray(timestamps_ms, dtype=np.int64).reshape(count)
+        events: list[AlertEvent] = []
+        for start in range(0, count, CHUNK_ROWS):
+            stop = min(start + CHUNK_ROWS, count)
+            events += self._update_piece(
+                values[start:stop],
+                None if offsets is None else offsets[start:stop],
+                None if timestamps_ms is None else timestamps_ms[start:stop],
+            )
+        return events
 
     def stats(self) -> list[FeatureStat]:
         """Exact current evidence per feature (recomputes every window; for status commands)."""
-        z, stat = self._evaluate(None)
+        z, stat = self._exact_at(self._rows_seen)
         best = self._best_window(z, stat)
         out = []
         for j, name in enumerate(self.feature_names):
@@ -210,10 +213,19 @@ class DriftDetector:
         self._all_numeric = self._cat.size == 0
         self._nindex = NumericIndex.build(reference.values[:, self._num])
         self._cindex = CategoricalIndex.build(reference.values[:, self._cat])
-        self._ks = KSWindows(self._num.size, cfg.windows, reference.n_ref, self._nindex.distance)
+        self._ks = KSWindows(
+            self._num.size,
+            cfg.windows,
+            reference.n_ref,
+            self._nindex.distance,
+            tops=bucket_tops(reference.n_ref, *self._nindex.rank_table(), self._num.size),
+            check_every=cfg.check_every,
+        )
         self._g = GWindows(self._cindex, cfg.windows)
-        self._values = Ring(self._d, cfg.w_max, np.float32)
-        self._meta = Ring(2, cfg.w_max, np.int64, fill=-1)  # source offset, timestamp (ms)
+        room = cfg.w_max + CHUNK_ROWS
+        self._values = Ring(self._d, room, np.float32, keep=cfg.w_max)
+        # source offset, timestamp (ms)
+        self._meta = Ring(2, room, np.int64, fill=-1, keep=cfg.w_max)
         self._floor = np.where(is_ks, cfg.ks_floor, cfg.js_floor)
         self._major = np.where(is_ks, cfg.ks_major, cfg.js_major)
         self._machine = AlertMachine(
@@ -270,22 +282,66 @@ class DriftDetector:
             meta[1] = np.asarray(timestamps, dtype=np.int64).reshape(count)
         self._meta.push(meta)
 
-    def _evaluate(self, level: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-        """(z, effect size) per window and feature; exact wherever z could reach `level`."""
-        lvl = -np.inf if level is None else level
+    def _update_piece(
+        self, values: np.ndarray, offsets: np.ndarray | None, timestamps: np.ndarray | None
+    ) -> list[AlertEvent]:
+        """Push up to CHUNK_ROWS rows, then run every check that falls among them, in order."""
+        if not values.shape[0]:
+            return []
+        every = self.config.check_every
+        before = self._rows_seen
+        self._push(values, offsets, timestamps)
+        self._rows_seen += values.shape[0]
+        self._since_check = self._rows_seen % every
+        ends = np.arange((before // every + 1) * every, self._rows_seen + 1, every)
+        if not ends.size:
+            return []
+        # the lowest level any feature could be judged against in this piece: an idle feature
+        # may open at one check and be tested for resolving at the next
+        level = self.config.resolve_ratio * self._threshold
+        if ends.size == 1 and ends[0] == self._rows_seen:
+            # one check at the newest row (small batches): the windows' lazy bounds suffice
+            z, stat = self._evaluate(level)
+            z, stat = z[None], stat[None]
+        else:
+            z, stat = self._checkpoints(ends, level)
+        evidence = np.where(stat >= self._floor[None, None, :], z, 0.0).max(axis=1)
+        return self._run_checks(ends, z, stat, evidence)
+
+    def _evaluate(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(z, effect size) per window and feature at the newest row; exact where z >= level."""
         if self._all_numeric:
-            z, dist, _ = self._ks.evaluate(lvl)
+            z, dist, _ = self._ks.evaluate(level)
             return z, dist
         n_w = len(self.config.windows)
         z = np.zeros((n_w, self._d))
         stat = np.zeros((n_w, self._d))
         if self._num.size:
-            zk, dk, _ = self._ks.evaluate(lvl if level is None else level[self._num])
-            z[:, self._num] = zk
-            stat[:, self._num] = dk
-        zg, js, _ = self._g.evaluate()
-        z[:, self._cat] = zg
-        stat[:, self._cat] = js
+            z[:, self._num], stat[:, self._num], _ = self._ks.evaluate(level[self._num])
+        z[:, self._cat], stat[:, self._cat], _ = self._g.evaluate()
+        return z, stat
+
+    def _checkpoints(self, ends: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(z, effect size) per check, window and feature; exact wherever z could reach `level`."""
+        if self._all_numeric:
+            return self._ks.checkpoints(ends, level)
+        z = np.zeros((ends.size, len(self.config.windows), self._d))
+        stat = np.zeros_like(z)
+        if self._num.size:
+            z[:, :, self._num], stat[:, :, self._num] = self._ks.checkpoints(ends, level[self._num])
+        z[:, :, self._cat], stat[:, :, self._cat] = self._g.checkpoints(ends)
+        return z, stat
+
+    def _exact_at(self, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (z, effect size) per window and feature for the windows ending at row `end`."""
+        if self._all_numeric:
+            return self._ks.exact_at(end)
+        n_w = len(self.config.windows)
+        z = np.zeros((n_w, self._d))
+        stat = np.zeros((n_w, self._d))
+        if self._num.size:
+            z[:, self._num], stat[:, self._num] = self._ks.exact_at(end)
+        z[:, self._cat], stat[:, self._cat] = self._g.exact_at(end)
         return z, stat
 
     def _best_window(self, z: np.ndarray, stat: np.ndarray) -> np.ndarray:
@@ -296,25 +352,44 @@ class DriftDetector:
             best = np.where(none, z.argmax(axis=0), best)
         return best
 
-    def _check(self) -> list[AlertEvent]:
-        rows = self._since_check
-        self._since_check = 0
+    def _run_checks(
+        self, ends: np.ndarray, z: np.ndarray, stat: np.ndarray, evidence: np.ndarray
+    ) -> list[AlertEvent]:
+        """Step the alert machine through the checks in order, as if rows came K at a time."""
+        every = self.config.check_every
+        machine = self._machine
+        over = (evidence > self._threshold).any(axis=1)
+        events: list[AlertEvent] = []
+        stepped = 0  # checks accounted for in _since_emit
+        c = 0
+        while c < ends.size:
+            if not machine.phase.any() and not machine.streak.any():
+                # all idle with no streak: a check with nothing over changes nothing; jump
+                ahead = np.flatnonzero(over[c:])
+                if not ahead.size:
+                    break
+                c += int(ahead[0])
+            self._since_emit += every * (c + 1 - stepped)
+            stepped = c + 1
+            events += self._check(int(ends[c]), z[c], stat[c], evidence[c])
+            c += 1
+        self._since_emit += every * (ends.size - stepped)
+        return events
+
+    def _check(
+        self, end: int, z: np.ndarray, stat: np.ndarray, evidence: np.ndarray
+    ) -> list[AlertEvent]:
+        """One check at row `end`; z and stat are exact wherever a decision depends on them."""
         machine = self._machine
         active = machine.phase == AlertMachine.ACTIVE
-        level = np.where(active, self.config.resolve_ratio * self._threshold, self._threshold)
-        z, stat = self._evaluate(level)
-        evidence = np.where(stat >= self._floor, z, 0.0).max(axis=0)
-        opened, resolved = machine.step(evidence, self._threshold, rows)
-        self._since_emit += rows
+        opened, resolved = machine.step(evidence, self._threshold, self.config.check_every)
         staying = active & ~resolved & (evidence > self._threshold)
         if not (opened.any() or resolved.any() or staying.any()):
             return []
-        # events carry exact values for every feature (ranked list): recompute all windows
-        z, stat = self._evaluate(None)
+        # over the threshold, the best window is exact (the others are bounds below it)
         best = self._best_window(z, stat)
         cols = np.arange(self._d)
-        best_stat = stat[best, cols]
-        major = (best_stat >= self._major).astype(np.int8)
+        major = (stat[best, cols] >= self._major).astype(np.int8)
         updates = staying & (
             (evidence >= self.config.update_growth * self._last_z)
             | (self._since_emit >= self.config.update_every)
@@ -323,6 +398,11 @@ class DriftDetector:
         emit = opened | resolved | updates
         if not emit.any():
             return []
+        # events carry exact values for every feature (ranked list): recompute all windows
+        z, stat = self._exact_at(end)
+        best = self._best_window(z, stat)
+        best_stat = stat[best, cols]
+        major = (best_stat >= self._major).astype(np.int8)
         best_z = z[best, cols]
         ranking = np.argsort(-best_z, kind="stable")
         ranked = tuple(
@@ -343,11 +423,12 @@ class DriftDetector:
                 severity = int(major[j])
                 self._last_z[j] = evidence[j]
             self._since_emit[j] = 0
-            events.append(self._event(j, int(best[j]), state, severity, z, stat, ranked))
+            events.append(self._event(end, j, int(best[j]), state, severity, z, stat, ranked))
         return events
 
     def _event(
         self,
+        end: int,
         j: int,
         k: int,
         state: AlertState,
@@ -363,7 +444,7 @@ class DriftDetector:
         if test is DriftTest.KS:
             p_value = ks_p_value(float(stat[k, j]), n_ref, width)
             i = int(np.searchsorted(self._num, j))
-            window = self._values.last(width)[j].astype(np.float64)
+            window = self._values.ending(end, width)[j].astype(np.float64)
             window = window[np.isfinite(window)]
             ref = self._nindex.sorted_ref[i].astype(np.float64)
             ref = ref[np.isfinite(ref)]
@@ -372,9 +453,9 @@ class DriftDetector:
                 wasserstein = float(wasserstein_distance(window, ref))
         else:
             i = int(np.searchsorted(self._cat, j))
-            counts = self._g.counts(width)[i]
+            counts = self._g.counts(width, end)[i]
             p_value = g_p_value(float(z[k, j]) ** 2, self._cindex.ref_counts[i], counts)
-        offsets, times = self._meta.last(width)
+        offsets, times = self._meta.ending(end, width)
         known = offsets[offsets >= 0]
         return AlertEvent(
             reference_version=self._reference.version,
@@ -394,5 +475,5 @@ class DriftDetector:
             last_offset=int(known.max()) if known.size else -1,
             window_start_ms=int(times[0]),
             window_end_ms=int(times[-1]),
-            rows_seen=self._rows_seen,
+            rows_seen=end,
         )

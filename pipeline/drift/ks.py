@@ -179,6 +179,13 @@ class NumericIndex:
     def _high(self) -> np.ndarray:
         return np.arange(self.n_features, dtype=np.uint64) << np.uint64(32)
 
+    def rank_table(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(feature, #ref < value, #ref == value) of every distinct reference value."""
+        real = self.ties > 0  # the end-of-block keys carry no reference value
+        feature = (self.keys[real] >> np.uint64(32)).astype(np.int64)
+        below = (self.base[real] >> code_shift(self.n_ref)).astype(np.int64)
+        return feature, below, self.ties[real].astype(np.int64)
+
     def distance(self, sorted_codes: np.ndarray, features: np.ndarray) -> np.ndarray:
         """Exact D of sorted code windows (one row per entry of `features`)."""
         return ks_distance_sorted(sorted_codes, self.n_ref)

@@ -1,12 +1,18 @@
-"""Sliding windows over a stream of per-feature codes: a ring buffer and lazily exact KS windows."""
+"""Sliding windows over a stream of per-feature codes: a ring buffer and lazily exact KS windows.
+
+Checks run at every K-th row even inside a large batch (`KSWindows.checkpoints`): all the
+batch's checkpoints are evaluated at once, each exact wherever its value could change a decision.
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
-from pipeline.drift.ks import code_dtype, ks_scale, sort_rows
+from pipeline.drift.ks import code_dtype, code_shift, ks_scale, sort_rows
 
 # D of the windows' sorted codes for the given series (rows): (sorted_codes, series) -> D
 DistanceFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -19,8 +25,18 @@ class Ring:
     one contiguous slice: windows are views, never gathered copies.
     """
 
-    def __init__(self, rows: int, capacity: int, dtype: type | np.dtype, fill: object = 0) -> None:
+    def __init__(
+        self,
+        rows: int,
+        capacity: int,
+        dtype: type | np.dtype,
+        fill: object = 0,
+        keep: int | None = None,
+    ) -> None:
         self.capacity = int(capacity)
+        # columns a snapshot saves: the spare room beyond `keep` only serves checks inside a
+        # batch (windows ending before its last row), never the next batch
+        self.keep = self.capacity if keep is None else min(int(keep), self.capacity)
         self.data = np.full((rows, 2 * self.capacity), fill, dtype=dtype)
         self.written = 0  # columns pushed since the start (not capped)
 
@@ -50,15 +66,43 @@ class Ring:
         head = self.written % self.capacity + self.capacity
         return self.data[:, head - width : head]
 
+    def ending(self, end: int, width: int) -> np.ndarray:
+        """View of the `width` columns before column number `end` (end <= written)."""
+        back = self.written - end
+        if back == 0:
+            return self.last(width)
+        return self.last(width + back)[:, :width]
+
     def state(self) -> tuple[np.ndarray, int]:
-        """Newest columns (up to capacity), oldest first, and the total written."""
-        return self.last(min(self.written, self.capacity)).copy(), self.written
+        """Newest columns (up to `keep`), oldest first, and the total written."""
+        return self.last(min(self.written, self.keep)).copy(), self.written
 
     def restore(self, columns: np.ndarray, written: int) -> None:
         self.data[...] = 0
         self.written = written - columns.shape[1]
         self.push(columns)
         self.written = written
+
+
+# Rows a batch is cut into before its checks run: rings keep this much room beyond the largest
+# window, so every window ending inside the piece is a contiguous view (no copy).
+CHUNK_ROWS = 1024
+# Equal-frequency reference buckets behind the bound on D inside a batch: each adds ~1/B to
+# the bound (so null windows stay well under any alarm level) and costs one count per check.
+BUCKETS = 48
+
+
+def bucket_tops(n_ref: int, feature: np.ndarray, below: np.ndarray, ties: np.ndarray, d: int):
+    """Largest #ref <= x per (feature, bucket) over values x whose #ref < x falls in the bucket.
+
+    `feature`, `below` (#ref < value) and `ties` (#ref == value) describe each distinct
+    reference value; values between reference values add at most the bucket's last rank.
+    """
+    cuts = -(-(np.arange(BUCKETS + 1) * (n_ref + 1)) // BUCKETS)
+    tops = np.broadcast_to(cuts[1:] - 1, (d, BUCKETS)).astype(np.int64)
+    bucket = np.asarray(below, dtype=np.int64) * BUCKETS // (n_ref + 1)
+    np.maximum.at(tops, (np.asarray(feature, dtype=np.int64), bucket), below + ties)
+    return np.minimum(tops, n_ref)
 
 
 class KSWindows:
@@ -72,15 +116,31 @@ class KSWindows:
     """
 
     def __init__(
-        self, series: int, windows: Sequence[int], n_ref: int, distance: DistanceFn
+        self,
+        series: int,
+        windows: Sequence[int],
+        n_ref: int,
+        distance: DistanceFn,
+        tops: np.ndarray | None = None,
+        check_every: int = 1,
     ) -> None:
         self.windows = tuple(int(w) for w in windows)
         self.n_ref = int(n_ref)
         self.series = int(series)
-        self.ring = Ring(series, max(self.windows), code_dtype(self.n_ref))
+        w_max = max(self.windows)
+        self.ring = Ring(series, w_max + CHUNK_ROWS, code_dtype(self.n_ref), keep=w_max)
         self.scale = np.array([ks_scale(self.n_ref, w) for w in self.windows])
         self._widths = np.array(self.windows, dtype=np.int64)
         self._distance = distance
+        # bucket b holds reference ranks L in [edges_b * n, edges_b+1 * n) (see bucket_bounds)
+        cuts = -(-(np.arange(BUCKETS + 1) * (self.n_ref + 1)) // BUCKETS)
+        if tops is None:  # no ties: #ref <= x is at most L + 1 <= the next bucket's first rank
+            tops = np.broadcast_to(cuts[1:], (self.series, BUCKETS))
+        tops = np.minimum(np.asarray(tops, dtype=np.int64), self.n_ref)[:, :, None]
+        # bucket edges and tops times each window width, in units of 1 / (n w): (.., B, 1)
+        self._edges_w = {w: (cuts[:-1] * w).astype(np.int32)[:, None] for w in self.windows}
+        self._tops_w = {w: (tops * w).astype(np.int32) for w in self.windows}
+        self.grain = math.gcd(int(check_every), *self.windows)
         self.forget_bounds()
 
     @property
@@ -129,3 +189,113 @@ class KSWindows:
             z[~full] = 0.0
             dist[~full] = 0.0
         return z, dist, due
+
+    def exact_at(self, end: int) -> tuple[np.ndarray, np.ndarray]:
+        """Exact (z, D) of every window ending at row `end`, each (windows, series)."""
+        n_w = len(self.windows)
+        dist = np.zeros((n_w, self.series))
+        everything = np.arange(self.series)
+        for k, width in enumerate(self.windows):
+            if end >= width and self.series:
+                view = self.ring.ending(end, width)
+                dist[k] = self._distance(sort_rows(view), everything)
+        return dist * self.scale[:, None], dist
+
+    def checkpoints(self, ends: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(z, D) at each check ending at row `ends[c]` (pushed already), (checks, windows, series).
+
+        Exact wherever z could reach `level` (per series); elsewhere an upper bound below it.
+        The bound comes from counts of the window's values in BUCKETS equal-frequency buckets
+        of the reference (cumulative counts over the checks' rows, so every check of a batch
+        costs a subtraction per bucket, see `bucket_bounds`); only checks whose bound reaches
+        the level are sorted and evaluated exactly.
+        """
+        ends = np.asarray(ends, dtype=np.int64)
+        checks, series = ends.size, self.series
+        z = np.zeros((checks, len(self.windows), series))
+        dist = np.zeros_like(z)
+        if not checks or not series:
+            return z, dist
+        seen = self.rows_seen
+        level = np.broadcast_to(np.asarray(level, dtype=np.float64), (series,))
+        # checks are multiples of K and windows multiples of the grain: so is every start
+        start = max(int(ends[0]) - max(self.windows), 0)
+        view = self.ring.last(seen - start)
+        prefix = self._prefix_counts(view, start)
+        grain = self.grain
+        for k, width in enumerate(self.windows):
+            full = ends >= width
+            if not full.any():
+                continue
+            bound = np.zeros((checks, series))
+            stop = (ends[full] - start) // grain
+            upto = prefix[:, :, stop] - prefix[:, :, stop - width // grain]  # (series, B, checks)
+            bound[full] = self.bucket_bounds(upto, width).T
+            exact = np.zeros((checks, series), dtype=bool)
+            todo = full[:, None] & (bound * self.scale[k] >= level[None, :])
+            self._exact(view, start, ends, width, todo, bound, exact)
+            dist[:, k] = bound
+            z[:, k] = bound * self.scale[k]
+        return z, dist
+
+    def _prefix_counts(self, view: np.ndarray, start: int) -> np.ndarray:
+        """#rows with bucket <= b among the view's first i grains: (series, B, cuts + 1).
+
+        A 2-D prefix sum (over buckets, then over time): any window's "#values up to bucket b"
+        is then one subtraction. The grain divides K and every window, so every window of
+        every check starts and ends on a grain boundary.
+        """
+        grain = self.grain
+        if start % grain:
+            raise AssertionError("checks are not aligned to the grain")
+        cuts = view.shape[1] // grain
+        rows = self.series
+        buckets = (view[:, : cuts * grain] >> code_shift(self.n_ref)).astype(np.int64)
+        buckets *= BUCKETS
+        buckets //= self.n_ref + 1
+        buckets = buckets.reshape(rows, cuts, grain)
+        # flat index (row, bucket, cut): time is the contiguous axis of the result
+        buckets *= cuts
+        buckets += (np.arange(rows, dtype=np.int64) * (BUCKETS * cuts))[:, None, None]
+        buckets += np.arange(cuts, dtype=np.int64)[None, :, None]
+        hist = np.bincount(buckets.ravel(), minlength=rows * BUCKETS * cuts).astype(np.int32)
+        hist = hist.reshape(rows, BUCKETS, cuts)
+        np.cumsum(hist, axis=1, out=hist)
+        prefix = np.zeros((rows, BUCKETS, cuts + 1), dtype=np.int32)
+        np.cumsum(hist, axis=2, out=prefix[:, :, 1:])
+        return prefix
+
+    def bucket_bounds(self, upto: np.ndarray, width: int) -> np.ndarray:
+        """Upper bound on D from a window's counts up to each bucket (series, B, checks).
+
+        A value whose reference rank L falls in bucket b = [e_b, e_b+1) sees F_ref in
+        [e_b / n, top_b / n] (top_b: the largest #ref <= x there, ties included) and F_win in
+        [upto_b-1 / w, upto_b / w]; the ECDF gap there is at most the larger of the two
+        cross differences. Integer arithmetic in units of 1 / (n w); returns (series, checks).
+        """
+        scaled = upto * np.int32(self.n_ref)
+        down = (scaled - self._edges_w[width]).max(axis=1)
+        below = np.zeros_like(scaled)
+        below[:, 1:] = scaled[:, :-1]
+        up = (self._tops_w[width] - below).max(axis=1)
+        return np.maximum(up, down) / float(self.n_ref * width)
+
+    def _exact(
+        self,
+        view: np.ndarray,
+        first: int,
+        ends: np.ndarray,
+        width: int,
+        todo: np.ndarray,
+        out: np.ndarray,
+        exact: np.ndarray,
+    ) -> None:
+        """Exact D for the (check, series) pairs in `todo`, into `out`; marks them exact."""
+        checks, rows = np.nonzero(todo)
+        if not checks.size:
+            return
+        starts = ends[checks] - width - first
+        # whole contiguous runs copied per pair, not one fancy index per element
+        window = sliding_window_view(view, width, axis=1)[rows, starts]
+        out[checks, rows] = self._distance(sort_rows(window), rows)
+        exact[checks, rows] = True

@@ -1,0 +1,98 @@
+"""Checks run every K rows inside a batch: decisions do not depend on how rows are batched."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.drift import AlertState, DriftConfig, DriftDetector, Reference
+from pipeline.drift.ks import NumericIndex, ks_distance
+from pipeline.drift.windows import KSWindows
+
+THRESHOLDS = np.array([2.3, 2.3, 2.3, 3.0])  # fixed: this is about checking, not calibration
+
+
+def _detector(tmp_path, **overrides) -> DriftDetector:
+    rng = np.random.default_rng(21)
+    values = rng.standard_normal((2000, 4))
+    values[:, 3] = rng.integers(0, 3, 2000)  # a G-test feature too
+    reference = Reference.from_rows(values, ["a", "b", "c", "d"])
+    config = DriftConfig(windows=(50, 100, 300), **overrides)
+    return DriftDetector(reference, config, tmp_path, thresholds=THRESHOLDS)
+
+
+def _stream(rows: int = 4000) -> np.ndarray:
+    rng = np.random.default_rng(22)
+    stream = rng.standard_normal((rows, 4)).astype(np.float32)
+    stream[:, 3] = rng.integers(0, 3, rows)
+    stream[1000:1400, 1] += 0.8  # opens, updates, resolves inside big batches
+    stream[2100:2600, 3] = 2
+    stream[3000:3300, 0] *= 1.8
+    return stream
+
+
+def _feed(detector: DriftDetector, rows: np.ndarray, batch: int) -> list:
+    events = []
+    for start in range(0, rows.shape[0], batch):
+        index = np.arange(start, min(start + batch, rows.shape[0]))
+        events += detector.update(rows[index], offsets=index, timestamps_ms=index * 7)
+    return events
+
+
+def test_one_batch_of_1000_alerts_exactly_as_100_batches_of_10(tmp_path) -> None:
+    stream = _stream(1000)
+    stream[300:, 1] += 1.0
+    stream[600:700, 1] -= 1.0
+    by_ten = _feed(_detector(tmp_path), stream, 10)
+    at_once = _feed(_detector(tmp_path), stream, 1000)
+    assert [e.state for e in by_ten if e.feature == "b"][:2] == [AlertState.OPEN, AlertState.UPDATE]
+    assert at_once == by_ten  # every field: rows_seen, z, window, offsets, ranking...
+
+
+@pytest.mark.parametrize("batch", [1, 7, 256, 1000, 2500])
+def test_any_batching_gives_the_alerts_of_batches_of_k(tmp_path, batch: int) -> None:
+    stream = _stream()
+    expected = _feed(_detector(tmp_path), stream, 10)
+    states = {e.state for e in expected}
+    assert states == {AlertState.OPEN, AlertState.UPDATE, AlertState.RESOLVED}
+    assert {e.feature for e in expected if e.state is AlertState.OPEN} >= {"a", "b", "d"}
+    assert _feed(_detector(tmp_path), stream, batch) == expected
+
+
+def test_persistence_counts_checks_inside_a_batch(tmp_path) -> None:
+    stream = _stream()
+    expected = _feed(_detector(tmp_path, persistence=3), stream, 10)
+    assert any(e.state is AlertState.OPEN for e in expected)
+    assert _feed(_detector(tmp_path, persistence=3), stream, 512) == expected
+    # and an alert opens at the check where the streak completes, not at the batch end
+    assert all(e.rows_seen % 10 == 0 for e in expected)
+
+
+def test_checkpoint_values_are_exact_where_they_could_decide() -> None:
+    rng = np.random.default_rng(3)
+    ref = rng.standard_normal((1500, 3)).astype(np.float32)
+    index = NumericIndex.build(ref)
+    widths = (40, 120, 400)
+    windows = KSWindows(3, widths, 1500, index.distance, check_every=10)
+    stream = rng.standard_normal((3000, 3)).astype(np.float32)
+    stream[1800:, 2] += 0.4
+    level = np.array([1.2, 1.5, 1.9])
+    seen = 0
+    for batch in (450, 600, 37, 1000, 913):
+        chunk = stream[seen : seen + batch]
+        windows.push(index.codes(chunk).T)
+        ends = np.arange((seen // 10 + 1) * 10, seen + batch + 1, 10)
+        z, dist = windows.checkpoints(ends, level)
+        seen += batch
+        for c, end in enumerate(ends):
+            for k, width in enumerate(widths):
+                if end < width:
+                    assert not z[c, k].any()
+                    continue
+                for j in range(3):
+                    exact = ks_distance(ref[:, j], stream[end - width : end, j])
+                    scale = windows.scale[k]
+                    if exact * scale >= level[j] or z[c, k, j] >= level[j]:
+                        assert dist[c, k, j] == pytest.approx(exact, abs=1e-12)
+                    else:  # a bound, and below the level: it decides the same way
+                        assert exact <= dist[c, k, j] + 1e-12
