@@ -1,6 +1,16 @@
 """Build the fraud model: seeded synthetic data -> features -> gradient boosting -> ONNX + manifest.
 
     .venv/bin/python models/build_fraud.py [--version 1.0.0] [--rows 300000] [--seed 20250106]
+    .venv/bin/python models/build_fraud.py --kind small --version 1.0.0-small.1
+    .venv/bin/python models/build_fraud.py --version 1.0.0-candidate.1 --seed 7
+    .venv/bin/python models/build_fraud.py --measure-cost 1.0.0   # an already built version
+
+`--kind large` (the default) is gradient boosting; `--kind small` a logistic regression on the same
+(standardised) features: a fraction of the cost per row, the first tier of a cascade
+(pipeline/tiers). Every build records `cost` (mean CPU-seconds per row at a reference batch of
+256 rows, one ONNX Runtime thread, on this machine, and `units_per_row` at `--price` units per
+CPU-second) and held-out quality (`metrics`). `--measure-cost` measures a version built before
+`cost` existed (1.0.0, 0.9.0) without rebuilding it, into fraud/costs.json.
 
 Writes models/fraud/<version>/{model.onnx, manifest.json, reference.npy}. Everything is derived
 from the seed, so a rebuild with the same arguments and library versions gives the same model.
@@ -21,6 +31,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
+import platform
 import re
 import sys
 import time
@@ -42,10 +54,15 @@ MAX_ONNX_DIFF = 1e-4
 # with double thresholds.
 TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
 SEMVER = re.compile(r"^\d+\.\d+\.\d+(?:-[0-9A-Za-z.-]+)?$")
+COST_BATCH = 256  # the reference batch size of `cost.seconds_per_row`
+COST_FILE = "costs.json"  # measured costs of versions whose manifest has no `cost`
+DEFAULT_PRICE = 1e6  # cost units per CPU-second: one unit is one CPU-microsecond
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
+    if args.measure_cost:
+        return _measure_existing(args)
     started = time.perf_counter()
 
     from sklearn.ensemble import HistGradientBoostingClassifier
@@ -61,23 +78,30 @@ def main(argv: list[str] | None = None) -> int:
     cut = int(len(y) * (1.0 - args.test_share))
     x_train, y_train, x_test, y_test = x[:cut], y[:cut], x[cut:], y[cut:]
     print(f"data: {len(y_train)} train / {len(y_test)} test rows, fraud share {y.mean():.4f}")
+    if args.shuffle_labels:  # a deliberately bad candidate (canary tests): labels carry no signal
+        y_train = np.random.default_rng(args.seed).permutation(y_train)
 
-    model = HistGradientBoostingClassifier(
-        learning_rate=0.08,
-        max_iter=400,
-        max_leaf_nodes=31,
-        l2_regularization=1.0,
-        early_stopping=True,
-        validation_fraction=0.1,
-        n_iter_no_change=20,
-        random_state=args.seed,
+    model = (
+        _small_model(args.seed)
+        if args.kind == "small"
+        else HistGradientBoostingClassifier(
+            learning_rate=0.08,
+            max_iter=400,
+            max_leaf_nodes=31,
+            l2_regularization=1.0,
+            early_stopping=True,
+            validation_fraction=0.1,
+            n_iter_no_change=20,
+            random_state=args.seed,
+        )
     )
     model.fit(x_train, y_train)
     fraud_column = int(np.flatnonzero(model.classes_ == 1)[0])
     sk_scores = model.predict_proba(x_test)[:, fraud_column]
     roc_auc = float(roc_auc_score(y_test, sk_scores))
     pr_auc = float(average_precision_score(y_test, sk_scores))
-    print(f"model: {model.n_iter_} trees, held-out ROC AUC {roc_auc:.4f}, PR AUC {pr_auc:.4f}")
+    size = f"{model.n_iter_} trees" if args.kind == "large" else "logistic regression"
+    print(f"model: {size}, held-out ROC AUC {roc_auc:.4f}, PR AUC {pr_auc:.4f}")
 
     onnx_bytes = _to_onnx(model, args.version)
     onnx_scores = _onnx_scores(onnx_bytes, x_test, fraud_column)
@@ -104,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     import skl2onnx
     import sklearn
 
+    cost = measure_cost(onnx_bytes, x_test, args.price)
+    print(f"cost: {cost['seconds_per_row']:.3e} CPU-s per row at batch {COST_BATCH}")
     manifest = {
         "name": MODEL_NAME,
         "version": args.version,
@@ -133,9 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             "seed": args.seed,
             "generator": generator.params(),
             "split": f"first {1 - args.test_share:.0%} of the stream trains, the rest is held out",
-            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
-            "estimator_params": _json_params(model.get_params()),
-            "n_trees": int(model.n_iter_),
+            **_estimator_section(model, args),
             "opset_import": {
                 (o.domain or "ai.onnx"): o.version
                 for o in onnx.load_from_string(onnx_bytes).opset_import
@@ -156,12 +180,100 @@ def main(argv: list[str] | None = None) -> int:
         # A few reference rows with scikit-learn's probability, so that tests and operators can
         # check the ONNX model (on any execution provider) against the trained estimator.
         "expected": _expected_rows(reference_scores),
+        "cost": cost,
         "created_by": "models/build_fraud.py",
     }
     (out_dir / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
 
     sizes = {p.name: p.stat().st_size for p in sorted(out_dir.iterdir())}
     print(f"wrote {out_dir}: {sizes} in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def _small_model(seed: int) -> object:
+    """The small tier: standardised features -> logistic regression (12 weights and a bias)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(
+        StandardScaler(), LogisticRegression(C=1.0, max_iter=1000, random_state=seed)
+    )
+
+
+def _estimator_section(model: object, args: argparse.Namespace) -> dict[str, object]:
+    if args.kind == "large":  # the keys (and order) 1.0.0 was built with, then `kind`
+        section: dict[str, object] = {
+            "estimator": "sklearn.ensemble.HistGradientBoostingClassifier",
+            "estimator_params": _json_params(model.get_params()),  # type: ignore[attr-defined]
+            "n_trees": int(model.n_iter_),  # type: ignore[attr-defined]
+        }
+    else:
+        section = {
+            "estimator": "sklearn.pipeline(StandardScaler, LogisticRegression)",
+            "estimator_params": _json_params(model[-1].get_params()),  # type: ignore[index]
+        }
+    section["kind"] = args.kind
+    if args.shuffle_labels:
+        section["labels"] = "shuffled (a deliberately bad model)"
+    return section
+
+
+def measure_cost(
+    onnx_bytes: bytes, rows: np.ndarray, price: float, batch: int = COST_BATCH, repeats: int = 0
+) -> dict[str, object]:
+    """Mean CPU-seconds per row of one ONNX Runtime session (one thread, spinning off, as
+    pipeline.models.runtime opens it) over batches of `batch` rows, and units at `price`."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = onnxruntime.InferenceSession(
+        onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"]
+    )
+    rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if len(rows) < batch:
+        rows = np.tile(rows, (-(-batch // max(len(rows), 1)), 1))
+    batches = [rows[i : i + batch] for i in range(0, len(rows) - batch + 1, batch)]
+    for b in batches[:8]:  # warm-up
+        session.run([OUTPUT_NAME], {INPUT_NAME: b})
+    picked = batches[: repeats or len(batches)]
+    cpu_started, wall_started = time.process_time(), time.perf_counter()
+    for b in picked:
+        session.run([OUTPUT_NAME], {INPUT_NAME: b})
+    cpu = time.process_time() - cpu_started
+    wall = time.perf_counter() - wall_started
+    n = len(picked) * batch
+    seconds = cpu / n
+    return {
+        "seconds_per_row": float(f"{seconds:.4g}"),
+        "units_per_row": float(f"{seconds * price:.4g}"),
+        "price_units_per_cpu_second": price,
+        "wall_seconds_per_row": float(f"{wall / n:.4g}"),
+        "batch_size": batch,
+        "rows_measured": n,
+        "measured_on": f"{platform.node()} ({os.cpu_count()} CPUs), onnxruntime "
+        f"{onnxruntime.__version__}, CPUExecutionProvider, 1 thread",
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _measure_existing(args: argparse.Namespace) -> int:
+    """`--measure-cost V`: the cost of fraud/V (on its reference rows) into fraud/costs.json."""
+    model_dir = args.out_dir / MODEL_NAME / args.measure_cost
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    onnx_bytes = (model_dir / "model.onnx").read_bytes()
+    if hashlib.sha256(onnx_bytes).hexdigest() != manifest["sha256"]:
+        raise SystemExit(f"{model_dir}/model.onnx does not match its manifest sha256")
+    reference = np.load(model_dir / manifest["reference"]["file"], allow_pickle=False)
+    cost = measure_cost(onnx_bytes, np.tile(reference, (4, 1)), args.price)
+    path = args.out_dir / MODEL_NAME / COST_FILE
+    costs = json.loads(path.read_text()) if path.is_file() else {}
+    costs[args.measure_cost] = {"sha256": manifest["sha256"], **cost}
+    path.write_text(json.dumps(dict(sorted(costs.items())), indent=2) + "\n")
+    print(f"{args.measure_cost}: {cost['seconds_per_row']:.3e} CPU-s per row -> {path}")
     return 0
 
 
@@ -232,7 +344,7 @@ def _to_onnx(model: object, version: str) -> bytes:
         name=f"{MODEL_NAME}-{version}",
         initial_types=[(INPUT_NAME, FloatTensorType([None, len(FEATURE_NAMES)]))],
         # zipmap off: probabilities come out as a float tensor [N, 2], not a list of dicts.
-        options={id(model): {"zipmap": False}},
+        options={id(getattr(model, "steps", [(None, model)])[-1][1]): {"zipmap": False}},
         target_opset=TARGET_OPSET,
     )
     outputs = [o.name for o in onnx_model.graph.output]
@@ -271,9 +383,7 @@ def _expected_rows(reference_scores: np.ndarray) -> dict[str, list]:
 
 
 def _json_params(params: dict[str, object]) -> dict[str, object]:
-    return {
-        k: v for k, v in params.items() if v is None or isinstance(v, bool | int | float | str)
-    }
+    return {k: v for k, v in params.items() if v is None or isinstance(v, bool | int | float | str)}
 
 
 def _sha256(path: Path) -> str:
@@ -283,6 +393,22 @@ def _sha256(path: Path) -> str:
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", default="1.0.0", help="semantic version (default 1.0.0)")
+    parser.add_argument(
+        "--kind", choices=("large", "small"), default="large",
+        help="large: gradient boosting (default); small: logistic regression",
+    )  # fmt: skip
+    parser.add_argument(
+        "--price", type=float, default=DEFAULT_PRICE,
+        help=f"cost units per CPU-second (default {DEFAULT_PRICE:g}: a unit is a CPU-microsecond)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--shuffle-labels", action="store_true",
+        help="train on shuffled labels: a deliberately bad candidate (canary tests)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--measure-cost", metavar="VERSION",
+        help="measure the cost of an already built version into fraud/costs.json; build nothing",
+    )  # fmt: skip
     parser.add_argument("--rows", type=int, default=300_000, help="records to generate")
     parser.add_argument("--seed", type=int, default=20250106, help="generator and model seed")
     parser.add_argument("--fraud-share", type=float, default=0.02)
