@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "replay_cmd",
     "explain_cmd",
     "jobs_cmd",
+    "gateway_cmd",
 )
 
 

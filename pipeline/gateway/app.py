@@ -1,0 +1,475 @@
+"""The gateway's aiohttp application: submit, poll by id, health, OpenAPI.
+
+Nothing here blocks the event loop: Redis calls (the one DegradingRedis client) run on a
+small thread pool, produce calls on the producer's own thread (producer.py), and big
+submissions are checked on a thread too. Every refusal is JSON `{"error": {"code",
+"message", ...}}` with the right status; a dependency that fails is a 503 with Retry-After,
+never a hang or a traceback. API keys are never logged or echoed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.config import Settings
+from pipeline.gateway.breaker import CircuitBreaker
+from pipeline.gateway.index import DONE, PENDING, UNKNOWN, StatusStore, pending_entry
+from pipeline.gateway.intake import Checked, StreamIntake
+from pipeline.gateway.keys import hash_key
+from pipeline.gateway.limits import Admission, Limits
+from pipeline.gateway.openapi import openapi_spec
+from pipeline.gateway.producer import GatewayProducer
+from pipeline.redis.client import DegradingRedis
+
+log = logging.getLogger("inferstream.gateway")
+
+JSON = "application/json"
+# polling advice: start near 500 ms, back off, cap (the seeds' advice for async clients)
+FIRST_POLL_MS, MAX_POLL_MS = 500, 5000
+_KEY_CACHE = 10_000  # API key hash -> tenant, for looking up the tenant before admission
+
+
+@dataclass
+class Gateway:
+    """Everything a request handler needs; built by `build_gateway`, owned by the app."""
+
+    settings: Settings
+    intakes: Mapping[str, StreamIntake]
+    redis: DegradingRedis
+    limits: Limits
+    status: StatusStore
+    producer: GatewayProducer | Any
+    kafka_breaker: CircuitBreaker
+    indexer: Any = None
+    redis_pool: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="gateway-redis")
+    )
+    counts: Counter[str] = field(default_factory=Counter)
+    _tenants: OrderedDict[str, str] = field(default_factory=OrderedDict)
+
+    async def in_pool(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.redis_pool, fn, *args)
+
+    def remember(self, digest: str, tenant: str) -> None:
+        self._tenants[digest] = tenant
+        self._tenants.move_to_end(digest)
+        while len(self._tenants) > _KEY_CACHE:
+            self._tenants.popitem(last=False)
+
+    def forget(self, digest: str) -> None:
+        self._tenants.pop(digest, None)
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+def error(
+    status: int,
+    code: str,
+    message: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    body = {"error": {"code": code, "message": message, **extra}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def unavailable(what: str, retry_after_s: int = 1) -> web.Response:
+    return error(
+        503,
+        "unavailable",
+        f"{what}; retry later",
+        headers={"Retry-After": str(max(1, retry_after_s))},
+    )
+
+
+def _api_key(request: web.Request) -> str | None:
+    value = request.headers.get("Authorization", "")
+    if value[:7].lower() == "bearer ":
+        return value[7:].strip() or None
+    return request.headers.get("X-API-Key") or None
+
+
+def _unauthorized(message: str) -> web.Response:
+    return error(
+        401, "unauthorized", message, headers={"WWW-Authenticate": 'Bearer realm="inferstream"'}
+    )
+
+
+def _refusal(admission: Admission, stream: str) -> web.Response | None:
+    """The answer for an admission outcome other than ok/replay, or None."""
+    outcome = admission.outcome
+    if outcome == "unknown":
+        return _unauthorized("invalid API key")
+    if outcome == "revoked":
+        return _unauthorized("API key revoked")
+    if outcome == "forbidden":
+        return error(403, "forbidden", f"this API key may not use stream {stream!r}")
+    if outcome == "conflict":
+        return error(
+            409,
+            "idempotency-in-progress",
+            "a request with this Idempotency-Key is still being processed",
+            headers={"Retry-After": "1"},
+        )
+    if outcome == "mismatch":
+        return error(
+            422,
+            "idempotency-mismatch",
+            "this Idempotency-Key was used with a different request body",
+        )
+    if outcome in ("rate", "cost"):
+        retry_s = max(1, int(-(-admission.retry_after_ms // 1000)))
+        reason = (
+            f"rate limit of {admission.rps:g} requests/s (burst {max(admission.burst, 1)}) reached"
+            if outcome == "rate"
+            else f"cost budget of {admission.cost_per_hour:g} units per hour reached"
+        )
+        headers = {**admission.headers(), "Retry-After": str(retry_s)}
+        headers.setdefault("RateLimit", _exhausted(admission, outcome, retry_s))
+        return error(
+            429,
+            "rate-limited" if outcome == "rate" else "budget-exceeded",
+            reason,
+            headers=headers,
+            retry_after_ms=round(admission.retry_after_ms),
+        )
+    return None
+
+
+def _exhausted(admission: Admission, outcome: str, retry_s: int) -> str:
+    name = "requests" if outcome == "rate" else "cost"
+    return f'"{name}";r=0;t={retry_s}'
+
+
+# -- handlers ---------------------------------------------------------------------------------
+
+
+async def submit(request: web.Request) -> web.Response:
+    gw: Gateway = request.app["gateway"]
+    stream = request.match_info["stream"]
+    intake = gw.intakes.get(stream)
+    if intake is None:
+        return error(
+            404,
+            "unknown-stream",
+            f"this gateway serves no stream {stream!r}",
+            streams=sorted(gw.intakes),
+        )
+    key = _api_key(request)
+    if not key:
+        return _unauthorized("an API key is required (Authorization: Bearer <key>)")
+    digest = hash_key(key)
+    limit_kb = gw.settings.gateway_max_body_kbytes
+    if (request.content_length or 0) > limit_kb * 1024:
+        return error(413, "too-large", f"request body over {limit_kb} KiB")
+    if request.content_type != JSON:
+        return error(
+            415,
+            "unsupported-media-type",
+            f"Content-Type must be {JSON}, got {request.content_type!r}",
+        )
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "too-large", f"request body over {limit_kb} KiB")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        return error(400, "invalid-json", f"the body is not JSON: {exc}")
+    items = body if isinstance(body, list) else [body]
+    if not items:
+        return error(400, "invalid-request", "an empty list of requests")
+    if len(items) > gw.settings.gateway_max_requests:
+        return error(
+            413,
+            "too-many-requests",
+            f"{len(items)} requests in one POST, at most {gw.settings.gateway_max_requests}",
+        )
+
+    # the caller's tenant (the admission below checks the key again, atomically)
+    tenant = gw._tenants.get(digest)
+    if tenant is None:
+        auth = await gw.in_pool(lambda: gw.limits.admit(digest, stream, 0, 0.0, auth_only=True))
+        if auth is None:
+            return unavailable("cannot verify the API key: Redis is unavailable")
+        refused = _refusal(auth, stream)
+        if refused is not None:
+            return refused
+        tenant = auth.tenant
+        gw.remember(digest, tenant)
+
+    if len(items) > 16 or intake.plugin.bind_preprocess is not None:
+        checked = await asyncio.get_running_loop().run_in_executor(
+            None, intake.check, items, tenant
+        )
+    else:
+        checked = intake.check(items, tenant)
+    if checked.problems:
+        gw.counts["invalid"] += 1
+        return error(
+            400,
+            "invalid-request",
+            _summary(checked),
+            problems=[p.as_dict() for p in checked.problems],
+        )
+
+    rows = await gw.in_pool(intake.cached_rows, checked.hashes)
+    redis_down = rows is None
+    cached = [] if rows is None else [i for i, row in enumerate(rows) if row is not None]
+    hit = set(cached)
+    misses = [i for i in range(len(checked.records)) if i not in hit]
+    cost = sum(checked.costs[i] for i in misses)
+    idem = request.headers.get("Idempotency-Key", "")
+    if len(idem) > 200 or "\n" in idem:
+        return error(400, "invalid-request", "Idempotency-Key must be at most 200 characters")
+    fingerprint = (
+        hashlib.blake2b(stream.encode() + b"\0" + raw, digest_size=16).hexdigest() if idem else ""
+    )
+    miss_ids = [checked.records[i]["request_id"] for i in misses]
+    admission = None
+    if not redis_down:
+        admission = await gw.in_pool(
+            lambda: gw.limits.admit(
+                digest,
+                stream,
+                len(items),
+                cost,
+                idempotency_key=idem,
+                fingerprint=fingerprint,
+                request_ids=miss_ids,
+                pending=pending_entry(stream, tenant),
+                pending_ttl_s=gw.settings.gateway_status_ttl_s,
+            )
+        )
+    headers: dict[str, str] = {}
+    if admission is None:  # Redis down: limits fail open for keys this process knows
+        gw.counts["degraded"] += 1
+        headers["Inferstream-Degraded"] = "redis: limits, cache and status unavailable"
+    else:
+        if admission.outcome in ("unknown", "revoked"):
+            gw.forget(digest)
+        if admission.outcome == "replay":
+            gw.counts["replayed"] += 1
+            status, _, stored = admission.replay.partition("\n")
+            return web.Response(
+                text=stored,
+                status=int(status),
+                content_type=JSON,
+                headers={"Idempotent-Replayed": "true"},
+            )
+        refused = _refusal(admission, stream)
+        if refused is not None:
+            gw.counts[admission.outcome] += 1
+            return refused
+        headers.update(admission.headers())
+
+    results = intake.cached_results(checked, rows, cached) if cached else []  # type: ignore[arg-type]
+    if results:
+        entries = [
+            (
+                r["request_id"],
+                {
+                    "status": DONE,
+                    "stream": stream,
+                    "tenant": tenant,
+                    "served_from": "cache",
+                    "result": r,
+                },
+            )
+            for r in results
+        ]
+        await gw.in_pool(gw.status.put_many, entries)
+        gw.counts["cache_hits"] += len(results)
+
+    if misses:
+        refusal = await _produce(gw, stream, [checked.records[i] for i in misses], tenant)
+        if refusal is not None:
+            if admission is not None:
+                await gw.in_pool(gw.limits.refund, tenant, admission.cost_per_hour, cost, idem)
+            return refusal
+    gw.counts["accepted"] += len(misses)
+
+    by_index = dict(zip(cached, results, strict=True))
+    answers = []
+    for i, record in enumerate(checked.records):
+        request_id = record["request_id"]
+        answer: dict[str, Any] = {
+            "request_id": request_id,
+            "status_url": f"/v1/requests/{request_id}",
+        }
+        if i in by_index:
+            answer.update(status=DONE, served_from="cache", result=by_index[i])
+        else:
+            answer.update(status=PENDING)
+        answers.append(answer)
+    code = 200 if not misses else 202
+    payload: dict[str, Any] = {
+        "stream": stream,
+        "model_version": intake.model_version,
+        "requests": answers,
+    }
+    if admission is None:
+        payload["degraded"] = True
+    text = json.dumps(payload)
+    if idem and admission is not None:
+        await gw.in_pool(
+            gw.limits.store_replay,
+            tenant,
+            idem,
+            fingerprint,
+            f"{code}\n{text}",
+            gw.settings.gateway_idempotency_ttl_s,
+        )
+    if misses:
+        headers["Retry-After"] = "1"
+    return web.Response(text=text, status=code, content_type=JSON, headers=headers)
+
+
+async def _produce(
+    gw: Gateway, stream: str, records: Sequence[dict[str, Any]], tenant: str
+) -> web.Response | None:
+    breaker = gw.kafka_breaker
+    if not breaker.allow():
+        gw.counts["kafka_open"] += 1
+        return unavailable("Kafka is unavailable (circuit open)", breaker.retry_after_s())
+    timeout = gw.settings.gateway_produce_timeout_s + 1.0
+    try:
+        await asyncio.wait_for(gw.producer.send(stream, records, {"tenant": tenant}), timeout)
+    except (TimeoutError, RuntimeError, Exception) as exc:
+        breaker.failed(type(exc).__name__)
+        gw.counts["kafka_failed"] += 1
+        log.warning("produce to %s failed: %s: %s", stream, type(exc).__name__, exc)
+        return unavailable("Kafka did not acknowledge the requests", breaker.retry_after_s())
+    breaker.succeeded()
+    return None
+
+
+def _summary(checked: Checked) -> str:
+    first = checked.problems[0]
+    where = f"request {first.index}" + (f", field {first.field}" if first.field else "")
+    more = len(checked.problems) - 1
+    return f"{where}: {first.reason}" + (f" (and {more} more)" if more else "")
+
+
+async def get_status(request: web.Request) -> web.Response:
+    gw: Gateway = request.app["gateway"]
+    request_id = request.match_info["request_id"]
+    key = _api_key(request)
+    if not key:
+        return _unauthorized("an API key is required (Authorization: Bearer <key>)")
+    try:
+        wait = float(request.query.get("wait", "0"))
+    except ValueError:
+        return error(400, "invalid-request", "wait must be a number of seconds")
+    if not 0 <= wait < float("inf"):
+        return error(400, "invalid-request", "wait must be a number of seconds >= 0")
+    wait = min(wait, gw.settings.gateway_max_wait_s)
+    if "\n" in request_id:
+        return error(400, "invalid-request", "bad request id")
+    digest = hash_key(key)
+    auth = await gw.in_pool(
+        lambda: gw.limits.admit(digest, "", 0, 0.0, auth_only=True, request_ids=[request_id])
+    )
+    if auth is None:
+        return unavailable("request status is unavailable: Redis is unavailable")
+    refused = _refusal(auth, "")
+    if refused is not None:
+        return refused
+    tenant = auth.tenant
+    entry = json.loads(auth.status) if auth.status else None
+    deadline = time.monotonic() + wait
+    pause = 0.02
+    while entry is not None and entry.get("status") == PENDING and time.monotonic() < deadline:
+        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
+        pause = min(pause * 1.5, 0.25)
+        found = await gw.in_pool(gw.status.get, request_id)
+        if found is False:
+            return unavailable("request status is unavailable: Redis is unavailable")
+        entry = found  # type: ignore[assignment]
+    if entry is None or (entry.get("tenant") and entry.get("tenant") != tenant):
+        return web.json_response(
+            {
+                "request_id": request_id,
+                "status": UNKNOWN,
+                "message": "no such request for your tenant, or its status expired",
+            },
+            status=404,
+        )
+    body: dict[str, Any] = {"request_id": request_id, **entry}
+    headers = {}
+    if entry.get("status") == PENDING:
+        age_ms = max(0.0, (time.time() - float(entry.get("submitted_at", time.time()))) * 1000)
+        advice = min(MAX_POLL_MS, max(FIRST_POLL_MS, age_ms / 2))
+        body["retry_after_ms"] = round(advice)
+        headers["Retry-After"] = str(max(1, round(advice / 1000)))
+    body.pop("submitted_at", None)
+    return web.json_response(body, headers=headers)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def ready(request: web.Request) -> web.Response:
+    gw: Gateway = request.app["gateway"]
+    redis_up = not gw.redis.degraded
+    kafka = gw.kafka_breaker.state
+    indexing = gw.indexer is None or gw.indexer.assigned.is_set()
+    ok = redis_up and kafka != "open" and indexing
+    body = {
+        "ready": ok,
+        "redis": "up" if redis_up else "down",
+        "kafka_breaker": kafka,
+        "result_index": "assigned" if indexing else "waiting for partitions",
+        "streams": {name: i.model_version for name, i in gw.intakes.items()},
+        "counts": dict(gw.counts),
+    }
+    return web.json_response(body, status=200 if ok else 503)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    gw: Gateway = request.app["gateway"]
+    return web.json_response(openapi_spec(sorted(gw.intakes)))
+
+
+@web.middleware
+async def one_line_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """An unexpected exception is a 500 with one line, logged without request headers."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error(exc.status, "http", exc.reason)
+        raise
+    except Exception as exc:
+        log.error(
+            "unhandled %s on %s %s: %s", type(exc).__name__, request.method, request.path, exc
+        )
+        return error(500, "internal", "internal error")
+
+
+def make_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        client_max_size=gateway.settings.gateway_max_body_kbytes * 1024,
+        middlewares=[one_line_errors],
+    )
+    app["gateway"] = gateway
+    app.router.add_post("/v1/streams/{stream}/requests", submit)
+    app.router.add_get("/v1/requests/{request_id}", get_status)
+    app.router.add_get("/health", health)
+    app.router.add_get("/healthz", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/openapi.json", openapi)
+    return app

@@ -1,0 +1,176 @@
+"""Request status by id, in Redis: pending at admission, done / failed once the worker's
+result or dead letter is on its topic.
+
+`ResultIndexer` consumes `<stream>.results` and `<stream>.dlq` of the served streams in the
+gateway's own consumer group (`<namespace><app id>-gateway`: replicas share the work, and a
+restarted gateway continues where its group committed) and writes, per request id,
+`inferstream:gateway:<namespace>:req:<id>` = JSON with a TTL. Offsets are committed only after
+the index write succeeded: with Redis down the indexer waits and retries the same records, so
+no result is lost from the index. Any gateway replica answers a poll from Redis alone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, Message
+
+from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
+from pipeline.core.plugin import StreamPlugin
+from pipeline.gateway.intake import jsonable
+from pipeline.kafka.admin import TOOL_LOGGER
+from pipeline.redis.client import DegradingRedis
+
+log = logging.getLogger("inferstream.gateway")
+
+PENDING, DONE, FAILED, UNKNOWN = "pending", "done", "failed", "unknown"
+
+
+class StatusStore:
+    """Reads and writes of request status records (synchronous: off the event loop)."""
+
+    def __init__(self, redis: DegradingRedis, prefix: str, ttl_s: int) -> None:
+        self.redis = redis
+        self.prefix = prefix + "req:"
+        self.ttl_s = ttl_s
+
+    def get(self, request_id: str) -> dict[str, Any] | bool | None:
+        """The status record; None when unknown; False when Redis is unavailable."""
+        raw = self.redis.call(lambda client: client.get(self.prefix + request_id) or b"")
+        if raw is None:
+            return False
+        return json.loads(raw) if raw else None
+
+    def put_many(self, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
+        encoded = [(self.prefix + rid, json.dumps(entry)) for rid, entry in entries]
+
+        def put(client: Any) -> bool:
+            pipe = client.pipeline(transaction=False)
+            for name, value in encoded:
+                pipe.set(name, value, ex=self.ttl_s)
+            pipe.execute()
+            return True
+
+        return bool(self.redis.call(put)) if entries else True
+
+
+class ResultIndexer:
+    """The consumer thread that keeps the status index (see the module doc)."""
+
+    def __init__(
+        self,
+        bootstrap: str,
+        group_id: str,
+        plugins: Sequence[StreamPlugin],
+        namespace: str,
+        registry: SchemaRegistry,
+        store: StatusStore,
+    ) -> None:
+        self.store = store
+        self._by_topic: dict[str, tuple[str, str, AvroDeserializer | None]] = {}
+        for plugin in plugins:
+            topics = plugin.topics(namespace)
+            reader = registry.catalog.latest(plugin.result_schema)  # type: ignore[attr-defined]
+            self._by_topic[topics.results] = (
+                plugin.name,
+                "results",
+                AvroDeserializer(registry, reader, logical_types=False),
+            )
+            self._by_topic[topics.dlq] = (plugin.name, "dlq", None)
+        self._consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": group_id,
+                "enable.auto.commit": False,
+                "auto.offset.reset": "earliest",  # a new group indexes what is there already
+                "partition.assignment.strategy": "cooperative-sticky",
+                "logger": TOOL_LOGGER,
+            }
+        )
+        self.assigned = threading.Event()
+        self.indexed = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway-index", daemon=True)
+
+    def start(self) -> ResultIndexer:
+        self._consumer.subscribe(list(self._by_topic), on_assign=self._on_assign)
+        self._thread.start()
+        return self
+
+    def _on_assign(self, consumer: Consumer, partitions: list[Any]) -> None:
+        self.assigned.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            messages = self._consumer.consume(500, 0.1)
+            entries = []
+            for message in messages:
+                if message.error() is not None:
+                    if message.error().code() != KafkaError._PARTITION_EOF:
+                        log.warning("result index: %s", message.error())
+                    continue
+                entry = self._entry(message)
+                if entry is not None:
+                    entries.append(entry)
+            if not messages:
+                continue
+            while not self.store.put_many(entries):  # Redis down: retry, never skip a result
+                if self._stop.wait(0.5):
+                    return
+            self.indexed += len(entries)
+            try:
+                self._consumer.commit(asynchronous=True)
+            except Exception as exc:
+                log.debug("result index commit: %s", exc)
+
+    def _entry(self, message: Message) -> tuple[str, dict[str, Any]] | None:
+        stream, kind, decode = self._by_topic[message.topic()]
+        headers = {k: v.decode("utf-8", "replace") for k, v in message.headers() or ()}
+        request_id = headers.get("request_id")
+        if kind == "dlq":
+            if not request_id:
+                return None
+            return request_id, {
+                "status": FAILED,
+                "stream": stream,
+                "tenant": headers.get("tenant"),
+                "reason": headers.get("dlq.reason", ""),
+                "detail": headers.get("dlq.detail", ""),
+                "stage": headers.get("dlq.stage", ""),
+            }
+        assert decode is not None
+        try:
+            result = decode(message.value())
+        except DecodeError as exc:
+            log.warning("result index: undecodable result on %s: %s", message.topic(), exc)
+            return None
+        result = {k: jsonable(v) for k, v in result.items()}
+        request_id = request_id or result.get("request_id")
+        if not request_id:
+            return None
+        return request_id, {
+            "status": DONE,
+            "stream": stream,
+            "tenant": result.get("tenant") or headers.get("tenant"),
+            "served_from": "model",
+            "result": result,
+        }
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        try:
+            self._consumer.close()
+        except Exception as exc:
+            log.debug("result index close: %s", exc)
+
+
+def pending_entry(stream: str, tenant: str) -> str:
+    return json.dumps(
+        {"status": PENDING, "stream": stream, "tenant": tenant, "submitted_at": time.time()}
+    )

@@ -1,0 +1,278 @@
+"""One stream's intake: JSON requests checked with the plug-in's schema and preprocessing,
+their cost estimated, and the fast path's cache keys and cached results.
+
+The checks are the worker's own: the request schema (field by field, strict, as the producer
+encodes) and the stream's versioned preprocessing, so a request the worker would dead-letter
+is refused at submit with the same reason, per field. The fast path looks the request's
+`data_hash` up in the worker's result cache under the served model version (the scorer's
+`<model version>:<data_hash>` key) and turns a cached output row into result fields with the
+plug-in's head, exactly as the worker serves a cache hit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from fastavro.validation import ValidationError, validate
+
+from pipeline.codec import SchemaRegistry
+from pipeline.config import Settings
+from pipeline.core.plugin import StreamPlugin
+from pipeline.models.manifest import ModelManifest, resolve_model_dir
+from pipeline.redis.cache import ResultCache
+from pipeline.redis.client import DegradingRedis
+from pipeline.scoring.provenance import data_hashes
+
+_REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces or newlines
+
+
+@dataclass
+class Problem:
+    index: int  # position in the submission
+    field: str | None
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "field": self.field, "reason": self.reason}
+
+
+@dataclass
+class Checked:
+    """A submission after the checks: every record valid, or the problems."""
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    hashes: list[str] = field(default_factory=list)  # data_hash per record
+    costs: list[float] = field(default_factory=list)  # estimated cost units per record
+    fields: dict[str, list[Any]] = field(default_factory=dict)  # preprocessing's result fields
+
+
+class StreamIntake:
+    def __init__(
+        self,
+        settings: Settings,
+        plugin: StreamPlugin,
+        registry: SchemaRegistry,
+        redis: DegradingRedis,
+        model_version: str | None = None,
+    ) -> None:
+        self.plugin = plugin
+        self.topics = plugin.topics(settings.topic_namespace)
+        model_dir = resolve_model_dir(settings.models_dir, plugin.model_name, model_version)
+        self.manifest = ModelManifest.load(model_dir)
+        plugin.check_model(self.manifest)
+        self.preprocess = plugin.preprocessor(self.manifest, model_dir)
+        self.head = plugin.head(self.manifest)
+        schema = registry.catalog.latest(plugin.request_schema)  # type: ignore[attr-defined]
+        self.schema = schema
+        self._fields = list(schema.parsed["fields"])
+        self._names = {f["name"] for f in self._fields}
+        self._defaults = {f["name"]: f["default"] for f in self._fields if "default" in f}
+        self._times = {
+            f["name"]
+            for f in schema.definition["fields"]
+            if isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-millis"
+        }
+        # the worker's cache of this stream's model outputs (pipeline/assembly.py names it so)
+        self.cache = ResultCache(
+            settings.redis_url, f"{self.topics.prefix}:{plugin.model_name}", redis=redis
+        )
+        metrics = self.manifest.metrics
+        self.seconds_per_token = _positive(metrics.get("seconds_per_token"))
+        self.seconds_per_row = _positive(metrics.get("seconds_per_row"))
+        self.row_cost = settings.gateway_row_cost
+
+    @property
+    def model_version(self) -> str:
+        return self.manifest.version
+
+    def check(self, items: Sequence[Any], tenant: str) -> Checked:
+        """Schema and preprocessing checks of a submission, for the caller's `tenant`."""
+        out = Checked()
+        records: list[dict[str, Any]] = []
+        positions: list[int] = []
+        for index, item in enumerate(items):
+            record, problems = self._record(index, item, tenant)
+            if problems:
+                out.problems += problems
+            else:
+                records.append(record)
+                positions.append(index)
+        if not records:
+            return out
+        features = self.preprocess(records)
+        for position, reason in features.errors:
+            out.problems += _split_reasons(positions[position], reason, self._names)
+        if out.problems:
+            out.problems.sort(key=lambda p: p.index)
+            return out
+        canonical = getattr(features, "canonical", None)
+        out.records = records
+        out.hashes = data_hashes(
+            canonical if canonical is not None else self.plugin.canonical_inputs(features.matrix)
+        )
+        out.costs = self._costs(features, len(records))
+        out.fields = {k: list(v) for k, v in (getattr(features, "fields", None) or {}).items()}
+        return out
+
+    def _record(self, index: int, item: Any, tenant: str) -> tuple[dict[str, Any], list[Problem]]:
+        if not isinstance(item, dict):
+            return {}, [Problem(index, None, f"expected a JSON object, got {_json_type(item)}")]
+        problems = [
+            Problem(index, name, "unknown field") for name in sorted(set(item) - self._names)
+        ]
+        record = {**self._defaults, **item}
+        request_id = record.get("request_id")
+        if request_id in (None, ""):
+            record["request_id"] = str(uuid.uuid4())
+        elif not isinstance(request_id, str) or not _REQUEST_ID.match(request_id):
+            problems.append(
+                Problem(index, "request_id", "must be 1-200 printable ASCII characters")
+            )
+        tenant_field = self.plugin.tenant_field
+        if tenant_field:
+            given = record.get(tenant_field)
+            if given not in (None, "", tenant):
+                problems.append(
+                    Problem(index, tenant_field, "must be your API key's tenant or left out")
+                )
+            record[tenant_field] = tenant
+        for name in self._times & set(record):
+            value = record[name]
+            if isinstance(value, str):
+                try:
+                    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+                except ValueError:
+                    problems.append(Problem(index, name, f"{value!r} is not an ISO-8601 time"))
+                    continue
+                if parsed.tzinfo is None:
+                    problems.append(Problem(index, name, f"{value!r} has no UTC offset"))
+                    continue
+                record[name] = int(parsed.timestamp() * 1000)
+        for f in self._fields:
+            name = f["name"]
+            if name not in record:
+                problems.append(Problem(index, name, "missing"))
+                continue
+            value = record[name]
+            if isinstance(value, float) and not math.isfinite(value):
+                problems.append(Problem(index, name, f"{value} is not a finite number"))
+                continue
+            try:
+                validate(value, f["type"], raise_errors=True, strict=True)
+            except ValidationError:
+                problems.append(Problem(index, name, f"{value!r} is not {_type_name(f['type'])}"))
+        return record, problems
+
+    def _costs(self, features: Any, n: int) -> list[float]:
+        """Cost units (model-ms) per request: tokens x seconds_per_token for token models, the
+        manifest's seconds_per_row, else INFERSTREAM_GATEWAY_ROW_COST."""
+        lengths = getattr(features, "lengths", None)
+        if lengths is not None and self.seconds_per_token:
+            owner = getattr(features, "row_request", None)
+            owner = np.arange(len(lengths)) if owner is None else np.asarray(owner)
+            tokens = np.bincount(owner, weights=np.asarray(lengths), minlength=n)
+            return [round(float(t) * self.seconds_per_token * 1000, 6) for t in tokens]
+        if self.seconds_per_row:
+            return [self.seconds_per_row * 1000] * n
+        return [self.row_cost] * n
+
+    def cache_keys(self, hashes: Sequence[str]) -> list[str]:
+        return [f"{self.manifest.version}:{h}" for h in hashes]
+
+    def cached_rows(self, hashes: Sequence[str]) -> list[np.ndarray | None] | None:
+        """The worker's cached output rows (synchronous: run off the event loop)."""
+        return self.cache.get_many(self.cache_keys(hashes))
+
+    def cached_results(
+        self, checked: Checked, rows: Sequence[np.ndarray], which: Sequence[int]
+    ) -> list[dict[str, Any]]:
+        """Result fields (as the result schema names them) of the records `which` from their
+        cached output rows, through the plug-in's head."""
+        head = self.head(np.stack([rows[i] for i in which]).astype(np.float64))
+        served_at = time.time_ns() // 1_000_000
+        tenant_field = self.plugin.tenant_field
+        results = []
+        for j, i in enumerate(which):
+            record = checked.records[i]
+            result = {
+                "request_id": record["request_id"],
+                "key": record.get(self.plugin.key_field),
+                "tenant": record.get(tenant_field) if tenant_field else None,
+                "model_name": self.manifest.name,
+                "model_version": self.manifest.version,
+                "served_at": served_at,
+                "latency_ms": 0.0,
+                "degraded": False,
+            }
+            for name, values in checked.fields.items():
+                result[name] = jsonable(values[i])
+            for name, values in head.items():
+                result[name] = jsonable(values[j])
+            results.append(result)
+        return results
+
+
+def jsonable(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def _positive(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number > 0 and math.isfinite(number) else None
+
+
+def _split_reasons(index: int, reason: str, names: set[str]) -> list[Problem]:
+    """Preprocessing joins its reasons with '; ', each starting with the field it is about."""
+    problems = []
+    for part in reason.split("; "):
+        head = re.split(r"[\s=:]", part, maxsplit=1)[0]
+        problems.append(Problem(index, head if head in names else None, part))
+    return problems
+
+
+def _json_type(value: Any) -> str:
+    return {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, int | float) else type(value).__name__
+    )
+
+
+def _type_name(avro_type: Any) -> str:
+    if isinstance(avro_type, dict):
+        if avro_type.get("type") == "enum":
+            return "one of " + "/".join(avro_type["symbols"])
+        if avro_type.get("type") == "map":
+            return "an object of " + _type_name(avro_type.get("values"))
+        return str(avro_type.get("logicalType") or avro_type.get("type"))
+    if isinstance(avro_type, list):
+        return " or ".join(_type_name(t) for t in avro_type)
+    return {
+        "string": "a string",
+        "int": "an int",
+        "long": "a long",
+        "double": "a number",
+        "float": "a number",
+        "boolean": "a boolean",
+        "null": "null",
+    }.get(str(avro_type), f"a {avro_type}")

@@ -1,0 +1,262 @@
+"""Admission in one atomic Lua call: API key, stream grant, idempotency, rate, cost, pending.
+
+Per request to the gateway, one script run in Redis decides, so that concurrent requests from
+any number of gateway processes cannot pass a limit between a read and a write:
+
+1. the key's hash names a stored key (else `unknown`), not revoked (`revoked`), that may use
+   the stream (`forbidden`);
+2. an `Idempotency-Key` already used by the tenant replays its stored answer (`replay`), is
+   still in progress (`conflict`), or was used for another body (`mismatch`);
+3. GCRA (the generic cell rate algorithm, a token bucket kept as one "theoretical arrival
+   time" per tenant) for requests per second with a burst, then for cost units per hour with
+   the whole hour's budget as its burst: a submission whose cost would pass the budget is
+   refused (`rate` / `cost`, with when it would fit). The cost of a submission is reserved at
+   admission (the estimate, pipeline/gateway/intake.py); `refund` gives back what was never
+   produced;
+4. the pending status of every request id is written (SET NX: a result indexed first wins).
+
+Time is Redis's own clock (TIME), so gateway hosts need no synchronised clocks. Keys are
+built inside the script (a standalone Redis, as in pipeline/redis/request_ids.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pipeline.redis.client import DegradingRedis
+
+_ADMIT = r"""
+local prefix, digest, stream = ARGV[1], ARGV[2], ARGV[3]
+local n, cost, mode = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
+local rec = redis.call('HMGET', prefix .. 'key:' .. digest,
+                       'tenant', 'streams', 'rps', 'burst', 'cost_per_hour', 'revoked')
+local tenant = rec[1]
+if not tenant then return {'unknown'} end
+if rec[6] == '1' then return {'revoked', tenant} end
+local streams = rec[2] or '*'
+local granted = string.find(',' .. streams .. ',', ',' .. stream .. ',', 1, true)
+if stream ~= '' and streams ~= '*' and not granted then
+  return {'forbidden', tenant}
+end
+local rps, burst, budget = tonumber(rec[3]) or 0, tonumber(rec[4]) or 0, tonumber(rec[5]) or 0
+local info = {tostring(rps), tostring(burst), tostring(budget)}
+if mode == 'auth' then
+  local status = ''
+  if ARGV[11] ~= '' then status = redis.call('GET', prefix .. 'req:' .. ARGV[11]) or '' end
+  return {'ok', tenant, info[1], info[2], info[3], '-1', '0', '-1', '0', status}
+end
+
+local idem = ARGV[7]
+local idem_key = prefix .. 'idem:' .. tenant .. ':' .. idem
+if idem ~= '' then
+  local held = redis.call('GET', idem_key)
+  if held then
+    local fp, body = string.match(held, '^([^\n]*)\n(.*)$')
+    if fp ~= ARGV[8] then return {'mismatch', tenant} end
+    if body == '' then return {'conflict', tenant} end
+    return {'replay', tenant, body}
+  end
+end
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local rate_key, cost_key = prefix .. 'rate:' .. tenant, prefix .. 'cost:' .. tenant
+local new_tat, interval, tau = now, 0, 0
+local rate_left, rate_reset = -1, 0
+if rps > 0 then
+  interval = 1000 / rps
+  tau = interval * math.max(burst, 1)
+  local tat = tonumber(redis.call('GET', rate_key)) or now
+  if tat < now then tat = now end
+  new_tat = tat + n * interval
+  if new_tat - now > tau + 1e-6 then
+    return {'rate', tenant, string.format('%.3f', new_tat - tau - now), info[1], info[2], info[3]}
+  end
+  rate_left = math.floor((tau - (new_tat - now)) / interval + 1e-9)
+  rate_reset = new_tat - now
+end
+local new_ctat, cinterval, ctau = now, 0, 3600000
+local cost_left, cost_reset = -1, 0
+if budget > 0 then
+  cinterval = 3600000 / budget
+  local ctat = tonumber(redis.call('GET', cost_key)) or now
+  if ctat < now then ctat = now end
+  new_ctat = ctat + cost * cinterval
+  if new_ctat - now > ctau + 1e-6 then
+    return {'cost', tenant, string.format('%.3f', new_ctat - ctau - now), info[1], info[2], info[3]}
+  end
+  cost_left = (ctau - (new_ctat - now)) / cinterval
+  cost_reset = new_ctat - now
+end
+if rps > 0 then
+  redis.call('SET', rate_key, string.format('%.3f', new_tat), 'PX', math.ceil(new_tat - now) + 1000)
+end
+if budget > 0 then
+  local px = math.ceil(new_ctat - now) + 1000
+  redis.call('SET', cost_key, string.format('%.3f', new_ctat), 'PX', px)
+end
+if idem ~= '' then redis.call('SET', idem_key, ARGV[8] .. '\n', 'EX', 60) end
+local ttl, pending = ARGV[9], ARGV[10]
+for id in string.gmatch(ARGV[11], '([^\n]+)') do
+  redis.call('SET', prefix .. 'req:' .. id, pending, 'NX', 'EX', ttl)
+end
+return {'ok', tenant, info[1], info[2], info[3], tostring(rate_left),
+        string.format('%.3f', rate_reset), string.format('%.6f', cost_left),
+        string.format('%.3f', cost_reset)}
+"""
+
+# give back the cost of a submission that was never produced (its reservation), and free its
+# idempotency key so that a retry is admitted again
+_REFUND = r"""
+local cost_key, budget, cost, idem_key = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), KEYS[2]
+if budget > 0 and cost > 0 then
+  local ctat = tonumber(redis.call('GET', cost_key))
+  if ctat then
+    local t = redis.call('TIME')
+    local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+    local back = math.max(now, ctat - cost * 3600000 / budget)
+    redis.call('SET', cost_key, string.format('%.3f', back), 'PX', math.ceil(back - now) + 1000)
+  end
+end
+if idem_key ~= '' then redis.call('DEL', idem_key) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What the script decided; `outcome` is ok / unknown / revoked / forbidden / replay /
+    conflict / mismatch / rate / cost."""
+
+    outcome: str
+    tenant: str = ""
+    rps: float = 0.0
+    burst: int = 0
+    cost_per_hour: float = 0.0
+    retry_after_ms: float = 0.0
+    rate_remaining: int = -1  # -1: unlimited
+    rate_reset_ms: float = 0.0
+    cost_remaining: float = -1.0
+    cost_reset_ms: float = 0.0
+    replay: str = ""  # the stored answer of an idempotent retry
+    status: str = ""  # auth-only reads of a request's status: its record (JSON) or ""
+
+    def headers(self) -> dict[str, str]:
+        """IETF RateLimit-Policy / RateLimit headers (draft-ietf-httpapi-ratelimit-headers)."""
+        policies, states = [], []
+        if self.rps > 0:
+            window = max(1, round(max(self.burst, 1) / self.rps))
+            policies.append(f'"requests";q={max(self.burst, 1)};w={window}')
+            if self.rate_remaining >= 0:
+                states.append(f'"requests";r={self.rate_remaining};t={_ceil_s(self.rate_reset_ms)}')
+        if self.cost_per_hour > 0:
+            policies.append(f'"cost";q={_num(self.cost_per_hour)};w=3600')
+            if self.cost_remaining >= 0:
+                states.append(
+                    f'"cost";r={int(self.cost_remaining)};t={_ceil_s(self.cost_reset_ms)}'
+                )
+        out = {}
+        if policies:
+            out["RateLimit-Policy"] = ", ".join(policies)
+        if states:
+            out["RateLimit"] = ", ".join(states)
+        return out
+
+
+def _ceil_s(ms: float) -> int:
+    return max(0, int(-(-ms // 1000)))
+
+
+def _num(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+class Limits:
+    """The admission script through the one DegradingRedis client (synchronous: the gateway
+    runs it on a thread, off its event loop). None from a call: Redis is unavailable."""
+
+    def __init__(self, redis: DegradingRedis, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._admit = redis.client.register_script(_ADMIT)
+        self._refund = redis.client.register_script(_REFUND)
+
+    def admit(
+        self,
+        key_digest: str,
+        stream: str,
+        count: int,
+        cost: float,
+        *,
+        idempotency_key: str = "",
+        fingerprint: str = "",
+        request_ids: list[str] | tuple[str, ...] = (),
+        pending: str = "",
+        pending_ttl_s: int = 86400,
+        auth_only: bool = False,
+    ) -> Admission | None:
+        for request_id in request_ids:
+            if "\n" in request_id:
+                raise ValueError(f"request_id {request_id!r} contains a newline")
+        args = [
+            self.prefix,
+            key_digest,
+            stream,
+            count,
+            repr(float(cost)),
+            "auth" if auth_only else "admit",
+            idempotency_key,
+            fingerprint,
+            pending_ttl_s,
+            pending,
+            "\n".join(request_ids),
+        ]
+        reply = self.redis.call(lambda client: self._admit(keys=[], args=args, client=client))
+        if reply is None:
+            return None
+        return _parse([v.decode() if isinstance(v, bytes) else str(v) for v in reply])
+
+    def refund(self, tenant: str, cost_per_hour: float, cost: float, idempotency_key: str) -> None:
+        keys = [
+            self.prefix + "cost:" + tenant,
+            self.prefix + "idem:" + tenant + ":" + idempotency_key if idempotency_key else "",
+        ]
+        args = [repr(float(cost_per_hour)), repr(float(cost))]
+        self.redis.call(lambda client: self._refund(keys=keys, args=args, client=client))
+
+    def store_replay(
+        self, tenant: str, idempotency_key: str, fingerprint: str, body: str, ttl_s: int
+    ) -> None:
+        """The answer an idempotent retry gets from now on."""
+        name = self.prefix + "idem:" + tenant + ":" + idempotency_key
+        self.redis.call(lambda client: client.set(name, fingerprint + "\n" + body, ex=ttl_s))
+
+
+def _parse(reply: list[str]) -> Admission:
+    outcome = reply[0]
+    tenant = reply[1] if len(reply) > 1 else ""
+    if outcome == "replay":
+        return Admission(outcome, tenant, replay=reply[2])
+    if outcome in ("rate", "cost"):
+        return Admission(
+            outcome,
+            tenant,
+            rps=float(reply[3]),
+            burst=int(float(reply[4])),
+            cost_per_hour=float(reply[5]),
+            retry_after_ms=float(reply[2]),
+        )
+    if outcome == "ok":
+        return Admission(
+            outcome,
+            tenant,
+            rps=float(reply[2]),
+            burst=int(float(reply[3])),
+            cost_per_hour=float(reply[4]),
+            rate_remaining=int(float(reply[5])),
+            rate_reset_ms=float(reply[6]),
+            cost_remaining=float(reply[7]),
+            cost_reset_ms=float(reply[8]),
+            status=reply[9] if len(reply) > 9 else "",
+        )
+    return Admission(outcome, tenant)

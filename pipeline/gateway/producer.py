@@ -1,0 +1,125 @@
+"""The gateway's side of the project's one request producer: sends off the event loop, and a
+future per request resolved by its delivery report.
+
+`RequestProducer.send` (pipeline/kafka/producer.py, with `produce_waiting`) does the encoding,
+keys, ids and headers; here it runs on one dedicated thread, a second thread serves delivery
+reports, and each report resolves the asyncio future of its request (found by the
+`request_id` header) on the event loop. A record undelivered within
+INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from confluent_kafka import KafkaError, Message
+
+from pipeline.config import Settings
+from pipeline.core.topics import StreamTopics
+from pipeline.kafka.producer import RequestProducer
+
+
+class _Producer(RequestProducer):
+    """RequestProducer whose delivery reports resolve futures by request id."""
+
+    def __init__(self, settings: Settings, stream: StreamTopics, owner: GatewayProducer) -> None:
+        super().__init__(
+            settings,
+            stream,
+            **{
+                "linger.ms": 2,
+                "message.timeout.ms": int(settings.gateway_produce_timeout_s * 1000),
+            },
+        )
+        self.owner = owner
+
+    def send_one(self, record: Mapping[str, Any], headers: Mapping[str, str]) -> None:
+        """`send`, with a delivery report that knows its request (a delivery report's message
+        carries no headers): the report callback is bound to the request id for this call.
+        Called from one thread only (the gateway's sender)."""
+        request_id = str(record["request_id"])
+
+        def delivered(error: KafkaError | None, message: Message) -> None:
+            RequestProducer._on_delivery(self, error, message)
+            self.owner._resolve(request_id, None if error is None else str(error))
+
+        self._on_delivery = delivered  # type: ignore[method-assign]
+        try:
+            self.send(record, headers=headers)
+        finally:
+            del self._on_delivery
+
+
+class GatewayProducer:
+    def __init__(self, settings: Settings, streams: Mapping[str, StreamTopics]) -> None:
+        self._producers = {
+            name: _Producer(settings, topics, self) for name, topics in streams.items()
+        }
+        self._pending: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        self._lock = threading.Lock()
+        self._sender = ThreadPoolExecutor(1, thread_name_prefix="gateway-produce")
+        self._stop = threading.Event()
+        self._poller = threading.Thread(target=self._poll, name="gateway-deliveries", daemon=True)
+        self._poller.start()
+
+    def _poll(self) -> None:
+        while not self._stop.is_set():
+            for producer in self._producers.values():
+                producer._producer.poll(0.02)
+
+    def _resolve(self, request_id: str, error: str | None) -> None:
+        with self._lock:
+            entry = self._pending.pop(request_id, None)
+        if entry is None:
+            return
+        loop, future = entry
+        loop.call_soon_threadsafe(_settle, future, error)
+
+    async def send(
+        self, stream: str, records: Sequence[Mapping[str, Any]], headers: Mapping[str, str]
+    ) -> None:
+        """Produce `records` (ids already set) and wait until the broker acknowledged each;
+        raises RuntimeError with librdkafka's reason when one failed or timed out."""
+        loop = asyncio.get_running_loop()
+        futures = []
+        with self._lock:
+            for record in records:
+                future: asyncio.Future[None] = loop.create_future()
+                self._pending[record["request_id"]] = (loop, future)
+                futures.append(future)
+        producer = self._producers[stream]
+        try:
+            await loop.run_in_executor(self._sender, _send_all, producer, records, headers)
+        except BaseException:
+            with self._lock:
+                for record in records:
+                    self._pending.pop(record["request_id"], None)
+            raise
+        await asyncio.gather(*futures)
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._poller.join(2)
+        self._sender.shutdown(wait=True)
+        for producer in self._producers.values():
+            producer._producer.flush(timeout)
+
+
+def _send_all(
+    producer: _Producer, records: Sequence[Mapping[str, Any]], headers: Mapping[str, str]
+) -> None:
+    for record in records:
+        producer.send_one(record, headers)
+
+
+def _settle(future: asyncio.Future[None], error: str | None) -> None:
+    if future.done():
+        return
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(RuntimeError(error))

@@ -1,0 +1,109 @@
+"""Building and running the gateway process: intakes, Redis, producer, indexer, HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from pipeline.codec import registry_from_settings
+from pipeline.config import Settings
+from pipeline.core.registry import get_plugin
+from pipeline.gateway.app import Gateway, make_app
+from pipeline.gateway.breaker import CircuitBreaker
+from pipeline.gateway.exceptions import GatewayError
+from pipeline.gateway.index import ResultIndexer, StatusStore
+from pipeline.gateway.intake import StreamIntake
+from pipeline.gateway.keys import redis_prefix
+from pipeline.gateway.limits import Limits
+from pipeline.gateway.producer import GatewayProducer
+from pipeline.logs import lifecycle_event
+from pipeline.redis.client import DegradingRedis
+
+
+def group_id(settings: Settings) -> str:
+    return f"{settings.topic_namespace}{settings.app_id}-gateway"
+
+
+def build_gateway(
+    settings: Settings, streams: Sequence[str], model_version: str | None = None
+) -> Gateway:
+    registry = registry_from_settings(settings)
+    redis = DegradingRedis(
+        settings.redis_url, settings.redis_retry_after_s, settings.redis_timeout_ms / 1000
+    )
+    try:
+        intakes = {
+            name: StreamIntake(settings, get_plugin(name), registry, redis, model_version)
+            for name in streams
+        }
+    except Exception as exc:  # a missing model directory, a manifest for other features
+        if isinstance(exc, GatewayError):
+            raise
+        raise GatewayError(f"cannot serve {', '.join(streams)}: {exc}") from None
+    prefix = redis_prefix(settings.topic_namespace)
+    producer = GatewayProducer(settings, {n: i.topics for n, i in intakes.items()})
+    status = StatusStore(redis, prefix, settings.gateway_status_ttl_s)
+    indexer = ResultIndexer(
+        settings.kafka_bootstrap,
+        group_id(settings),
+        [i.plugin for i in intakes.values()],
+        settings.topic_namespace,
+        registry,
+        status,
+    )
+    return Gateway(
+        settings=settings,
+        intakes=intakes,
+        redis=redis,
+        limits=Limits(redis, prefix),
+        status=status,
+        producer=producer,
+        kafka_breaker=CircuitBreaker(
+            "kafka", settings.gateway_breaker_failures, settings.gateway_breaker_reset_s
+        ),
+        indexer=indexer,
+    )
+
+
+async def serve(gateway: Gateway, host: str, port: int) -> None:
+    """Serve until SIGTERM / SIGINT; prints a `ready` JSON line once listening and indexing."""
+    app = make_app(gateway)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    bound = runner.addresses[0][1] if runner.addresses else port
+    gateway.indexer.start()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    # ready once the result index has its partitions (or after 30 s, saying so)
+    for _ in range(300):
+        if gateway.indexer.assigned.is_set() or stop.is_set():
+            break
+        await asyncio.sleep(0.1)
+    lifecycle_event(
+        "ready",
+        "gateway listening",
+        host=host,
+        port=bound,
+        streams=sorted(gateway.intakes),
+        result_index="assigned" if gateway.indexer.assigned.is_set() else "waiting",
+    )
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        await loop.run_in_executor(None, gateway.indexer.stop)
+        await loop.run_in_executor(None, gateway.producer.close)
+        gateway.redis_pool.shutdown(wait=False)
