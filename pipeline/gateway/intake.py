@@ -157,8 +157,11 @@ class StreamIntake:
                     problems.append(Problem(index, name, f"{value!r} has no UTC offset"))
                     continue
                 record[name] = int(parsed.timestamp() * 1000)
+        flagged = {p.field for p in problems}
         for f in self._fields:
             name = f["name"]
+            if name in flagged:
+                continue
             if name not in record:
                 problems.append(Problem(index, name, "missing"))
                 continue
@@ -264,6 +267,8 @@ def _type_name(avro_type: Any) -> str:
             return "one of " + "/".join(avro_type["symbols"])
         if avro_type.get("type") == "map":
             return "an object of " + _type_name(avro_type.get("values"))
+        if avro_type.get("logicalType") == "timestamp-millis":
+            return "a time (epoch milliseconds, or ISO-8601 with an offset)"
         return str(avro_type.get("logicalType") or avro_type.get("type"))
     if isinstance(avro_type, list):
         return " or ".join(_type_name(t) for t in avro_type)

@@ -1,0 +1,112 @@
+"""The admission script against a real Redis: keys, grants, GCRA boundaries, budgets under
+concurrency, idempotency and refunds; the key store's add / list / revoke."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from pipeline.gateway.keys import KeyStore, hash_key, redis_prefix
+from pipeline.gateway.limits import Limits
+from pipeline.redis.client import DegradingRedis
+
+
+@pytest.fixture
+def redis(stack) -> DegradingRedis:
+    return DegradingRedis(stack.redis_url, retry_after_s=0.1, timeout_s=2.0)
+
+
+@pytest.fixture
+def namespace(redis: DegradingRedis):
+    ns = f"u{uuid.uuid4().hex[:8]}."
+    yield ns
+    keys = list(redis.client.scan_iter(redis_prefix(ns) + "*"))
+    if keys:
+        redis.client.delete(*keys)
+
+
+def _limits(redis, namespace) -> tuple[KeyStore, Limits]:
+    return KeyStore(redis, namespace), Limits(redis, redis_prefix(namespace))
+
+
+def test_keys_are_stored_hashed_and_revocation_is_immediate(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, info = store.add("acme", streams="fraud")
+    assert key.startswith("isk_") and len(key) > 40
+    dump = json.dumps([str(k) for k in redis.client.scan_iter(redis_prefix(namespace) + "*")])
+    assert key not in dump and hash_key(key) in dump
+    assert [k.key_id for k in store.list()] == [info.key_id]
+    assert limits.admit(hash_key(key), "fraud", 1, 1.0).outcome == "ok"
+    assert limits.admit(hash_key(key), "docs", 1, 1.0).outcome == "forbidden"
+    assert limits.admit(hash_key("isk_wrong"), "fraud", 1, 1.0).outcome == "unknown"
+    store.revoke(info.key_id[:8])
+    assert limits.admit(hash_key(key), "fraud", 1, 1.0).outcome == "revoked"
+    assert store.list()[0].revoked
+
+
+def test_rate_burst_boundary_is_exact_and_says_when_to_retry(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", rps=0.01, burst=3)  # one request per 100 s, 3 at once
+    digest = hash_key(key)
+    first = limits.admit(digest, "fraud", 2, 0.0)
+    assert first.outcome == "ok" and first.rate_remaining == 1
+    assert first.headers()["RateLimit-Policy"] == '"requests";q=3;w=300'
+    assert limits.admit(digest, "fraud", 1, 0.0).outcome == "ok"
+    refused = limits.admit(digest, "fraud", 1, 0.0)
+    assert refused.outcome == "rate"
+    assert 99_000 < refused.retry_after_ms <= 100_000  # the next one fits in 100 s
+
+
+def test_cost_budget_is_never_overspent_by_concurrent_requests(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", cost_per_hour=50)
+    other, _ = store.add("globex", cost_per_hour=50)
+    digest = hash_key(key)
+    with ThreadPoolExecutor(16) as pool:
+        outcomes = list(pool.map(lambda _: limits.admit(digest, "fraud", 1, 1.0).outcome,
+                                 range(200)))  # fmt: skip
+    assert outcomes.count("ok") == 50 and outcomes.count("cost") == 150
+    assert limits.admit(hash_key(other), "fraud", 1, 1.0).outcome == "ok"  # its own budget
+
+
+def test_a_submission_that_does_not_fit_the_budget_is_refused_whole_and_refunds_return(
+    redis, namespace
+):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", cost_per_hour=5)
+    digest = hash_key(key)
+    assert limits.admit(digest, "fraud", 4, 4.0).outcome == "ok"
+    assert limits.admit(digest, "fraud", 2, 2.0).outcome == "cost"  # 6 > 5: none admitted
+    ok = limits.admit(digest, "fraud", 1, 1.0)
+    assert ok.outcome == "ok" and int(ok.cost_remaining) == 0
+    assert limits.admit(digest, "fraud", 1, 1.0).outcome == "cost"
+    limits.refund("acme", 5, 3.0, "")  # three were never produced
+    assert limits.admit(digest, "fraud", 3, 3.0).outcome == "ok"
+    assert limits.admit(digest, "fraud", 1, 1.0).outcome == "cost"
+
+
+def test_idempotency_key_replays_conflicts_and_mismatches_without_charging(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", rps=0.01, burst=1)
+    digest = hash_key(key)
+    first = limits.admit(digest, "fraud", 1, 1.0, idempotency_key="k1", fingerprint="fp1",
+                         request_ids=["r1"], pending='{"status": "pending"}')  # fmt: skip
+    assert first.outcome == "ok"
+    again = limits.admit(digest, "fraud", 1, 1.0, idempotency_key="k1", fingerprint="fp1")
+    assert again.outcome == "conflict"  # the first is still being produced
+    limits.store_replay("acme", "k1", "fp1", '202\n{"ids": ["r1"]}', 60)
+    replay = limits.admit(digest, "fraud", 1, 1.0, idempotency_key="k1", fingerprint="fp1")
+    assert replay.outcome == "replay" and replay.replay == '202\n{"ids": ["r1"]}'
+    other = limits.admit(digest, "fraud", 1, 1.0, idempotency_key="k1", fingerprint="fp2")
+    assert other.outcome == "mismatch"
+    # the pending status was written with the admission; auth-only reads return it
+    seen = limits.admit(digest, "", 0, 0.0, auth_only=True, request_ids=["r1"])
+    assert seen.outcome == "ok" and json.loads(seen.status) == {"status": "pending"}
+
+
+def test_redis_down_is_none_not_an_error(namespace):
+    down = DegradingRedis("redis://127.0.0.1:1/0", retry_after_s=0.05, timeout_s=0.05)
+    assert Limits(down, redis_prefix(namespace)).admit("x", "fraud", 1, 1.0) is None
