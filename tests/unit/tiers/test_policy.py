@@ -38,18 +38,26 @@ def test_a_full_policy_loads(models_dir):
         ({"primary": "7.7.7"}, "primary names version '7.7.7', which model 'fraud' does not have"),
         ({"primary": LARGE, "shadow": ["2.0.0"]}, "shadow[0] names version '2.0.0'"),
         ({"primary": LARGE, "cascade": {**CASCADE, "small": "0.0.1"}}, "cascade.small names"),
-        ({"primary": LARGE, "cascade": {**CASCADE, "bands": [[0.01, 0.5], [0.4, 0.9]]}},
-         "cascade bands [0.01, 0.5] and [0.4, 0.9] overlap"),
-        ({"primary": LARGE, "cascade": {**CASCADE, "bands": [[0.8, 0.2]]}},
-         "cascade.bands[0] = [0.8, 0.2] is impossible: needs 0 <= low <= high <= 1"),
+        (
+            {"primary": LARGE, "cascade": {**CASCADE, "bands": [[0.01, 0.5], [0.4, 0.9]]}},
+            "cascade bands [0.01, 0.5] and [0.4, 0.9] overlap",
+        ),
+        (
+            {"primary": LARGE, "cascade": {**CASCADE, "bands": [[0.8, 0.2]]}},
+            "cascade.bands[0] = [0.8, 0.2] is impossible: needs 0 <= low <= high <= 1",
+        ),
         ({"primary": LARGE, "cascade": {**CASCADE, "bands": [[-0.1, 0.2]]}}, "is impossible"),
         ({"primary": LARGE, "cascade": {**CASCADE, "bands": [[0.1, 1.5]]}}, "is impossible"),
         ({"primary": LARGE, "cascade": {**CASCADE, "bands": []}}, "non-empty list"),
         ({"primary": LARGE, "cascade": {**CASCADE, "small": LARGE}}, "are both '1.0.0'"),
-        ({"primary": LARGE, "canary": {"version": CANDIDATE, "share_percent": 120}},
-         "canary.share_percent 120 is outside 0-100 %"),
-        ({"primary": LARGE, "canary": {"version": CANDIDATE, "share_percent": -5}},
-         "outside 0-100 %"),
+        (
+            {"primary": LARGE, "canary": {"version": CANDIDATE, "share_percent": 120}},
+            "canary.share_percent 120 is outside 0-100 %",
+        ),
+        (
+            {"primary": LARGE, "canary": {"version": CANDIDATE, "share_percent": -5}},
+            "outside 0-100 %",
+        ),
         ({"primary": LARGE, "canary": {"version": LARGE, "share_percent": 5}}, "is the primary"),
         ({"primary": LARGE, "cascad": CASCADE}, "unknown field(s) cascad"),
         ([1, 2], "expected a JSON object"),
@@ -76,7 +84,7 @@ def test_a_version_with_other_features_is_refused(models_dir):
     manifest = (odd / "manifest.json").read_text().replace('"risky_mcc"', '"risky_merchant"')
     (odd / "manifest.json").write_text(manifest)
     write(models_dir, {"primary": LARGE, "shadow": ["1.0.0-odd.1"]})
-    with pytest.raises(PolicyError, match="takes features .*risky_merchant"):
+    with pytest.raises(PolicyError, match=r"takes features .*risky_merchant"):
         load_policy(models_dir, "fraud", "fraud-features/1")
 
 
@@ -91,9 +99,7 @@ def _touch(path, step):
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + step * 1_000_000_000))
 
 
-def test_hot_reload_takes_a_good_file_and_keeps_the_last_good_one_on_a_bad_file(
-    models_dir, caplog
-):
+def test_hot_reload_takes_a_good_file_and_keeps_the_last_good_one_on_a_bad_file(models_dir, caplog):
     path = write(models_dir, {"primary": LARGE})
     seen = []
     watcher = PolicyWatcher(models_dir, "fraud", "fraud-features/1", 0.0, seen.append)
