@@ -11,6 +11,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 import typing
 from dataclasses import Field, dataclass, field, fields
 from functools import cache
@@ -35,6 +36,17 @@ LOG_LEVELS: tuple[str, ...] = typing.get_args(LogLevel)
 # INFERSTREAM_* variables that are not settings, read by tools of their own.
 OTHER_VARIABLES = frozenset({"INFERSTREAM_BENCH_BASELINE_PYTHON"})
 
+# -- security (issue 16): types, the librdkafka passthrough prefix, what counts as secret -----
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+# INFERSTREAM_KAFKA_X_SOCKET_KEEPALIVE_ENABLE=true -> librdkafka `socket.keepalive.enable`
+# (`_` is `.`, `__` a literal `_`), for every Kafka client of the process.
+KAFKA_PASSTHROUGH_PREFIX = f"{ENV_PREFIX}KAFKA_X_"
+# fields and passthrough keys whose values never appear in repr, logs or errors
+SECRET_FIELDS = frozenset({"kafka_sasl_password", "redis_password"})
+SECRET_KEY_WORDS = ("password", "secret", "jaas", "oauthbearer.config", "ssl.key.pem")
+# -- end of security types --------------------------------------------------------------------
+
 
 def meta(
     doc: str, *, ge: float | None = None, gt: float | None = None, le: float | None = None
@@ -52,6 +64,47 @@ class Settings:
         default="redis://127.0.0.1:6379/0",
         metadata=meta("Redis for cache, status and detector state"),
     )
+    # -- security (issue 16: pipeline/kafka/client_config.py, pipeline/redis/client.py) ------
+    kafka_security_protocol: KafkaSecurityProtocol = field(
+        default="PLAINTEXT",
+        metadata=meta("librdkafka `security.protocol` of every Kafka client (Faust's too)"),
+    )
+    kafka_sasl_mechanism: SaslMechanism = field(
+        default="SCRAM-SHA-512", metadata=meta("SASL mechanism (SASL_PLAINTEXT, SASL_SSL)")
+    )
+    kafka_sasl_username: str = field(default="", metadata=meta("SASL user name"))
+    kafka_sasl_password_file: str = field(
+        default="", metadata=meta("file holding the SASL password (one line); read at start")
+    )
+    kafka_sasl_password: str = field(
+        default="",
+        repr=False,
+        metadata=meta("the SASL password itself, when there is no password file; never shown"),
+    )
+    kafka_ssl_ca_location: str = field(
+        default="", metadata=meta("PEM file of the CA(s) the broker certificates must chain to")
+    )
+    kafka_ssl_certificate_location: str = field(
+        default="", metadata=meta("client certificate (PEM) for TLS client authentication")
+    )
+    kafka_ssl_key_location: str = field(default="", metadata=meta("its private key (PEM)"))
+    kafka_ssl_key_password_file: str = field(
+        default="", metadata=meta("file holding the private key's password, if it has one")
+    )
+    redis_password_file: str = field(
+        default="", metadata=meta("file holding the Redis password (`requirepass`/ACL user)")
+    )
+    redis_password: str = field(
+        default="",
+        repr=False,
+        metadata=meta("the Redis password itself, when there is no password file; never shown"),
+    )
+    redis_tls_ca: str = field(
+        default="", metadata=meta("PEM CA file a `rediss://` server's certificate must chain to")
+    )
+    # further librdkafka settings from INFERSTREAM_KAFKA_X_*; not a variable of its own
+    kafka_extra: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    # -- end of security ----------------------------------------------------------------------
     redis_timeout_ms: float = field(
         default=250.0,
         metadata=meta("a Redis call slower than this counts as Redis down (degraded)", gt=0),
@@ -255,6 +308,24 @@ class Settings:
             problem = _problem(f, normal)
             if problem:
                 raise SettingsError(_message(f, repr(value), problem))
+        problem = _security_problem(self)  # security block: combinations, files (issue 16)
+        if problem:
+            raise SettingsError(problem)
+
+    def __repr__(self) -> str:  # security block: secrets redacted (dataclass repr is not used)
+        shown = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name in SECRET_FIELDS:
+                value = "***" if value else ""
+            elif f.name == "redis_url":
+                value = redact_url(value)
+            elif f.name == "kafka_extra":
+                value = tuple((k, redact_value(k, v)) for k, v in value)
+            shown.append(f"{f.name}={value!r}")
+        return f"Settings({', '.join(shown)})"
+
+    __str__ = __repr__
 
     @classmethod
     def from_env(cls, environ: typing.Mapping[str, str] | None = None) -> Settings:
@@ -263,6 +334,8 @@ class Settings:
         known = {variable(f): f for f in env_fields()}
         for name in sorted(env):
             if name.startswith(ENV_PREFIX) and name not in known and name not in OTHER_VARIABLES:
+                if name.startswith(KAFKA_PASSTHROUGH_PREFIX):  # security block (issue 16)
+                    continue
                 raise SettingsError(_unknown_message(name, list(known)))
         values: dict[str, object] = {}
         for name, f in known.items():
@@ -274,6 +347,9 @@ class Settings:
             if problem:
                 raise SettingsError(_message(f, repr(raw), problem))
             values[f.name] = value
+        extra = kafka_passthrough(env)  # security block (issue 16)
+        if extra:
+            values["kafka_extra"] = extra
         return cls(**values)  # type: ignore[arg-type]
 
 
@@ -413,3 +489,132 @@ def _provider_problem(names: tuple[str, ...]) -> str | None:
                 f"ONNX Runtime providers: {', '.join(known)}"
             )
     return None
+
+
+# -- security (issue 16) ----------------------------------------------------------------------
+
+# librdkafka settings that have a variable of their own: the passthrough may not override them
+_NAMED_KAFKA_KEYS = {
+    "bootstrap.servers": "INFERSTREAM_KAFKA_BOOTSTRAP",
+    "metadata.broker.list": "INFERSTREAM_KAFKA_BOOTSTRAP",
+    "security.protocol": "INFERSTREAM_KAFKA_SECURITY_PROTOCOL",
+    "sasl.mechanism": "INFERSTREAM_KAFKA_SASL_MECHANISM",
+    "sasl.mechanisms": "INFERSTREAM_KAFKA_SASL_MECHANISM",
+    "sasl.username": "INFERSTREAM_KAFKA_SASL_USERNAME",
+    "sasl.password": "INFERSTREAM_KAFKA_SASL_PASSWORD_FILE",
+    "ssl.ca.location": "INFERSTREAM_KAFKA_SSL_CA_LOCATION",
+    "ssl.certificate.location": "INFERSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION",
+    "ssl.key.location": "INFERSTREAM_KAFKA_SSL_KEY_LOCATION",
+    "ssl.key.password": "INFERSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE",
+}
+_KAFKA_KEY = re.compile(r"[a-z0-9][a-z0-9._]*")
+
+
+def kafka_passthrough(env: typing.Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """The INFERSTREAM_KAFKA_X_* variables as librdkafka (key, value) pairs, sorted."""
+    out = []
+    for name in sorted(env):
+        if not name.startswith(KAFKA_PASSTHROUGH_PREFIX):
+            continue
+        raw = name.removeprefix(KAFKA_PASSTHROUGH_PREFIX)
+        key = raw.lower().replace("__", "\0").replace("_", ".").replace("\0", "_")
+        if not _KAFKA_KEY.fullmatch(key):
+            raise SettingsError(
+                f"invalid {name}: no librdkafka setting name after {KAFKA_PASSTHROUGH_PREFIX} "
+                "(e.g. INFERSTREAM_KAFKA_X_SOCKET_KEEPALIVE_ENABLE=true)"
+            )
+        if key in _NAMED_KAFKA_KEYS:
+            raise SettingsError(f"invalid {name}: set {_NAMED_KAFKA_KEYS[key]} instead")
+        out.append((key, env[name]))
+    return tuple(out)
+
+
+def is_secret_key(key: str) -> bool:
+    return any(word in key.lower() for word in SECRET_KEY_WORDS)
+
+
+def redact_value(key: str, value: object) -> object:
+    """`value`, or `***` when `key` names a secret (librdkafka keys, setting names)."""
+    return "***" if is_secret_key(key) and value not in ("", None) else value
+
+
+def redact_url(url: str) -> str:
+    """A URL with the password of its user part replaced by `***`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not at:
+        return url
+    user, colon, _password = userinfo.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}@{host}{slash}{path}"
+
+
+def read_secret(path: str, what: str) -> str:
+    """The first line of a secret file; SettingsError naming the file, never its content."""
+    try:
+        text = Path(path).expanduser().read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8"
+        raise SettingsError(f"cannot read {what} {path}: {reason}") from None
+    secret = text.splitlines()[0].strip() if text.strip() else ""
+    if not secret:
+        raise SettingsError(f"{what} {path} is empty")
+    return secret
+
+
+def _security_problem(s: Settings) -> str | None:
+    """What is wrong with the security settings taken together (files exist, pairs complete)."""
+    sasl = s.kafka_security_protocol.startswith("SASL_")
+    tls = s.kafka_security_protocol in ("SSL", "SASL_SSL")
+    if sasl and not s.kafka_sasl_username:
+        return (
+            f"INFERSTREAM_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs "
+            "INFERSTREAM_KAFKA_SASL_USERNAME"
+        )
+    if sasl and not (s.kafka_sasl_password_file or s.kafka_sasl_password):
+        return (
+            f"INFERSTREAM_KAFKA_SECURITY_PROTOCOL={s.kafka_security_protocol} needs "
+            "INFERSTREAM_KAFKA_SASL_PASSWORD_FILE (or INFERSTREAM_KAFKA_SASL_PASSWORD)"
+        )
+    if s.kafka_sasl_password_file and s.kafka_sasl_password:
+        return "set one of INFERSTREAM_KAFKA_SASL_PASSWORD_FILE and INFERSTREAM_KAFKA_SASL_PASSWORD"
+    if s.redis_password_file and s.redis_password:
+        return "set one of INFERSTREAM_REDIS_PASSWORD_FILE and INFERSTREAM_REDIS_PASSWORD"
+    tls_files = {
+        "INFERSTREAM_KAFKA_SSL_CA_LOCATION": s.kafka_ssl_ca_location,
+        "INFERSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION": s.kafka_ssl_certificate_location,
+        "INFERSTREAM_KAFKA_SSL_KEY_LOCATION": s.kafka_ssl_key_location,
+        "INFERSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE": s.kafka_ssl_key_password_file,
+    }
+    for name, path in tls_files.items():
+        if path and not tls:
+            return (
+                f"{name} is set, but INFERSTREAM_KAFKA_SECURITY_PROTOCOL="
+                f"{s.kafka_security_protocol} does not use TLS (use SSL or SASL_SSL)"
+            )
+    if bool(s.kafka_ssl_certificate_location) != bool(s.kafka_ssl_key_location):
+        return (
+            "set both INFERSTREAM_KAFKA_SSL_CERTIFICATE_LOCATION and "
+            "INFERSTREAM_KAFKA_SSL_KEY_LOCATION (a client certificate and its key), or neither"
+        )
+    if s.redis_tls_ca and not s.redis_url.startswith("rediss://"):
+        return (
+            "INFERSTREAM_REDIS_TLS_CA is set, but INFERSTREAM_REDIS_URL is not rediss:// "
+            "(TLS); use rediss://host:port/db"
+        )
+    files = {
+        **tls_files,
+        "INFERSTREAM_KAFKA_SASL_PASSWORD_FILE": s.kafka_sasl_password_file,
+        "INFERSTREAM_REDIS_PASSWORD_FILE": s.redis_password_file,
+        "INFERSTREAM_REDIS_TLS_CA": s.redis_tls_ca,
+    }
+    for name, path in files.items():
+        if path and not os.access(Path(path).expanduser(), os.R_OK):
+            why = "not readable" if Path(path).expanduser().exists() else "no such file"
+            return f"invalid {name}={path!r}: {why}"
+    return None
+
+
+# -- end of security ----------------------------------------------------------------------------
