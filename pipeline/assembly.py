@@ -64,6 +64,8 @@ def assemble(
     registry = registry or registry_from_settings(settings)
     redis = redis or redis_client(settings)
     if role == "score":
+        if model_version is None:  # a routing policy names the primary (pipeline/tiers)
+            model_version = _policy_primary(settings, plugin)
         model = load_stream_model(settings, plugin, model_version)
         handler = _scoring(settings, plugin, topics, model, registry, redis, use_cache)
         about = {"model": _model_label(model), "provider": model.provider}
@@ -124,6 +126,23 @@ def load_stream_model(
     )
 
 
+def _policy_primary(settings: Settings, plugin: StreamPlugin) -> str | None:
+    from pipeline.tiers.policy import load_policy
+
+    policy = load_policy(settings.models_dir, plugin.model_name, plugin.preprocessing_version)
+    return policy.primary if policy else None
+
+
+def _tiers(
+    settings: Settings, plugin: StreamPlugin, topics: StreamTopics, model: LoadedModel,
+    registry: SchemaRegistry,
+) -> tuple[Any, Any, Any]:  # fmt: skip
+    """(router, shadow, deliver wrapper) when the stream has a routing.json, else Nones."""
+    from pipeline.tiers.wiring import tiers_for
+
+    return tiers_for(settings, plugin, topics, model, registry)
+
+
 def _model_label(model: LoadedModel) -> str:
     return f"{model.manifest.name}:{model.manifest.version}"
 
@@ -157,6 +176,7 @@ def _scoring(
         from pipeline.redis.jobs import JobAdmission
 
         admission = JobAdmission(redis, settings.topic_namespace)
+    router, shadow, wrap_deliver = _tiers(settings, plugin, topics, model, registry)
     scorer = BatchScorer(
         plugin,
         topics,
@@ -166,11 +186,12 @@ def _scoring(
         request_ids=request_ids,
         admission=admission,
         max_batch_tokens=settings.max_batch_tokens,
+        router=router,
+        shadow=shadow,
     )
     publisher = Publisher.from_settings(settings)  # one per engine: its flush is its batch's
-    return ScoringHandler(
-        scorer, publisher.publish, settings.model_timeout_s, settings.model_retries
-    )
+    deliver = wrap_deliver(publisher.publish) if wrap_deliver else publisher.publish
+    return ScoringHandler(scorer, deliver, settings.model_timeout_s, settings.model_retries)
 
 
 def _drift(

@@ -26,6 +26,7 @@ from pipeline.scoring.dead_letters import dead_letter
 from pipeline.scoring.provenance import data_hashes
 from pipeline.scoring.stores import AdmissionRule, OutputCache, RequestIdRule
 from pipeline.scoring.token_budget import Predict, pool_rows, run_by_length
+from pipeline.tiers.cascade import Routed, TierRouter, tier_defaults
 
 
 class Model(Protocol):
@@ -63,6 +64,7 @@ class PreparedBatch:
     row_request: np.ndarray | None = None
     fields: dict[str, list[Any]] = field(default_factory=dict)  # preprocessing's result fields
     model_calls: int = 0  # set by infer: token budgets can split a window into several
+    routing: Routed | None = None  # set by infer under a routing policy (pipeline/tiers)
 
 
 @dataclass
@@ -93,6 +95,8 @@ class BatchScorer:
         request_ids: RequestIdRule | None = None,
         admission: AdmissionRule | None = None,
         max_batch_tokens: int = 1024,  # Settings.max_batch_tokens
+        router: TierRouter | None = None,  # model tiers: which version scores which row
+        shadow: Any = None,  # pipeline.tiers.shadow.ShadowScorer: after delivery, off path
     ) -> None:
         plugin.check_model(model.manifest)
         self.plugin = plugin
@@ -117,6 +121,10 @@ class BatchScorer:
             registry, catalog.latest("provenance_record"), topics.provenance
         )
         self._batch_seq = itertools.count(1)
+        # a dense stream's tiers (a token stream keeps its one model)
+        self.router = router if plugin.message_cost is None else None
+        self.shadow = shadow
+        self._tier = tier_defaults(model)
 
     # -- stage 1: bytes -> feature matrix -------------------------------------------------
     def prepare(self, messages: Sequence[InboundMessage]) -> PreparedBatch:
@@ -171,7 +179,7 @@ class BatchScorer:
             row_request=getattr(features, "row_request", None),
             fields={k: list(v) for k, v in (getattr(features, "fields", None) or {}).items()},
         )
-        if self.cache is not None and prepared.hashes:
+        if self.cache is not None and prepared.hashes and self.router is None:
             cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
             prepared.degraded = prepared.degraded or cached is None
             prepared.cached_outputs = cached or []
@@ -223,6 +231,10 @@ class BatchScorer:
         n = len(prepared.messages)
         if n == 0:
             return np.empty((0, 0))
+        if self.router is not None:  # the policy's tiers (no cache: a row's tier is per call)
+            prepared.routing = routed = self.router.route(prepared.matrix)
+            prepared.model_calls = routed.model_calls
+            return routed.outputs
         predict = predict or self.model.predict
         cached = prepared.cached_outputs
         miss = (
@@ -282,7 +294,15 @@ class BatchScorer:
         if not n:
             return ScoredBatch(outbound, 0, len(outbound), 0, inference_ms)
         plugin = self.plugin
-        fields = {**prepared.fields, **self.head(outputs)}
+        routing = prepared.routing
+        if routing is None:
+            tier = {"model_version": manifest.version, "model_sha256": self.model.sha256,
+                    **self._tier}  # fmt: skip
+            tier_columns: dict[str, Any] = {}
+            fields = {**prepared.fields, **self.head(outputs)}
+        else:
+            tier, tier_columns = routing.tier_values()
+            fields = {**prepared.fields, **routing.fields}
         messages, requests = prepared.messages, prepared.requests
         tenant = plugin.tenant_field
         request_ids = [r["request_id"] for r in requests]
@@ -291,11 +311,12 @@ class BatchScorer:
         results = self.encode_result.encode(
             {
                 "model_name": manifest.name,
-                "model_version": manifest.version,
                 "served_at": served_at,
                 "degraded": prepared.degraded,
+                **tier,
             },
             {
+                **tier_columns,
                 "request_id": request_ids,
                 "key": [r.get(plugin.key_field) for r in requests],
                 "tenant": [r.get(tenant) for r in requests] if tenant else [None] * n,
@@ -305,9 +326,8 @@ class BatchScorer:
         )
         provenance = self.encode_provenance.encode(
             {
+                **tier,
                 "model_name": manifest.name,
-                "model_version": manifest.version,
-                "model_sha256": self.model.sha256,
                 "preprocessing_version": manifest.preprocessing_version,
                 "pipeline_version": __version__,
                 "execution_provider": self.model.provider,
@@ -328,6 +348,7 @@ class BatchScorer:
                 "source_timestamp": stamps,
                 "queue_wait_ms": np.maximum(0, inference_started_ms - stamps).astype(np.float64),
                 "cache_hit": hits,
+                **tier_columns,
             },
         )
         results_topic, provenance_topic = self.topics.results, self.topics.provenance
@@ -342,12 +363,16 @@ class BatchScorer:
                     headers.append((name, value))
             outbound.append(OutboundMessage(results_topic, message.key, result, headers))
             outbound.append(OutboundMessage(provenance_topic, id_bytes, record, headers))
-        if self.cache is not None and not prepared.degraded:
+        if self.cache is not None and not prepared.degraded and routing is None:
             misses = [i for i, hit in enumerate(hits) if not hit]
             if misses:
                 self.cache.put_many(
                     [self._cache_key(prepared.hashes[i]) for i in misses], outputs[misses]
                 )
+        if self.shadow is not None:  # runs once `outbound` is delivered (assembly's deliver)
+            outbound = self.shadow.attach(
+                outbound, prepared, outputs, fields, tier, tier_columns, served_at, inference_ms
+            )
         return ScoredBatch(
             outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, fields,
             messages, request_ids, prepared.hashes,
@@ -393,6 +418,7 @@ class BatchScorer:
             else [],
             degraded=prepared.degraded,
             fields={name: [values[i] for i in index] for name, values in prepared.fields.items()},
+            routing=prepared.routing.take(keep) if prepared.routing is not None else None,
         )
         return filtered, np.asarray(outputs)[keep]
 

@@ -1,0 +1,284 @@
+"""Which model scores which row of a batch, under the stream's routing policy.
+
+`TierRouter.route(matrix)` is what `BatchScorer.infer` calls instead of the one model call when
+a policy is configured:
+
+- no policy, or a policy with only `primary`: one call to that version, route `primary`;
+- `cascade`: the small model scores every row (call 1); rows whose small score lies in a band
+  go to the large model together (call 2, only when there are any): two calls per batch at
+  most, never one per event. A row's decision is the head of the model that served it.
+
+Every row gets the served version, its sha256, its route (`primary`, `cascade-small`,
+`cascade-large`) and its cost in units (a cascade-large row pays for both models), which the
+scorer writes into provenance (and the version into the result).
+
+Model calls keep the serving path's timeout and bounded retries (`ModelCaller`); a call that
+fails for good raises the scoring handler's failure, so the batch is dead-lettered as with one
+model.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from pipeline.tiers.costs import units_per_row
+from pipeline.tiers.policy import PolicyWatcher, RoutingPolicy, escalated_mask
+
+log = logging.getLogger("inferstream.tiers")
+
+ROUTE_PRIMARY = "primary"
+ROUTE_SMALL = "cascade-small"
+ROUTE_LARGE = "cascade-large"
+
+
+@dataclass
+class Tier:
+    """A loaded version with its output head and cost."""
+
+    model: Any  # LoadedModel
+    head: Callable[[np.ndarray], Mapping[str, Any]]
+    units: float
+
+    @property
+    def version(self) -> str:
+        return str(self.model.manifest.version)
+
+
+@dataclass
+class Routed:
+    """What the router did with a batch: outputs and head fields per row, and per-row tiers."""
+
+    outputs: np.ndarray
+    fields: dict[str, Any]
+    version: list[str] | str
+    sha256: list[str] | str
+    route: list[str] | str
+    escalated: list[bool] | bool
+    cost_units: np.ndarray | float
+    model_calls: int
+    policy: str = ""  # digest of the policy the batch ran under
+    escalated_rows: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def tier_values(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        """(per-batch constants, per-row columns) for the encoders: uniform values stay
+        constants, encoded once per batch."""
+        constants: dict[str, Any] = {}
+        columns: dict[str, Any] = {}
+        for name, value in (
+            ("model_version", self.version),
+            ("model_sha256", self.sha256),
+            ("route", self.route),
+            ("escalated", self.escalated),
+            ("cost_units", self.cost_units),
+        ):
+            if isinstance(value, list | np.ndarray):
+                columns[name] = value
+            else:
+                constants[name] = value
+        constants["routing_policy"] = self.policy
+        return constants, columns
+
+    def take(self, keep: np.ndarray) -> Routed:
+        """The rows in boolean `keep` (requests dropped after scoring)."""
+        index = np.flatnonzero(keep)
+
+        def sub(value: Any) -> Any:
+            if isinstance(value, np.ndarray):
+                return value[index]
+            if isinstance(value, list):
+                return [value[i] for i in index.tolist()]
+            return value
+
+        return Routed(
+            self.outputs[index],
+            {k: sub(v) for k, v in self.fields.items()},
+            sub(self.version), sub(self.sha256), sub(self.route), sub(self.escalated),
+            sub(self.cost_units), self.model_calls, self.policy,
+            sum(sub(self.escalated)) if isinstance(self.escalated, list)
+            else len(index) if self.escalated else 0,
+        )  # fmt: skip
+
+
+class ModelCaller:
+    """One model call with a timeout and bounded retries, like the scoring handler's."""
+
+    def __init__(self, timeout_s: float, retries: int, backoff_s: float = 0.05) -> None:
+        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
+        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tiers-model")
+
+    def __call__(self, model: Any, matrix: np.ndarray) -> np.ndarray:
+        from pipeline.scoring.handler import _ModelFailed  # the handler's dead-letter signal
+
+        last: BaseException | None = None
+        for attempt in range(1 + self.retries):
+            future = self._pool.submit(model.predict, matrix)
+            try:
+                return future.result(self.timeout_s)
+            except Exception as exc:
+                last = (
+                    TimeoutError(f"model call over {self.timeout_s}s")
+                    if isinstance(exc, FutureTimeout)
+                    else exc
+                )
+                log.warning(
+                    "model %s call failed (attempt %d of %d): %r",
+                    model.manifest.version, attempt + 1, 1 + self.retries, last,
+                )  # fmt: skip
+                time.sleep(self.backoff_s * (2**attempt))
+        reason = "model-timeout" if isinstance(last, TimeoutError) else "model-error"
+        raise _ModelFailed(reason, f"model {model.manifest.version}: {last!r}")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def merge_fields(
+    base: Mapping[str, Any], other: Mapping[str, Any], rows: np.ndarray
+) -> dict[str, Any]:
+    """`base`'s columns with the rows in index `rows` replaced by `other`'s (in order)."""
+    merged: dict[str, Any] = {}
+    positions = rows.tolist()
+    for name, column in base.items():
+        replacement = other[name]
+        if isinstance(column, np.ndarray):
+            out = column.copy()
+            out[rows] = np.asarray(replacement)
+        else:
+            out = list(column)
+            for i, value in zip(positions, replacement, strict=True):
+                out[i] = value
+        merged[name] = out
+    return merged
+
+
+class TierRouter:
+    """Routes each batch under the watcher's current policy; loads the versions it names."""
+
+    def __init__(
+        self,
+        base_model: Any,
+        load: Callable[[str], Any],
+        head: Callable[[Any], Callable[[np.ndarray], Mapping[str, Any]]],
+        call: Callable[[Any, np.ndarray], np.ndarray],
+        watcher_factory: Callable[[Callable[[RoutingPolicy | None], None]], PolicyWatcher]
+        | None = None,
+    ) -> None:
+        """`load(version)` a LoadedModel; `head(manifest)` the stream's output head;
+        `call(model, matrix)` one model call; `watcher_factory(on_change)` the policy watcher
+        (None: no policy, the base model serves)."""
+        self._load, self._head, self.call = load, head, call
+        self._tiers: dict[str, Tier] = {}
+        self._lock = threading.Lock()
+        self.base = self._tier_of(base_model)
+        self.batches = 0
+        self.rows = 0
+        self.escalated = 0
+        self.watcher = watcher_factory(self._prepare) if watcher_factory else None
+
+    def _tier_of(self, model: Any) -> Tier:
+        version = str(model.manifest.version)
+        tier = self._tiers.get(version)
+        if tier is None:
+            tier = Tier(model, self._head(model.manifest), units_per_row(model.manifest))
+            self._tiers[version] = tier
+        return tier
+
+    def tier(self, version: str) -> Tier:
+        with self._lock:
+            tier = self._tiers.get(version)
+            if tier is None:
+                tier = self._tier_of(self._load(version))
+            return tier
+
+    def _prepare(self, policy: RoutingPolicy | None) -> None:
+        """Load (and so verify) every version a new policy names before it is accepted."""
+        if policy is None:
+            return
+        for version in policy.versions:
+            self.tier(version)
+        if policy.cascade:
+            for version in (policy.cascade.small, policy.cascade.large):
+                probe = self.tier(version).head(np.zeros((1, self.base.model.output_width)))
+                if "score" not in probe:
+                    raise ValueError(
+                        f"version {version}: the stream's head gives no 'score' to cascade on"
+                    )
+
+    @property
+    def policy(self) -> RoutingPolicy | None:
+        return self.watcher.current() if self.watcher else None
+
+    def route(self, matrix: np.ndarray) -> Routed:
+        policy = self.policy
+        self.batches += 1
+        self.rows += len(matrix)
+        if policy is None or policy.cascade is None:
+            tier = self.base if policy is None else self.tier(policy.primary)
+            outputs = self.call(tier.model, matrix)
+            return Routed(
+                outputs, dict(tier.head(outputs)), tier.version, tier.model.sha256,
+                ROUTE_PRIMARY, False, tier.units, 1, policy.digest if policy else "",
+            )  # fmt: skip
+        return self._cascade(policy, matrix)
+
+    def _cascade(self, policy: RoutingPolicy, matrix: np.ndarray) -> Routed:
+        assert policy.cascade is not None
+        small, large = self.tier(policy.cascade.small), self.tier(policy.cascade.large)
+        outputs = self.call(small.model, matrix)
+        fields = dict(small.head(outputs))
+        up = escalated_mask(fields["score"], policy.cascade.bands)
+        rows = np.flatnonzero(up)
+        n, k = len(matrix), len(rows)
+        calls = 1
+        if k:
+            large_out = self.call(large.model, matrix[rows])
+            calls = 2
+            outputs = outputs.copy()
+            outputs[rows] = large_out
+            fields = merge_fields(fields, large.head(large_out), rows)
+        self.escalated += k
+        if k == 0:
+            version: list[str] | str = small.version
+            sha: list[str] | str = small.model.sha256
+            route: list[str] | str = ROUTE_SMALL
+        elif k == n:
+            version, sha, route = large.version, large.model.sha256, ROUTE_LARGE
+        else:
+            version = np.where(up, large.version, small.version).tolist()
+            sha = np.where(up, large.model.sha256, small.model.sha256).tolist()
+            route = np.where(up, ROUTE_LARGE, ROUTE_SMALL).tolist()
+        cost = np.where(up, small.units + large.units, small.units)
+        escalated: list[bool] | bool = up.tolist() if 0 < k < n else k == n
+        return Routed(
+            outputs, fields, version, sha, route, escalated, cost, calls, policy.digest, k,
+        )  # fmt: skip
+
+    def close(self) -> None:
+        close = getattr(self.call, "close", None)
+        if close is not None:
+            close()
+
+
+def tier_defaults(model: Any) -> dict[str, Any]:
+    """The provenance tier fields of a batch served without a router."""
+    return {
+        "route": ROUTE_PRIMARY,
+        "escalated": False,
+        "cost_units": units_per_row(model.manifest, getattr(model, "directory", None)),
+        "routing_policy": "",
+    }
+
+
+def share_in_bands(scores: Sequence[float], bands: Sequence[tuple[float, float]]) -> float:
+    values = np.asarray(scores, dtype=np.float64)
+    return float(escalated_mask(values, bands).mean()) if len(values) else 0.0
