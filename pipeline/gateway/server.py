@@ -87,8 +87,8 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
-    # ready once the result index has its partitions (or after 30 s, saying so)
-    for _ in range(300):
+    # ready once the result index has its partitions (or after 10 s, saying so)
+    for _ in range(100):
         if gateway.indexer.assigned.is_set() or stop.is_set():
             break
         await asyncio.sleep(0.1)
