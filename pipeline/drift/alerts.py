@@ -54,6 +54,9 @@ class AlertEvent:
     window_start_ms: int
     window_end_ms: int
     rows_seen: int
+    # how the threshold was calibrated ("iid" or "block-bootstrap(block=.., rows=..)"); not in
+    # drift_alert.v1 (no field for it): the monitor logs it and puts it in `drift status`
+    calibration: str = "iid"
 
     def to_avro_dict(
         self, stream: str, model_name: str, model_version: str, detected_at_ms: int
@@ -100,6 +103,7 @@ class FeatureStat:
     threshold: float
     state: str  # IDLE, ALERTING or COOLDOWN
     windows: dict[int, tuple[float, float]] = field(default_factory=dict)  # w -> (z, statistic)
+    calibration: str = "iid"  # how the threshold was set (see AlertEvent.calibration)
 
 
 class AlertMachine:

@@ -34,6 +34,7 @@ import logging
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ import numpy as np
 from pipeline.drift.alerts import AlertMachine
 from pipeline.drift.categorical import g_test
 from pipeline.drift.config import DriftConfig
+from pipeline.drift.dependence import DependentNull
 from pipeline.drift.ks import code_dtype, code_shift, ks_distance_sorted
 from pipeline.drift.windows import KSWindows
 
@@ -224,6 +226,16 @@ def count_events(evidence: np.ndarray, thresholds: np.ndarray, config: DriftConf
     return events
 
 
+# (rng, streams, reference rows, stream rows) -> (references, streams) of continuous values
+NullDraw = Callable[[np.random.Generator, int, int, int], tuple[np.ndarray, np.ndarray]]
+
+
+def uniform_draw(
+    rng: np.random.Generator, streams: int, n_ref: int, total: int
+) -> tuple[np.ndarray, np.ndarray]:
+    return rng.random((streams, n_ref)), rng.random((streams, total))
+
+
 def simulate_ks_evidence(
     config: DriftConfig,
     n_ref: int,
@@ -231,16 +243,19 @@ def simulate_ks_evidence(
     checks: int,
     rng: np.random.Generator,
     level: float = 0.0,
+    draw: NullDraw = uniform_draw,
 ) -> np.ndarray:
-    """(streams, checks) per-check evidence of null uniform streams, one reference each.
+    """(streams, checks) per-check evidence of null streams, one reference each.
 
+    `draw` makes the data: independent uniforms by default (the iid null), or block-bootstrap
+    resamples of an ordered sample (dependent streams, see pipeline.drift.dependence).
     Exact wherever evidence >= `level` (lazy windows below it: see KSWindows).
     """
     k = config.check_every
     warm = config.w_max
     total = warm + checks * k
-    reference = np.sort(rng.random((streams, n_ref)), axis=1)
-    values = rng.random((streams, total))
+    reference, values = draw(rng, streams, n_ref, total)
+    reference = np.sort(reference, axis=1)
     codes = np.empty((streams, total), dtype=code_dtype(n_ref))
     shift = code_shift(n_ref)
     for s in range(streams):  # continuous: never equal to a reference value, so R - L = 0
@@ -297,10 +312,16 @@ def ks_part_rows(config: DriftConfig) -> int:
     return _KS_STREAMS * _KS_CHECKS * config.check_every
 
 
-def ks_null_curve(config: DriftConfig, n_ref: int, parts: range) -> NullCurve:
+def ks_null_curve(
+    config: DriftConfig,
+    n_ref: int,
+    parts: range,
+    key: dict[str, Any] | None = None,
+    draw: NullDraw = uniform_draw,
+) -> NullCurve:
     """Null curve from simulation parts (each seeded by its index: parts can run anywhere and
     their curves be merged)."""
-    key = ks_key(config, n_ref)
+    key = ks_key(config, n_ref) if key is None else key
     started = time.perf_counter()
     events = np.zeros(KS_GRID.size, dtype=np.int64)
     rows = 0
@@ -313,6 +334,7 @@ def ks_null_curve(config: DriftConfig, n_ref: int, parts: range) -> NullCurve:
             _KS_CHECKS,
             rng,
             level=config.resolve_ratio * float(KS_GRID[0]),
+            draw=draw,
         )
         events += count_events(evidence, KS_GRID, config)
         rows += ks_part_rows(config)
@@ -328,9 +350,35 @@ class Calibrator:
 
     # ---- thresholds -------------------------------------------------------------------------
 
-    def ks_threshold(self, config: DriftConfig, n_ref: int, n_features: int) -> float:
+    def ks_threshold(
+        self,
+        config: DriftConfig,
+        n_ref: int,
+        n_features: int,
+        dependence: DependentNull | None = None,
+    ) -> float:
+        """Shared KS threshold; from block-bootstrap streams of `dependence`'s sample if given."""
         per_feature = config.target_ert * max(n_features, 1)
-        return self.ks_curve(config, n_ref, per_feature).threshold_for(per_feature)
+        if dependence is None:
+            return self.ks_curve(config, n_ref, per_feature).threshold_for(per_feature)
+        return self.bootstrap_curve(config, n_ref, dependence, per_feature).threshold_for(
+            per_feature
+        )
+
+    def bootstrap_curve(
+        self, config: DriftConfig, n_ref: int, dependence: DependentNull, rows_per_event: float
+    ) -> NullCurve:
+        key = {**ks_key(config, n_ref), **dependence.key()}
+        cached = self._load(NullCurve("KS", key, KS_GRID, KS_GRID * 0, 0).name, key)
+        if cached is not None and cached.covers(rows_per_event):
+            return cached
+        parts = -(-self._budget(config, rows_per_event) // ks_part_rows(config))
+        curve = ks_null_curve(config, n_ref, range(parts), key, dependence.draw)
+        log.info(
+            "KS block-bootstrap calibration %s: %d rows in %.1fs", key, curve.rows, curve.seconds
+        )
+        self._store(curve)
+        return curve
 
     def g_threshold(self, config: DriftConfig, ref_counts: np.ndarray, n_features: int) -> float:
         per_feature = config.target_ert * max(n_features, 1)

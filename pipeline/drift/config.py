@@ -5,17 +5,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+CALIBRATIONS = ("auto", "iid", "block-bootstrap")
+
 
 @dataclass(frozen=True)
 class DriftConfig:
     """How the detector checks, alarms and reports.
 
-    Checks run every `check_every` rows (K). When one `update()` call carries more rows than
-    that, the check runs once at the end of the batch instead of once per K rows inside it: the
-    windows still hold the latest rows, a check costs the same as with small batches, and the
-    false-alarm rate can only drop (fewer looks at the same statistic), at the price of up to
-    one batch of extra delay in rows (milliseconds in time, since big batches only come at
-    high rates).
+    Checks run every `check_every` rows (K), at rows K, 2K, 3K, ... however the rows are
+    batched: a batch of hundreds is checked at each multiple of K inside it, with the same
+    decisions as if its rows had come K at a time (see KSWindows.checkpoints).
+
+    `calibration` says how the threshold is set: "iid" simulates independent rows; "block-
+    bootstrap" resamples an ordered stationary sample in blocks (pipeline.drift.dependence),
+    the detector's `null_sample` or else the reference rows in their stored order; "auto"
+    (default) is block-bootstrap when a null sample is given and iid otherwise.
     """
 
     windows: tuple[int, ...] = (100, 300, 1000)
@@ -36,6 +40,7 @@ class DriftConfig:
     categorical_max_distinct: int = 5  # numeric features with at most this many values use G
     calibration_rows: int | None = None  # simulated feature-rows; None: sized from the target
     calibration_seed: int = 20_240_601
+    calibration: str = "auto"  # "auto", "iid" or "block-bootstrap"
 
     def __post_init__(self) -> None:
         windows = tuple(sorted({int(w) for w in self.windows}))
@@ -50,6 +55,10 @@ class DriftConfig:
             raise ValueError("resolve_ratio must be in (0, 1]")
         if self.update_growth <= 1:
             raise ValueError("update_growth must be > 1")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(
+                f"calibration {self.calibration!r} is not one of {', '.join(CALIBRATIONS)}"
+            )
 
     @property
     def w_max(self) -> int:

@@ -26,6 +26,7 @@ from pipeline.drift.alerts import (
 from pipeline.drift.calibration import Calibrator
 from pipeline.drift.categorical import CategoricalIndex, GWindows, g_p_value
 from pipeline.drift.config import DriftConfig
+from pipeline.drift.dependence import DependentNull
 from pipeline.drift.ks import NumericIndex, ks_p_value
 from pipeline.drift.reference import Reference
 from pipeline.drift.snapshot import pack, unpack
@@ -46,10 +47,15 @@ class DriftDetector:
         calibration_cache: Path | None = None,
         *,
         thresholds: np.ndarray | None = None,
+        null_sample: np.ndarray | None = None,
+        calibration_kind: tuple[str, ...] | None = None,
     ) -> None:
+        """`null_sample`: stationary rows [m, d] in arrival order for block-bootstrap
+        calibration (see DriftConfig.calibration); `calibration_kind` labels given thresholds."""
         self.config = config or DriftConfig()
         self._calibrator = Calibrator(calibration_cache)
-        self._install(reference, thresholds)
+        self._null_sample = None if null_sample is None else np.asarray(null_sample, np.float32)
+        self._install(reference, thresholds, calibration_kind)
 
     # ---- public API -------------------------------------------------------------------------
 
@@ -74,9 +80,14 @@ class DriftDetector:
     def rows_seen(self) -> int:
         return self._rows_seen
 
+    @property
+    def calibration(self) -> tuple[str, ...]:
+        """How each feature's threshold was set: "iid" or "block-bootstrap(block=.., rows=..)"."""
+        return self._kind
+
     def reset_reference(self, reference: Reference) -> None:
         """Adopt a new reference: windows, counters and alerts start afresh."""
-        self._install(reference, None)
+        self._install(reference, None, None)
 
     def update(
         self,
@@ -125,6 +136,7 @@ class DriftDetector:
                     window=self.config.windows[k] if full else 0,
                     threshold=float(self._threshold[j]),
                     state=AlertMachine.PHASE_NAMES[int(self._machine.phase[j])],
+                    calibration=self._kind[j],
                     windows={
                         w: (float(z[i, j]), float(stat[i, j]))
                         for i, w in enumerate(self.config.windows)
@@ -142,6 +154,7 @@ class DriftDetector:
             "rows_seen": self._rows_seen,
             "since_check": self._since_check,
             "feature_names": list(self.feature_names),
+            "calibration": list(self._kind),
         }
         arrays: dict[str, np.ndarray] = {"threshold": self._threshold}
         for name, ring in self._rings().items():
@@ -162,6 +175,7 @@ class DriftDetector:
         blob: bytes,
         calibration_cache: Path | None = None,
         config: DriftConfig | None = None,
+        null_sample: np.ndarray | None = None,
     ) -> DriftDetector:
         """A detector continuing from `snapshot()` bytes; the reference must be the same one.
 
@@ -179,12 +193,16 @@ class DriftDetector:
             config.alarm_key() == saved.alarm_key()
             and config.target_ert == saved.target_ert
             and (config.ks_floor, config.js_floor) == (saved.ks_floor, saved.js_floor)
+            and config.calibration == saved.calibration
         )
+        kind = header.get("calibration")
         detector = cls(
             reference,
             config or saved,
             calibration_cache,
             thresholds=arrays["threshold"] if keep_thresholds else None,
+            null_sample=null_sample,
+            calibration_kind=tuple(kind) if keep_thresholds and kind else None,
         )
         if max(detector.config.windows) != max(saved.windows):
             raise ValueError("the largest window changed: buffered rows cannot be reused")
@@ -202,7 +220,12 @@ class DriftDetector:
 
     # ---- setup ------------------------------------------------------------------------------
 
-    def _install(self, reference: Reference, thresholds: np.ndarray | None) -> None:
+    def _install(
+        self,
+        reference: Reference,
+        thresholds: np.ndarray | None,
+        kind: tuple[str, ...] | None,
+    ) -> None:
         cfg = self.config
         self._reference = reference
         self._d = reference.n_features
@@ -237,21 +260,40 @@ class DriftDetector:
         self._rows_seen = 0
         self._since_check = 0
         if thresholds is None:
-            thresholds = self._calibrate()
+            thresholds, kind = self._calibrate()
         thresholds = np.asarray(thresholds, dtype=np.float64)
         if thresholds.shape != (self._d,):
             raise ValueError("one threshold per feature expected")
         self._threshold = thresholds
+        self._kind = tuple(kind) if kind is not None else ("given",) * self._d
+        if len(self._kind) != self._d:
+            raise ValueError("one calibration label per feature expected")
 
-    def _calibrate(self) -> np.ndarray:
-        out = np.zeros(self._d)
-        if self._num.size:
-            out[self._num] = self._calibrator.ks_threshold(
-                self.config, self._reference.n_ref, self._d
+    def _dependence(self) -> DependentNull | None:
+        """The ordered sample behind a block-bootstrap calibration, or None for iid."""
+        mode = self.config.calibration
+        if mode == "iid" or (mode == "auto" and self._null_sample is None):
+            return None
+        sample = self._reference.values if self._null_sample is None else self._null_sample
+        if sample.ndim != 2 or sample.shape[1] != self._d:
+            raise ValueError(
+                f"null sample must have the reference's {self._d} features, got {sample.shape}"
             )
+        return DependentNull.from_sample(sample[:, self._num])
+
+    def _calibrate(self) -> tuple[np.ndarray, list[str]]:
+        out = np.zeros(self._d)
+        kind = ["iid"] * self._d
+        if self._num.size:
+            dependence = self._dependence()
+            out[self._num] = self._calibrator.ks_threshold(
+                self.config, self._reference.n_ref, self._d, dependence
+            )
+            for j in self._num:
+                kind[j] = "iid" if dependence is None else dependence.label
         for i, j in enumerate(self._cat):
             out[j] = self._calibrator.g_threshold(self.config, self._cindex.ref_counts[i], self._d)
-        return out
+        return out, kind
 
     def _rings(self) -> dict[str, Ring]:
         return {
@@ -476,4 +518,5 @@ class DriftDetector:
             window_start_ms=int(times[0]),
             window_end_ms=int(times[-1]),
             rows_seen=end,
+            calibration=self._kind[j],
         )
