@@ -13,7 +13,13 @@ from confluent_kafka.admin import AdminClient, ClusterMetadata, NewPartitions, N
 
 from pipeline.core.registry import stream_topics
 from pipeline.core.topics import drift_alerts_topic
-from pipeline.kafka.exceptions import KafkaUnreachable, TopicConfigError
+from pipeline.kafka.client_config import (
+    ConnectionProblems,
+    KafkaTarget,
+    bootstrap_of,
+    client_config,
+)
+from pipeline.kafka.exceptions import KafkaConnectFailed, KafkaUnreachable, TopicConfigError
 
 # Provenance is keyed by request id and is what replay reads: keep it longer than the rest.
 _TOPIC_CONFIG = {
@@ -37,10 +43,16 @@ _INVALID_REPLICATION_FACTOR = 38
 _TOPIC_ALREADY_EXISTS = 36
 
 
-def tool_client_config(bootstrap: str) -> dict[str, Any]:
-    """librdkafka settings of the command-line clients: quiet, quick to give up connecting."""
+def tool_client_config(
+    bootstrap: KafkaTarget, problems: ConnectionProblems | None = None
+) -> dict[str, Any]:
+    """librdkafka settings of the command-line clients: quiet, quick to give up connecting.
+
+    `bootstrap` is Settings or a bare bootstrap (then the process's security settings apply);
+    `problems` records authentication and TLS failures for the error message."""
     return {
-        "bootstrap.servers": bootstrap,
+        **client_config(bootstrap),
+        **({"error_cb": problems} if problems is not None else {}),
         "logger": TOOL_LOGGER,
         "socket.connection.setup.timeout.ms": int(CONNECT_TIMEOUT_S * 1000),
         "allow.auto.create.topics": False,
@@ -52,24 +64,38 @@ def is_unreachable(exc: KafkaException) -> bool:
     return isinstance(error, KafkaError) and error.code() in _UNREACHABLE_CODES
 
 
+class _Admin(AdminClient):
+    """An AdminClient that keeps its connection problems (for `unreachable`)."""
+
+    def __init__(self, target: KafkaTarget) -> None:
+        self.problems = ConnectionProblems()
+        config = tool_client_config(target, self.problems)
+        config.pop("allow.auto.create.topics")  # not an AdminClient setting
+        super().__init__(config)
+
+
+def unreachable(bootstrap: str, timeout: float, client: object) -> KafkaUnreachable:
+    """The error for a client that got no answer: why, when librdkafka said (auth, TLS)."""
+    problems = getattr(client, "problems", None)
+    reason = problems.reason() if isinstance(problems, ConnectionProblems) else None
+    if reason is not None:
+        return KafkaConnectFailed(bootstrap, reason)
+    return KafkaUnreachable(bootstrap, f"no answer within {timeout:g} s")
+
+
 def cluster_metadata(
-    bootstrap: str, timeout: float = CONNECT_TIMEOUT_S, admin: AdminClient | None = None
+    bootstrap: KafkaTarget, timeout: float = CONNECT_TIMEOUT_S, admin: AdminClient | None = None
 ) -> ClusterMetadata:
-    """The cluster's topics and brokers; KafkaUnreachable when no broker answers in `timeout`."""
+    """The cluster's topics and brokers; KafkaUnreachable when no broker answers in `timeout`
+    (KafkaConnectFailed, one of them, when the credentials or the certificate were refused)."""
     if admin is None:
-        admin = AdminClient(_admin_config(bootstrap))
+        admin = _Admin(bootstrap)
     try:
         return admin.list_topics(timeout=timeout)
     except KafkaException as exc:
         if is_unreachable(exc):
-            raise KafkaUnreachable(bootstrap, f"no answer within {timeout:g} s") from None
+            raise unreachable(bootstrap_of(bootstrap), timeout, admin) from None
         raise
-
-
-def _admin_config(bootstrap: str) -> dict[str, Any]:
-    config = tool_client_config(bootstrap)
-    config.pop("allow.auto.create.topics")  # not an AdminClient setting
-    return config
 
 
 @dataclass(frozen=True)
@@ -92,7 +118,7 @@ def topic_names(streams: Iterable[str], namespace: str = "") -> list[str]:
 
 
 def ensure_topics(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     streams: Iterable[str],
     partitions: int,
     replication: int,
@@ -111,7 +137,7 @@ def ensure_topics(
         raise ValueError(f"partitions={partitions} must be >= 1")
     if replication < 1:
         raise ValueError(f"replication={replication} must be >= 1")
-    admin = AdminClient(_admin_config(bootstrap))
+    admin = _Admin(bootstrap)
     metadata = cluster_metadata(bootstrap, connect_timeout, admin)
     existing = metadata.topics
     wanted = topic_names(streams, namespace)
@@ -191,7 +217,7 @@ def _replication_message(replication: int, brokers: int) -> str:
 
 
 def create_topic(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     name: str,
     partitions: int,
     replication: int,
@@ -199,7 +225,7 @@ def create_topic(
     timeout: float = 30,
 ) -> None:
     """One topic (e.g. a replay's sandbox), created if missing and waited for in the metadata."""
-    admin = AdminClient(_admin_config(bootstrap))
+    admin = _Admin(bootstrap)
     brokers = len(cluster_metadata(bootstrap, CONNECT_TIMEOUT_S, admin).brokers)
     if brokers and replication > brokers:
         raise TopicConfigError(_replication_message(replication, brokers))

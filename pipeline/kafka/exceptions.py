@@ -17,6 +17,16 @@ class KafkaUnreachable(InferstreamError):
         )
 
 
+class KafkaConnectFailed(KafkaUnreachable):
+    """A broker answered but the connection failed: credentials refused, certificate untrusted.
+
+    One line naming the settings to check; never a secret (librdkafka's messages hold none)."""
+
+    def __init__(self, bootstrap: str, reason: str) -> None:
+        self.bootstrap = bootstrap
+        InferstreamError.__init__(self, f"cannot connect to Kafka at {bootstrap}: {reason}")
+
+
 class TopicConfigError(InferstreamError, ValueError):
     """The cluster cannot create topics as asked (e.g. more replicas than brokers)."""
 

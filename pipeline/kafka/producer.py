@@ -15,6 +15,7 @@ from pipeline.config import Settings
 from pipeline.core.registry import get_plugin
 from pipeline.core.topics import StreamTopics
 from pipeline.kafka.admin import TOOL_LOGGER
+from pipeline.kafka.client_config import client_config
 from pipeline.kafka.exceptions import DeliveryFailed
 
 
@@ -76,7 +77,7 @@ class RequestProducer:
         }
         self._producer = Producer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **client_config(settings),  # bootstrap and security settings
                 "enable.idempotence": True,  # no duplicates or reordering from producer retries
                 "linger.ms": 5,
                 "compression.type": "lz4",

@@ -16,6 +16,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.core.messages import InboundMessage
 from pipeline.kafka.admin import CONNECT_TIMEOUT_S
+from pipeline.kafka.client_config import KafkaTarget
 from pipeline.kafka.exceptions import RangeError
 from pipeline.kafka.messages import inbound_message
 from pipeline.kafka.reader import _consumer, _partitions
@@ -37,7 +38,7 @@ class PartitionCoverage:
 
 
 def resolve_times(
-    bootstrap: str, topic: str, from_ms: int, to_ms: int
+    bootstrap: KafkaTarget, topic: str, from_ms: int, to_ms: int
 ) -> list[PartitionCoverage]:
     """Per partition, the offsets of the records with timestamps in `[from_ms, to_ms)`."""
     consumer = _consumer(bootstrap)
@@ -63,7 +64,7 @@ def resolve_times(
 
 
 def resolve_offsets(
-    bootstrap: str, topic: str, wanted: list[tuple[int, int, int]]
+    bootstrap: KafkaTarget, topic: str, wanted: list[tuple[int, int, int]]
 ) -> list[PartitionCoverage]:
     """The given (partition, start, end) ranges, checked against what the partitions hold."""
     consumer = _consumer(bootstrap)
@@ -96,7 +97,7 @@ def resolve_offsets(
 
 
 def whole_partitions(
-    bootstrap: str, topic: str, only: list[int] | None = None
+    bootstrap: KafkaTarget, topic: str, only: list[int] | None = None
 ) -> list[PartitionCoverage]:
     """Everything retained on `topic` (or on the partitions `only`), up to the end snapshot."""
     consumer = _consumer(bootstrap)
@@ -109,7 +110,7 @@ def whole_partitions(
         consumer.close()
 
 
-def partition_count(bootstrap: str, topic: str) -> int:
+def partition_count(bootstrap: KafkaTarget, topic: str) -> int:
     consumer = _consumer(bootstrap)
     try:
         return len(_partitions(consumer, bootstrap, topic, CONNECT_TIMEOUT_S))
@@ -118,7 +119,7 @@ def partition_count(bootstrap: str, topic: str) -> int:
 
 
 def read_ranges(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     coverage: list[PartitionCoverage],
     batch_size: int = 500,

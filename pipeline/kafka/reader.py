@@ -10,14 +10,11 @@ from typing import Any, Literal
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaException, TopicPartition
 
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
-from pipeline.kafka.admin import CONNECT_TIMEOUT_S, is_unreachable
-from pipeline.kafka.admin import tool_client_config as _client_config
-from pipeline.kafka.exceptions import KafkaUnreachable, TopicNotFound
+from pipeline.kafka.admin import CONNECT_TIMEOUT_S, is_unreachable, tool_client_config, unreachable
+from pipeline.kafka.client_config import ConnectionProblems, KafkaTarget, bootstrap_of
+from pipeline.kafka.exceptions import TopicNotFound
 
 StartAt = Literal["beginning", "end"]
-
-
-
 
 
 @dataclass(frozen=True)
@@ -34,7 +31,7 @@ class ReadRecord:
 
 
 def read_topic(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     registry: SchemaRegistry,
     start: StartAt = "beginning",
@@ -81,7 +78,7 @@ def read_topic(
 
 
 def read_last(
-    bootstrap: str,
+    bootstrap: KafkaTarget,
     topic: str,
     registry: SchemaRegistry,
     n: int,
@@ -127,23 +124,34 @@ def read_last(
         consumer.close()
 
 
-def _consumer(bootstrap: str) -> Consumer:
-    return Consumer(
+class _Consumer(Consumer):
+    """A consumer that keeps its connection problems (auth, TLS) for the error message."""
+
+    problems: ConnectionProblems
+
+
+def _consumer(bootstrap: KafkaTarget) -> Consumer:
+    problems = ConnectionProblems()
+    consumer = _Consumer(
         {
-            **_client_config(bootstrap),
+            **tool_client_config(bootstrap, problems),
             "group.id": "inferstream-reader",  # required by the client; never committed
             "enable.auto.commit": False,
             "enable.partition.eof": False,
         }
     )
+    consumer.problems = problems
+    return consumer
 
 
-def _partitions(consumer: Consumer, bootstrap: str, topic: str, timeout: float) -> list[int]:
+def _partitions(
+    consumer: Consumer, bootstrap: KafkaTarget, topic: str, timeout: float
+) -> list[int]:
     try:
         topics = consumer.list_topics(timeout=timeout).topics
     except KafkaException as exc:
         if is_unreachable(exc):
-            raise KafkaUnreachable(bootstrap, f"no answer within {timeout:g} s") from None
+            raise unreachable(bootstrap_of(bootstrap), timeout, consumer) from None
         raise
     metadata = topics.get(topic)
     if metadata is None or metadata.error is not None:
