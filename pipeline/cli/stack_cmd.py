@@ -32,6 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     dn.set_defaults(func=cmd_down)
     st = sub.add_parser("status", help="show each server; exit 1 unless all answer")
     st.set_defaults(func=cmd_status)
+    for action in (up, dn, st):
+        action.add_argument(
+            "--secure",
+            action="store_true",
+            help="the secured stack instead: Kafka SASL_SSL (SCRAM-SHA-512) on 19094, Redis "
+            "TLS + password on 16380, a local CA (pipeline/stack/secure.py)",
+        )
     deps = sub.add_parser(
         "deps", help="install redis-server / fetch the Kafka jars without starting anything"
     )
@@ -42,6 +49,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     from pipeline import stack
 
     settings = Settings.from_env()
+    if args.secure:
+        return _secure_up(settings, args.timeout)
     try:
         info = stack.ensure_up(settings, timeout=args.timeout)
     except stack.StackError as exc:
@@ -55,7 +64,12 @@ def cmd_down(args: argparse.Namespace) -> int:
     from pipeline import stack
 
     try:
-        stack.down(Settings.from_env())
+        if args.secure:
+            from pipeline.stack import secure
+
+            secure.down(Settings.from_env())
+        else:
+            stack.down(Settings.from_env())
     except stack.StackError as exc:
         raise CliError(str(exc)) from None
     return 0
@@ -64,6 +78,8 @@ def cmd_down(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     from pipeline import stack
 
+    if args.secure:
+        return _secure_status(Settings.from_env())
     try:
         rows = stack.status(Settings.from_env())
     except stack.StackError as exc:
@@ -89,3 +105,27 @@ def cmd_deps(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     print("stack dependencies are in place")
     return 0
+
+
+def _secure_up(settings: Settings, timeout: float) -> int:
+    from pipeline.stack import StackError, secure
+
+    try:
+        started = secure.up(settings, timeout=timeout)
+    except StackError as exc:
+        raise CliError(str(exc)) from None
+    print("# client settings for the secured stack (passwords stay in their files):")
+    for name, value in started.client_env().items():
+        print(f"export {name}={value}")
+    return 0
+
+
+def _secure_status(settings: Settings) -> int:
+    from pipeline.stack import secure
+
+    rows = secure.status(settings)
+    width = max(len(r.address) for r in rows)
+    for r in rows:
+        who = f"pid {r.pid}, log {r.log_file}" if r.pid else ""
+        print(f"{r.name:<6} {r.address:<{width}}  {'up' if r.up else 'down':<4}  {who}".rstrip())
+    return 0 if all(r.up for r in rows) else 1

@@ -77,6 +77,10 @@ class _Admin(AdminClient):
 def unreachable(bootstrap: str, timeout: float, client: object) -> KafkaUnreachable:
     """The error for a client that got no answer: why, when librdkafka said (auth, TLS)."""
     problems = getattr(client, "problems", None)
+    if isinstance(problems, ConnectionProblems):
+        # librdkafka hands errors to error_cb only from poll(); nothing is assigned yet, so a
+        # consumer's poll(0) serves callbacks and returns no record
+        client.poll(0)  # type: ignore[attr-defined]
     reason = problems.reason() if isinstance(problems, ConnectionProblems) else None
     if reason is not None:
         return KafkaConnectFailed(bootstrap, reason)
