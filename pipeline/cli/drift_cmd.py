@@ -74,7 +74,7 @@ def run_status(args: argparse.Namespace) -> int:
         table = Table(
             title=f"{status['stream']} / {status['model']}  reference "
             f"{status['reference_version']}  rows {status['rows_seen']:,}  "
-            f"(updated {age:.0f}s ago)",
+            f"calibration {status.get('calibration') or 'iid'}  (updated {age:.0f}s ago)",
             title_justify="left",
         )
         for column in ("feature", "test", "z", "threshold", "statistic", "window", "state"):
@@ -92,10 +92,18 @@ def run_status(args: argparse.Namespace) -> int:
                 style="bold red" if over else None,
             )
         console.print(table)
+        diurnal = status.get("diurnal")
+        if diurnal:
+            console.print(
+                f"time of day ({diurnal['days']} whole days tested): last day z={diurnal['z']:.2f} "
+                f"JS={diurnal['statistic']:.3f} (threshold {diurnal['threshold']:.2f}) "
+                f"{diurnal['state']}"
+            )
         for alert in status["open_alerts"]:
             console.print(
                 f"open alert: {alert['feature']} {alert['state']} {alert['severity']} "
                 f"D={alert['statistic']:.3f} z={alert['z']:.1f} "
-                f"(threshold {alert['threshold']:.1f}, window {alert['window']})"
+                f"(threshold {alert['threshold']:.1f}, window {alert['window']}, "
+                f"calibration {alert.get('calibration', 'iid')})"
             )
     return 0

@@ -23,6 +23,7 @@ from pipeline.core.messages import InboundMessage, OutboundMessage
 from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics, drift_alerts_topic
 from pipeline.drift import AlertEvent, AlertState, DriftConfig, DriftDetector, Reference
+from pipeline.drift.diurnal import DiurnalWatch, hours_from_cyclic
 from pipeline.scoring.scorer import now_ms
 
 log = logging.getLogger("inferstream.drift")
@@ -35,6 +36,15 @@ class DriftRows:
     matrix: np.ndarray
     offsets: np.ndarray
     timestamps_ms: np.ndarray
+    hours: np.ndarray | None = None  # hour of day per row, when the model has a cyclic pair
+
+
+def cyclic_pair(feature_names: Sequence[str], stem: str = "hour") -> tuple[int, int] | None:
+    """Columns of `<stem>_sin` and `<stem>_cos` (time of day on the unit circle), if present."""
+    names = list(feature_names)
+    if f"{stem}_sin" in names and f"{stem}_cos" in names:
+        return names.index(f"{stem}_sin"), names.index(f"{stem}_cos")
+    return None
 
 
 def monitored_columns(feature_names: Sequence[str], exempt: Collection[str]) -> np.ndarray:
@@ -88,8 +98,32 @@ class DriftMonitor:
         reference = reference_for(model, self.columns)
         self.checkpoint_key = f"{topics.prefix}:{self.model_version}:{reference.version}"
         self.detector = self._restore(reference, calibration_cache, config)
+        # time of day is exempt from the row windows (it is not stationary over minutes) and
+        # watched a day at a time instead (pipeline/drift/diurnal.py)
+        self.hour_columns = cyclic_pair(model.manifest.feature_names)
+        self.diurnal = self._diurnal(model, reference, config)
         self.open_alerts: dict[str, dict[str, Any]] = self._saved_open_alerts()
         self.skipped = 0
+
+    def _diurnal(
+        self, model: Any, reference: Reference, config: DriftConfig | None
+    ) -> DiurnalWatch | None:
+        if self.hour_columns is None:
+            return None
+        sin, cos = self.hour_columns
+        watch = DiurnalWatch(
+            hours_from_cyclic(model.reference[:, sin], model.reference[:, cos]),
+            reference.version,
+            config or self.detector.config,
+            tests=reference.n_features + 1,
+        )
+        blob = self.store.get(f"diurnal:{self.checkpoint_key}") if self.store else None
+        if blob and self.detector.rows_seen:
+            try:
+                watch.load(json.loads(blob))
+            except (ValueError, KeyError, TypeError) as exc:
+                log.warning("diurnal checkpoint unusable, starting fresh: %s", exc)
+        return watch
 
     def _saved_open_alerts(self) -> dict[str, dict[str, Any]]:
         blob = self.store.get(f"status:{self.checkpoint_key}") if self.store else None
@@ -125,10 +159,15 @@ class DriftMonitor:
         features = self.build_features(requests)
         self.skipped += len(features.errors)
         keep = features.valid_index
+        hours = None
+        if self.hour_columns is not None and len(features.matrix):
+            sin, cos = self.hour_columns
+            hours = hours_from_cyclic(features.matrix[:, sin], features.matrix[:, cos])
         return DriftRows(
             features.matrix[:, self.columns] if len(features.matrix) else features.matrix,
             np.asarray(offsets, dtype=np.int64)[keep] if len(keep) else np.empty(0, np.int64),
             np.asarray(stamps, dtype=np.int64)[keep] if len(keep) else np.empty(0, np.int64),
+            hours,
         )
 
     def update(self, rows: DriftRows) -> list[OutboundMessage]:
@@ -136,6 +175,8 @@ class DriftMonitor:
         if not len(rows.matrix):
             return []
         events = self.detector.update(rows.matrix, rows.offsets, rows.timestamps_ms)
+        if self.diurnal is not None and rows.hours is not None:
+            events += self.diurnal.update(rows.hours, rows.offsets, rows.timestamps_ms)
         return [self._publishable(event) for event in events]
 
     def process(self, messages: Sequence[InboundMessage]) -> list[OutboundMessage]:
@@ -146,11 +187,17 @@ class DriftMonitor:
         if event.state == AlertState.RESOLVED:
             self.open_alerts.pop(event.feature, None)
         else:
-            self.open_alerts[event.feature] = record
+            # drift_alert.v1 has no field for it; the status carries how the threshold was set
+            self.open_alerts[event.feature] = {**record, "calibration": event.calibration}
         log.warning(
             "drift %s",
             record["state"],
-            extra={"feature": event.feature, "z": round(event.z, 2), "statistic": event.statistic},
+            extra={
+                "feature": event.feature,
+                "z": round(event.z, 2),
+                "statistic": event.statistic,
+                "calibration": event.calibration,
+            },
         )
         key = f"{self.plugin.name}/{self.model_name}/{event.feature}".encode()
         return OutboundMessage(self.alerts_topic, key, self.encode_alert(record), [])
@@ -160,6 +207,10 @@ class DriftMonitor:
         if self.store is None:
             return False
         saved = self.store.put(f"checkpoint:{self.checkpoint_key}", self.detector.snapshot())
+        if self.diurnal is not None:
+            state = json.dumps(self.diurnal.state()).encode()
+            self.store.put(f"diurnal:{self.checkpoint_key}", state)
+        kinds = sorted(set(self.detector.calibration))
         status = {
             "stream": self.plugin.name,
             "model": f"{self.model_name}:{self.model_version}",
@@ -167,7 +218,9 @@ class DriftMonitor:
             "rows_seen": self.detector.rows_seen,
             "skipped_invalid": self.skipped,
             "updated_at": time.time(),
+            "calibration": ", ".join(kinds),
             "features": [_stat_dict(s) for s in self.detector.stats()],
+            "diurnal": asdict(self.diurnal.stat()) if self.diurnal is not None else None,
             "open_alerts": list(self.open_alerts.values()),
         }
         self.store.put(f"status:{self.checkpoint_key}", json.dumps(status).encode())

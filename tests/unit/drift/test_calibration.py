@@ -1,12 +1,14 @@
 """The calibrated threshold reproduces its ERT on fresh stationary data (fixed seeds)."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from pipeline.drift import Calibrator, DriftConfig, DriftDetector, NullCurve, Reference
 from pipeline.drift.calibration import SHIPPED_DIR, ks_key
+from pipeline.drift.dependence import DependentNull
 
 
 def _false_alarm_rate(detector: DriftDetector, stream: np.ndarray, batch: int) -> int:
@@ -72,3 +74,44 @@ def test_default_detector_uses_shipped_calibration(tmp_path) -> None:
     assert not list(tmp_path.iterdir())  # nothing simulated, nothing cached
     calibrator = Calibrator(tmp_path)
     assert calibrator.ks_threshold(DriftConfig(), 5000, 20) == pytest.approx(2.37, abs=0.03)
+
+
+def _ar1(rng: np.random.Generator, rows: int, d: int, phi: float = 0.5) -> np.ndarray:
+    noise = rng.standard_normal((rows, d)) * np.sqrt(1 - phi * phi)
+    out = np.empty((rows, d))
+    out[0] = rng.standard_normal(d)
+    for t in range(1, rows):
+        out[t] = phi * out[t - 1] + noise[t]
+    return out.astype(np.float32)
+
+
+def test_block_bootstrap_calibration_holds_its_ert_on_an_ar1_stream(tmp_path) -> None:
+    # the reference is an AR(1) stretch in arrival order; iid calibration alarms far too often
+    config = DriftConfig(windows=(50, 150), target_ert=2000)
+    rng = np.random.default_rng(5)
+    names = ["f0", "f1"]
+    erts = {}
+    for mode in ("iid", "block-bootstrap"):
+        rows = opens = 0
+        for _ in range(3):
+            reference = Reference.from_rows(_ar1(rng, 4000, 2), names)
+            detector = DriftDetector(reference, replace(config, calibration=mode), tmp_path)
+            opens += _false_alarm_rate(detector, _ar1(rng, 60_000, 2), 256)
+            rows += 60_000
+        erts[mode] = rows / opens
+        assert detector.calibration[0].startswith(mode)
+    print(erts)
+    assert erts["iid"] < 0.4 * config.target_ert  # the problem
+    assert erts["block-bootstrap"] == pytest.approx(config.target_ert, rel=0.3), erts
+
+
+def test_block_length_follows_the_measured_autocorrelation() -> None:
+    rng = np.random.default_rng(1)
+    independent = DependentNull.from_sample(rng.standard_normal((5000, 3)))
+    dependent = DependentNull.from_sample(_ar1(rng, 5000, 3, phi=0.8))
+    assert independent.block <= 2 < dependent.block
+    assert "block-bootstrap(block=" in dependent.label
+    with pytest.raises(ValueError, match="ordered sample of >= 500 rows"):
+        DependentNull.from_sample(rng.standard_normal((100, 3)))
+    with pytest.raises(ValueError, match="calibration 'bootstrap' is not one of"):
+        DriftConfig(calibration="bootstrap")

@@ -116,3 +116,17 @@ def test_a_restart_continues_from_the_checkpoint(model, tmp_path):
         for m in uninterrupted.process(batch)
     ]
     assert expected and continuing == expected
+
+
+def test_time_of_day_is_watched_a_day_at_a_time(model, tmp_path):
+    watcher = monitor(model, MemoryStore(), tmp_path)
+    assert watcher.diurnal is not None  # hour_sin / hour_cos: exempt from windows, not ignored
+    day = 2000  # rows per day: 20,000 rows are ten days
+    records = TransactionGenerator(seed=6, events_per_second=day / 86_400).generate(20_000).records
+    out = [m for batch in batches(records, size=500) for m in watcher.process(batch)]
+    decode = AvroDeserializer(REGISTRY)
+    assert [decode(m.value)["feature"] for m in out].count("hour_of_day") == 0
+    assert watcher.diurnal.days >= 8
+    assert watcher.checkpoint()
+    status = __import__("json").loads(watcher.store.blobs[f"status:{watcher.checkpoint_key}"])
+    assert status["calibration"] == "iid" and status["diurnal"]["days"] == watcher.diurnal.days
