@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "explain_cmd",
     "jobs_cmd",
     "gateway_cmd",
+    "models_cmd",
 )
 
 

@@ -208,3 +208,51 @@ class ShadowScorer:
     def close(self) -> None:
         with contextlib.suppress(queue.Full):
             self._queue.put_nowait(None)
+
+
+def shadow_report(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Served vs shadow agreement per shadow version, from decoded ShadowResult records."""
+    by_version: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        by_version.setdefault(str(record["shadow_version"]), []).append(record)
+    versions = {}
+    for version, rows in sorted(by_version.items()):
+        delta = np.array([r["score_delta"] for r in rows], dtype=np.float64)
+        flips: dict[str, int] = {}
+        for r in rows:
+            if r["flipped"]:
+                pair = f"{r['served_decision']}->{r['shadow_decision']}"
+                flips[pair] = flips.get(pair, 0) + 1
+        batches = {(r["served_at"], r["batch_size"], r["shadow_batch_ms"]) for r in rows}
+        shadow_ms = sum(ms for _, _, ms in batches)
+        shadow_rows = sum(size for _, size, _ in batches)
+        served_ms = {(r["served_at"], r["batch_size"], r["served_inference_ms"]) for r in rows}
+        abs_delta = np.abs(delta)
+        versions[version] = {
+            "rows": len(rows),
+            "served_versions": sorted({str(r["served_version"]) for r in rows}),
+            "flips": int(sum(flips.values())),
+            "flip_rate": round(sum(flips.values()) / len(rows), 6),
+            "flips_by_decision": dict(sorted(flips.items())),
+            "score_delta": {
+                "mean": round(float(delta.mean()), 6),
+                "mean_abs": round(float(abs_delta.mean()), 6),
+                "p50_abs": round(float(np.quantile(abs_delta, 0.5)), 6),
+                "p99_abs": round(float(np.quantile(abs_delta, 0.99)), 6),
+                "max_abs": round(float(abs_delta.max()), 6),
+            },
+            "cost_units_per_row": {
+                "served": round(float(np.mean([r["served_cost_units"] for r in rows])), 6),
+                "shadow": round(float(np.mean([r["shadow_cost_units"] for r in rows])), 6),
+            },
+            "ms_per_row": {
+                "served": round(
+                    sum(ms for _, _, ms in served_ms) / max(sum(s for _, s, _ in served_ms), 1), 6
+                ),
+                "shadow": round(shadow_ms / max(shadow_rows, 1), 6),
+            },
+            "lag_ms_p99": round(
+                float(np.quantile([r["shadowed_at"] - r["served_at"] for r in rows], 0.99)), 1
+            ),
+        }
+    return {"rows": len(records), "versions": versions}
