@@ -57,9 +57,17 @@ class Gateway:
     )
     counts: Counter[str] = field(default_factory=Counter)
     _tenants: OrderedDict[str, str] = field(default_factory=OrderedDict)
+    _coalescers: dict[str, Coalescer] = field(default_factory=dict)
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def in_pool(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.redis_pool, fn, *args)
+
+    def coalescer(self, stream: str) -> Coalescer:
+        found = self._coalescers.get(stream)
+        if found is None:
+            found = self._coalescers[stream] = Coalescer(self, stream)
+        return found
 
     def remember(self, digest: str, tenant: str) -> None:
         self._tenants[digest] = tenant
@@ -69,6 +77,112 @@ class Gateway:
 
     def forget(self, digest: str) -> None:
         self._tenants.pop(digest, None)
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One submission on its way through the coalescer."""
+
+    items: Sequence[Any]
+    tenant: str
+    digest: str  # the API key's hash
+    idempotency_key: str
+    fingerprint: str
+
+
+Admitted = tuple[Checked, "list[Any] | None", "Admission | None"]
+
+
+class Coalescer:
+    """Small submissions that arrive in the same event-loop iteration go through together:
+    one preprocessing call, then one Redis round trip for all their cache lookups (one MGET)
+    and admissions (one pipeline of script runs, each atomic) - the worker's batching idea,
+    at the door. Per-call overhead, not per-row work, dominates a request of one row."""
+
+    def __init__(self, gateway: Gateway, stream: str) -> None:
+        self.gateway = gateway
+        self.stream = stream
+        self.intake = gateway.intakes[stream]
+        self._waiting: list[tuple[Ticket, asyncio.Future[Admitted]]] = []
+
+    async def submit(self, ticket: Ticket) -> Admitted:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Admitted] = loop.create_future()
+        self._waiting.append((ticket, future))
+        if len(self._waiting) == 1:
+            loop.call_soon(self._flush)
+        return await future
+
+    def _flush(self) -> None:
+        batch, self._waiting = self._waiting, []
+        try:
+            results = self.intake.check_many([(t.items, t.tenant) for t, _ in batch])
+        except Exception as exc:
+            _fail(batch, exc)
+            return
+        valid = []
+        for (ticket, future), checked in zip(batch, results, strict=True):
+            if checked.problems:
+                future.set_result((checked, None, None))
+            else:
+                valid.append((ticket, future, checked))
+        if valid:
+            task = asyncio.ensure_future(self._admit(valid))
+            self.gateway._tasks.add(task)
+            task.add_done_callback(self.gateway._tasks.discard)
+
+    async def _admit(self, valid: list[tuple[Ticket, asyncio.Future[Admitted], Checked]]) -> None:
+        pairs = [(ticket, checked) for ticket, _, checked in valid]
+        try:
+            answers = await self.gateway.in_pool(lookup_and_admit, self.gateway, self.stream, pairs)
+        except Exception as exc:
+            _fail([(t, f) for t, f, _ in valid], exc)
+            return
+        for (_, future, checked), (rows, admission) in zip(valid, answers, strict=True):
+            if not future.done():
+                future.set_result((checked, rows, admission))
+
+
+def _fail(batch: Sequence[tuple[Ticket, asyncio.Future[Any]]], exc: BaseException) -> None:
+    for _, future in batch:
+        if not future.done():
+            future.set_exception(exc)
+
+
+def lookup_and_admit(
+    gw: Gateway, stream: str, pairs: Sequence[tuple[Ticket, Checked]]
+) -> list[tuple[list[Any] | None, Admission | None]]:
+    """Cached rows and the admission of each submission (synchronous: on the Redis pool).
+
+    (None, None) for all of them when Redis is unavailable."""
+    intake = gw.intakes[stream]
+    rows_all = intake.cached_rows([h for _, checked in pairs for h in checked.hashes])
+    if rows_all is None:
+        return [(None, None)] * len(pairs)
+    calls, per_rows, offset = [], [], 0
+    ttl = gw.settings.gateway_status_ttl_s
+    for ticket, checked in pairs:
+        rows = rows_all[offset : offset + len(checked.hashes)]
+        offset += len(checked.hashes)
+        misses = [i for i, row in enumerate(rows) if row is None]
+        calls.append(
+            {
+                "key_digest": ticket.digest,
+                "stream": stream,
+                "count": len(checked.records),
+                "cost": sum(checked.costs[i] for i in misses),
+                "idempotency_key": ticket.idempotency_key,
+                "fingerprint": ticket.fingerprint,
+                "request_ids": [checked.records[i]["request_id"] for i in misses],
+                "pending": pending_entry(stream, ticket.tenant),
+                "pending_ttl_s": ttl,
+            }
+        )
+        per_rows.append(rows)
+    admissions = gw.limits.admit_many(calls)
+    if admissions is None:
+        return [(None, None)] * len(pairs)
+    return list(zip(per_rows, admissions, strict=True))
 
 
 # -- answers ----------------------------------------------------------------------------------
@@ -210,12 +324,23 @@ async def submit(request: web.Request) -> web.Response:
         tenant = auth.tenant
         gw.remember(digest, tenant)
 
-    if len(items) > 16 or intake.plugin.bind_preprocess is not None:
+    idem = request.headers.get("Idempotency-Key", "")
+    if len(idem) > 200 or "\n" in idem:
+        return error(400, "invalid-request", "Idempotency-Key must be at most 200 characters")
+    fingerprint = (
+        hashlib.blake2b(stream.encode() + b"\0" + raw, digest_size=16).hexdigest() if idem else ""
+    )
+    ticket = Ticket(items, tenant, digest, idem, fingerprint)
+    if len(items) > 16 or intake.plugin.bind_preprocess is not None:  # heavy: off the loop
         checked = await asyncio.get_running_loop().run_in_executor(
             None, intake.check, items, tenant
         )
-    else:
-        checked = intake.check(items, tenant)
+        if not checked.problems:
+            ((rows, admission),) = await gw.in_pool(
+                lookup_and_admit, gw, stream, [(ticket, checked)]
+            )
+    else:  # small: checked and admitted with the others that arrived in this loop iteration
+        checked, rows, admission = await gw.coalescer(stream).submit(ticket)
     if checked.problems:
         gw.counts["invalid"] += 1
         return error(
@@ -224,35 +349,10 @@ async def submit(request: web.Request) -> web.Response:
             _summary(checked),
             problems=[p.as_dict() for p in checked.problems],
         )
-
-    rows = await gw.in_pool(intake.cached_rows, checked.hashes)
-    redis_down = rows is None
     cached = [] if rows is None else [i for i, row in enumerate(rows) if row is not None]
     hit = set(cached)
     misses = [i for i in range(len(checked.records)) if i not in hit]
     cost = sum(checked.costs[i] for i in misses)
-    idem = request.headers.get("Idempotency-Key", "")
-    if len(idem) > 200 or "\n" in idem:
-        return error(400, "invalid-request", "Idempotency-Key must be at most 200 characters")
-    fingerprint = (
-        hashlib.blake2b(stream.encode() + b"\0" + raw, digest_size=16).hexdigest() if idem else ""
-    )
-    miss_ids = [checked.records[i]["request_id"] for i in misses]
-    admission = None
-    if not redis_down:
-        admission = await gw.in_pool(
-            lambda: gw.limits.admit(
-                digest,
-                stream,
-                len(items),
-                cost,
-                idempotency_key=idem,
-                fingerprint=fingerprint,
-                request_ids=miss_ids,
-                pending=pending_entry(stream, tenant),
-                pending_ttl_s=gw.settings.gateway_status_ttl_s,
-            )
-        )
     headers: dict[str, str] = {}
     if admission is None:  # Redis down: limits fail open for keys this process knows
         gw.counts["degraded"] += 1

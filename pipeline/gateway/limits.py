@@ -21,7 +21,9 @@ built inside the script (a standalone Redis, as in pipeline/redis/request_ids.py
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pipeline.redis.client import DegradingRedis
 
@@ -190,31 +192,41 @@ class Limits:
         *,
         idempotency_key: str = "",
         fingerprint: str = "",
-        request_ids: list[str] | tuple[str, ...] = (),
+        request_ids: Sequence[str] = (),
         pending: str = "",
         pending_ttl_s: int = 86400,
         auth_only: bool = False,
     ) -> Admission | None:
-        for request_id in request_ids:
-            if "\n" in request_id:
-                raise ValueError(f"request_id {request_id!r} contains a newline")
-        args = [
-            self.prefix,
-            key_digest,
-            stream,
-            count,
-            repr(float(cost)),
-            "auth" if auth_only else "admit",
-            idempotency_key,
-            fingerprint,
-            pending_ttl_s,
-            pending,
-            "\n".join(request_ids),
-        ]
+        """One admission (see the module doc); None when Redis is unavailable."""
+        args = _args(
+            self.prefix, key_digest, stream, count, cost, idempotency_key, fingerprint,
+            request_ids, pending, pending_ttl_s, auth_only,
+        )  # fmt: skip
         reply = self.redis.call(lambda client: self._admit(keys=[], args=args, client=client))
-        if reply is None:
-            return None
-        return _parse([v.decode() if isinstance(v, bytes) else str(v) for v in reply])
+        return None if reply is None else _parse(_strings(reply))
+
+    def admit_many(self, calls: Sequence[Mapping[str, Any]]) -> list[Admission] | None:
+        """Several admissions (each `admit`'s arguments as a mapping) in one round trip: each
+        script run is still atomic on its own; None when Redis is unavailable."""
+        if not calls:
+            return []
+        argv = [
+            _args(
+                self.prefix, c["key_digest"], c["stream"], c["count"], c["cost"],
+                c.get("idempotency_key", ""), c.get("fingerprint", ""), c.get("request_ids", ()),
+                c.get("pending", ""), c.get("pending_ttl_s", 86400), c.get("auth_only", False),
+            )
+            for c in calls
+        ]  # fmt: skip
+
+        def run(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for args in argv:
+                self._admit(keys=[], args=args, client=pipe)
+            return pipe.execute()
+
+        replies = self.redis.call(run)
+        return None if replies is None else [_parse(_strings(r)) for r in replies]
 
     def refund(self, tenant: str, cost_per_hour: float, cost: float, idempotency_key: str) -> None:
         keys = [
@@ -230,6 +242,32 @@ class Limits:
         """The answer an idempotent retry gets from now on."""
         name = self.prefix + "idem:" + tenant + ":" + idempotency_key
         self.redis.call(lambda client: client.set(name, fingerprint + "\n" + body, ex=ttl_s))
+
+
+def _args(
+    prefix: str,
+    key_digest: str,
+    stream: str,
+    count: int,
+    cost: float,
+    idempotency_key: str,
+    fingerprint: str,
+    request_ids: Sequence[str],
+    pending: str,
+    pending_ttl_s: int,
+    auth_only: bool,
+) -> list[Any]:
+    for request_id in request_ids:
+        if "\n" in request_id:
+            raise ValueError(f"request_id {request_id!r} contains a newline")
+    return [
+        prefix, key_digest, stream, count, repr(float(cost)), "auth" if auth_only else "admit",
+        idempotency_key, fingerprint, pending_ttl_s, pending, "\n".join(request_ids),
+    ]  # fmt: skip
+
+
+def _strings(reply: Sequence[Any]) -> list[str]:
+    return [v.decode() if isinstance(v, bytes) else str(v) for v in reply]
 
 
 def _parse(reply: list[str]) -> Admission:

@@ -1,0 +1,213 @@
+"""The HTTP gateway's accepted-request rate against the plain RequestProducer (issue 14).
+
+Same run, same synthetic fraud requests, fresh topics: (1) `RequestProducer` sends them and
+flushes (the floor of what producing costs in Python); (2) a gateway process (`inferstream
+gateway`, with a key under generous limits, so that every request runs the full admission
+path: key, GCRA rate and cost, pending status) receives them one request per POST from
+`--concurrency` HTTP connections, and (3) as lists of `--list-size` per POST; (4) a paced open
+loop at half of (2)'s rate gives the submit-to-202 latency. A 202 means the broker
+acknowledged the request (acks=all). The stack must be up. Run: `python -m bench.gateway_rate`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import numpy as np
+
+from pipeline.cli import Parser, positive_int
+
+PROG = "python -m bench.gateway_rate"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--requests", type=positive_int, default=4000, help="per part (default 4000)")
+    p.add_argument("--concurrency", type=positive_int, default=64, help="HTTP connections")
+    p.add_argument("--list-size", type=positive_int, default=100, help="requests per list POST")
+    p.add_argument("--paced-seconds", type=positive_int, default=5, help="latency part length")
+    p.add_argument("--json", help="write the numbers to this file too")
+    return p
+
+
+def _records(n: int, seed: int) -> list[dict[str, Any]]:
+    from pipeline.core.registry import get_plugin
+
+    generator = get_plugin("fraud").generator(seed, None, {})  # type: ignore[misc]
+    out = []
+    for record in generator.generate(n):
+        record.pop("request_id", None)
+        record.pop("tenant", None)
+        out.append(record)
+    return out
+
+
+def plain_producer(settings: Any, records: list[dict[str, Any]]) -> float:
+    from pipeline.core.registry import stream_topics
+    from pipeline.kafka.producer import RequestProducer
+
+    producer = RequestProducer(settings, stream_topics("fraud", settings.topic_namespace))
+    started = time.perf_counter()
+    for record in records:
+        producer.send({**record, "tenant": "bench"})
+    producer.flush()
+    return len(records) / (time.perf_counter() - started)
+
+
+class Gateway:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pipeline", "gateway", "--port", "0"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            start_new_session=True,
+        )  # fmt: skip
+        assert self.proc.stderr is not None
+        self.port = 0
+        for line in self.proc.stderr:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue
+            if entry.get("event") == "ready":
+                self.port = int(entry["port"])
+                break
+        if not self.port:
+            raise SystemExit(f"{PROG}: error: the gateway did not start")
+
+    def stop(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGTERM)
+        self.proc.wait(30)
+
+
+async def _closed_loop(
+    url: str, key: str, bodies: list[Any], concurrency: int
+) -> tuple[float, int, list[float]]:
+    """Send `bodies` from `concurrency` workers as fast as answers come; (seconds, accepted)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    accepted = 0
+    latencies: list[float] = []
+    queue = list(reversed(bodies))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker() -> None:
+            nonlocal accepted
+            while queue:
+                body = queue.pop()
+                sent = time.perf_counter()
+                async with session.post(url, json=body, headers=headers) as response:
+                    answer = await response.json()
+                    if response.status == 202:
+                        accepted += len(answer["requests"])
+                latencies.append(time.perf_counter() - sent)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return time.perf_counter() - started, accepted, latencies
+
+
+async def _paced(url: str, key: str, bodies: list[Any], rate: float) -> tuple[int, list[float]]:
+    headers = {"Authorization": f"Bearer {key}"}
+    latencies: list[float] = []
+    accepted = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+
+        async def one(body: Any) -> None:
+            nonlocal accepted
+            sent = time.perf_counter()
+            async with session.post(url, json=body, headers=headers) as response:
+                await response.read()
+                accepted += response.status == 202
+            latencies.append(time.perf_counter() - sent)
+
+        tasks = []
+        start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body)))
+        await asyncio.gather(*tasks)
+    return accepted, latencies
+
+
+def _ms(values: list[float], q: float) -> float:
+    return round(float(np.quantile(values, q)) * 1000, 1) if values else float("nan")
+
+
+def execute(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline.assembly import redis_client
+    from pipeline.config import Settings
+    from pipeline.gateway.keys import KeyStore, redis_prefix
+    from pipeline.kafka.admin import ensure_topics
+
+    namespace = f"bench-gw-{uuid.uuid4().hex[:6]}."
+    env = {**os.environ, "INFERSTREAM_TOPIC_NAMESPACE": namespace,
+           "INFERSTREAM_APP_ID": f"bench-gw-{namespace[9:15]}"}  # fmt: skip
+    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("INFERSTREAM_")})
+    ensure_topics(settings.kafka_bootstrap, ["fraud"], settings.topic_partitions, 1, namespace)
+    n = args.requests
+    records = _records(n * 3 + 20_000, seed=7)
+    plain = plain_producer(settings, records[:n])
+    redis = redis_client(settings)
+    key, _ = KeyStore(redis, namespace).add("bench", rps=1e6, burst=1_000_000, cost_per_hour=1e12)
+    gateway = Gateway(env)
+    url = f"http://127.0.0.1:{gateway.port}/v1/streams/fraud/requests"
+    try:
+        singles = records[n : 2 * n]
+        seconds, accepted, lat = asyncio.run(_closed_loop(url, key, singles, args.concurrency))
+        single_rate = accepted / seconds
+        size = args.list_size
+        lists = [records[2 * n + i : 2 * n + i + size] for i in range(0, n, size)]
+        list_seconds, list_accepted, _ = asyncio.run(_closed_loop(url, key, lists, 8))
+        paced_n = int(single_rate * 0.5 * args.paced_seconds)
+        paced_bodies = records[3 * n : 3 * n + paced_n]
+        paced_ok, paced_lat = asyncio.run(_paced(url, key, paced_bodies, single_rate * 0.5))
+    finally:
+        gateway.stop()
+        names = list(redis.client.scan_iter(redis_prefix(namespace) + "*"))
+        if names:
+            redis.client.delete(*names)
+    return {
+        "requests_per_part": n,
+        "plain_request_producer_per_s": round(plain),
+        "gateway_single_per_s": round(single_rate),
+        "gateway_single_accepted": accepted,
+        "gateway_single_p50_p99_ms_flat_out": [_ms(lat, 0.5), _ms(lat, 0.99)],
+        "gateway_list_records_per_s": round(list_accepted / list_seconds),
+        "gateway_list_accepted": list_accepted,
+        "ratio_single_to_plain": round(single_rate / plain, 3),
+        "ratio_list_to_plain": round(list_accepted / list_seconds / plain, 3),
+        "paced_rate_per_s": round(single_rate * 0.5),
+        "paced_accepted": paced_ok,
+        "paced_sent": paced_n,
+        "paced_p50_p99_ms": [_ms(paced_lat, 0.5), _ms(paced_lat, 0.99)],
+        "concurrency": args.concurrency,
+        "list_size": size,
+        "cpus": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result = execute(args)
+    for name, value in result.items():
+        print(f"{name:<38} {value}")
+    if args.json:
+        with open(args.json, "w") as out:
+            json.dump(result, out, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
