@@ -252,7 +252,16 @@ def shadow_report(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 "shadow": round(shadow_ms / max(shadow_rows, 1), 6),
             },
             "lag_ms_p99": round(
-                float(np.quantile([r["shadowed_at"] - r["served_at"] for r in rows], 0.99)), 1
+                float(
+                    np.quantile([_ms(r["shadowed_at"]) - _ms(r["served_at"]) for r in rows], 0.99)
+                ),
+                1,
             ),
         }
     return {"rows": len(records), "versions": versions}
+
+
+def _ms(value: Any) -> float:
+    """Epoch ms of a decoded timestamp-millis (a datetime, or an int without logical types)."""
+    timestamp = getattr(value, "timestamp", None)
+    return timestamp() * 1000 if timestamp is not None else float(value)

@@ -4,7 +4,6 @@ per batch, and that a scorer without a policy writes what it always wrote."""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
 from pipeline.codec.registry import LocalRegistry
@@ -16,11 +15,10 @@ from pipeline.models.runtime import load_model
 from pipeline.scoring import BatchScorer, InboundMessage
 from pipeline.scoring.handler import ScoringHandler
 from pipeline.streams.fraud.generator import TransactionGenerator
-from pipeline.tiers.cascade import ModelCaller, TierRouter
 from pipeline.tiers.costs import units_per_row
-from pipeline.tiers.policy import PolicyWatcher, escalated_mask
+from pipeline.tiers.policy import escalated_mask
 
-from .conftest import LARGE, SMALL, write
+from .conftest import LARGE, SMALL
 
 REGISTRY = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
 PLUGIN = get_plugin("fraud")
@@ -30,20 +28,6 @@ DECODE = AvroDeserializer(REGISTRY)
 BANDS = [[0.004, 0.03], [0.05, 0.95]]
 
 
-class Counting:
-    """A LoadedModel that counts its calls and rows."""
-
-    def __init__(self, model):
-        self.model, self.calls = model, []
-
-    def __getattr__(self, name):
-        return getattr(self.model, name)
-
-    def predict(self, matrix):
-        self.calls.append(len(matrix))
-        return self.model.predict(matrix)
-
-
 def messages(n, seed=5):
     records = TransactionGenerator(seed=seed, fraud_share=0.1).generate(n).records
     return [
@@ -51,26 +35,6 @@ def messages(n, seed=5):
                        [("request_id", r["request_id"].encode())])
         for i, r in enumerate(records)
     ]  # fmt: skip
-
-
-@pytest.fixture
-def tiers(models_dir):
-    loaded = {}
-
-    def load(version):
-        if version not in loaded:
-            loaded[version] = Counting(load_model(resolve_model_dir(models_dir, "fraud", version)))
-        return loaded[version]
-
-    def router(policy):
-        write(models_dir, policy)
-        return TierRouter(
-            load(LARGE), load, PLUGIN.head, ModelCaller(5.0, 0),
-            lambda hook: PolicyWatcher(models_dir, "fraud", PLUGIN.preprocessing_version, 0.0,
-                                       hook),
-        )  # fmt: skip
-
-    return router, load
 
 
 def run(scorer, batch):
