@@ -1,0 +1,118 @@
+"""Model tiers through the real broker and a worker subprocess: the cascade routes and escalates
+as its band says, provenance names the tier of every request, shadow records appear for every
+served request, and a policy rewritten mid-stream is taken without losing a request."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from pipeline.config import REPO_ROOT
+from pipeline.core.registry import stream_topics
+from pipeline.kafka.producer import RequestProducer
+from pipeline.models.runtime import load_model
+from pipeline.stack.worker_process import WorkerProcess
+from pipeline.streams.fraud.features import build_features
+from pipeline.streams.fraud.generator import TransactionGenerator
+from pipeline.tiers.policy import escalated_mask, load_policy
+from tests.integration.helpers import read_all, values
+
+pytestmark = pytest.mark.integration
+
+FRAUD = REPO_ROOT / "models" / "fraud"
+SMALL, LARGE, CANDIDATE = "1.0.0-small.1", "1.0.0", "1.0.0-candidate.1"
+BANDS = [[0.02, 0.3]]
+N = 2000
+
+
+@pytest.fixture
+def models_dir(tmp_path):
+    root = tmp_path / "models"
+    (root / "fraud").mkdir(parents=True)
+    for entry in FRAUD.iterdir():
+        if entry.name != "routing.json":
+            (root / "fraud" / entry.name).symlink_to(entry)
+    return root
+
+
+def write_policy(models_dir, policy):
+    path = models_dir / "fraud" / "routing.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(policy))
+    tmp.replace(path)
+
+
+def produce(settings, records):
+    with RequestProducer(settings, stream_topics("fraud", settings.topic_namespace)) as p:
+        return p.send_many(records)
+
+
+def test_cascade_shadow_and_hot_reload_end_to_end(settings, env, models_dir):
+    write_policy(
+        models_dir,
+        {
+            "primary": LARGE,
+            "shadow": [CANDIDATE],
+            "cascade": {"small": SMALL, "large": LARGE, "bands": BANDS},
+        },
+    )
+    first = load_policy(models_dir, "fraud")
+    worker = WorkerProcess({**env, "INFERSTREAM_MODELS_DIR": str(models_dir)}).start()
+    try:
+        spec = stream_topics("fraud", settings.topic_namespace)
+        records = TransactionGenerator(seed=21, fraud_share=0.05).generate(2 * N).records
+        ids_a = produce(settings, records[:N])
+        assert len(values(read_all(settings, spec.results, expected=N))) == N
+
+        # mid-stream: the cascade off, primary only; the worker re-reads the file by itself
+        write_policy(models_dir, {"primary": LARGE, "shadow": [CANDIDATE]})
+        second = load_policy(models_dir, "fraud")
+        time.sleep(1.5)  # the watcher looks at the file's mtime at most once a second
+        ids_b = produce(settings, records[N:])
+
+        results = values(read_all(settings, spec.results, expected=2 * N))
+        provenance = values(read_all(settings, spec.provenance, expected=2 * N))
+        shadow = values(read_all(settings, spec.shadow, expected=2 * N))
+    finally:
+        worker.stop()
+    ids = ids_a + ids_b
+    assert sorted(r["request_id"] for r in results) == sorted(ids), "nothing lost or doubled"
+    assert sorted(p["request_id"] for p in provenance) == sorted(ids)
+    assert read_all(settings, spec.dlq, idle_timeout=2) == []
+
+    by_id = {p["request_id"]: p for p in provenance}
+    result_by_id = {r["request_id"]: r for r in results}
+    features = build_features(records).matrix
+    small = load_model(FRAUD / SMALL).predict(features)[:, 1]
+    band = escalated_mask(small, [tuple(b) for b in BANDS])
+    policies = [by_id[i]["routing_policy"] for i in ids]
+    assert policies[:N] == [first.digest] * N  # served before the rewrite
+    assert policies[N:] == [second.digest] * N  # produced after it
+    for i, rid in enumerate(ids):
+        p, r = by_id[rid], result_by_id[rid]
+        assert p["model_version"] == r["model_version"]
+        if p["routing_policy"] == first.digest:
+            want = ("cascade-large", True, LARGE) if band[i] else ("cascade-small", False, SMALL)
+        else:
+            want = ("primary", False, LARGE)
+        assert (p["route"], p["escalated"], p["model_version"]) == want, (i, p)
+        assert p["cost_units"] > 0
+    cascade_rows = [i for i, rid in enumerate(ids) if policies[i] == first.digest]
+    escalated = np.array([by_id[ids[i]]["escalated"] for i in cascade_rows])
+    assert escalated.mean() == band[cascade_rows].mean()
+    assert 0 < escalated.mean() < 1
+
+    # one shadow record per served request, with the served output alongside
+    assert sorted(s["request_id"] for s in shadow) == sorted(ids)
+    for s in shadow:
+        r = result_by_id[s["request_id"]]
+        assert s["shadow_version"] == CANDIDATE
+        assert (s["served_score"], s["served_decision"], s["served_version"]) == (
+            r["score"],
+            r["decision"],
+            r["model_version"],
+        )
+        assert s["served_route"] == by_id[s["request_id"]]["route"]
