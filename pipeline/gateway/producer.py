@@ -11,6 +11,7 @@ INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -37,15 +38,14 @@ class _Producer(RequestProducer):
         )
         self.owner = owner
 
-    def send_one(self, record: Mapping[str, Any], headers: Mapping[str, str]) -> None:
+    def send_one(self, record: Mapping[str, Any], headers: Mapping[str, str], ticket: int) -> None:
         """`send`, with a delivery report that knows its request (a delivery report's message
-        carries no headers): the report callback is bound to the request id for this call.
-        Called from one thread only (the gateway's sender)."""
-        request_id = str(record["request_id"])
+        carries no headers): the report callback is bound to the request's ticket for this
+        call. Called from one thread only (the gateway's sender)."""
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             RequestProducer._on_delivery(self, error, message)
-            self.owner._resolve(request_id, None if error is None else str(error))
+            self.owner._resolve(ticket, None if error is None else str(error))
 
         self._on_delivery = delivered  # type: ignore[method-assign]
         try:
@@ -59,8 +59,14 @@ class GatewayProducer:
         self._producers = {
             name: _Producer(settings, topics, self) for name, topics in streams.items()
         }
-        self._pending: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        self._tickets = itertools.count()
         self._lock = threading.Lock()
+        # what the sender thread has still to send; one wake-up drains all of it
+        self._queue: list[
+            tuple[_Producer, Sequence[Mapping[str, Any]], Mapping[str, str], list[int]]
+        ] = []
+        self._draining = False
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="gateway-produce")
         self._stop = threading.Event()
         self._poller = threading.Thread(target=self._poll, name="gateway-deliveries", daemon=True)
@@ -71,9 +77,9 @@ class GatewayProducer:
             for producer in self._producers.values():
                 producer._producer.poll(0.02)
 
-    def _resolve(self, request_id: str, error: str | None) -> None:
+    def _resolve(self, ticket: int, error: str | None) -> None:
         with self._lock:
-            entry = self._pending.pop(request_id, None)
+            entry = self._pending.pop(ticket, None)
         if entry is None:
             return
         loop, future = entry
@@ -83,23 +89,43 @@ class GatewayProducer:
         self, stream: str, records: Sequence[Mapping[str, Any]], headers: Mapping[str, str]
     ) -> None:
         """Produce `records` (ids already set) and wait until the broker acknowledged each;
-        raises RuntimeError with librdkafka's reason when one failed or timed out."""
+        raises RuntimeError with the reason when one failed, was refused or timed out."""
         loop = asyncio.get_running_loop()
         futures = []
+        tickets = []
         with self._lock:
-            for record in records:
+            for _ in records:
+                ticket = next(self._tickets)
                 future: asyncio.Future[None] = loop.create_future()
-                self._pending[record["request_id"]] = (loop, future)
+                self._pending[ticket] = (loop, future)
                 futures.append(future)
-        producer = self._producers[stream]
+                tickets.append(ticket)
+            self._queue.append((self._producers[stream], records, headers, tickets))
+            start = not self._draining
+            self._draining = True
+        if start:
+            self._sender.submit(self._drain)
         try:
-            await loop.run_in_executor(self._sender, _send_all, producer, records, headers)
-        except BaseException:
+            await asyncio.gather(*futures)
+        finally:
             with self._lock:
-                for record in records:
-                    self._pending.pop(record["request_id"], None)
-            raise
-        await asyncio.gather(*futures)
+                for ticket in tickets:
+                    self._pending.pop(ticket, None)
+
+    def _drain(self) -> None:
+        """On the sender thread: send everything queued, until the queue is empty."""
+        while True:
+            with self._lock:
+                batch, self._queue = self._queue, []
+                if not batch:
+                    self._draining = False
+                    return
+            for producer, records, headers, tickets in batch:
+                for record, ticket in zip(records, tickets, strict=True):
+                    try:
+                        producer.send_one(record, headers, ticket)
+                    except Exception as exc:  # a record the schema refuses, a full queue
+                        self._resolve(ticket, f"{type(exc).__name__}: {exc}")
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -107,13 +133,6 @@ class GatewayProducer:
         self._sender.shutdown(wait=True)
         for producer in self._producers.values():
             producer._producer.flush(timeout)
-
-
-def _send_all(
-    producer: _Producer, records: Sequence[Mapping[str, Any]], headers: Mapping[str, str]
-) -> None:
-    for record in records:
-        producer.send_one(record, headers)
 
 
 def _settle(future: asyncio.Future[None], error: str | None) -> None:
