@@ -103,7 +103,8 @@ class Engine:
             target=self._run, name=f"{config.name}-consumer", daemon=True
         )
         # metrics hook (pipeline/metrics/observer.py EngineObserver), called once per batch:
-        # batch_cut(batch, arrivals) here, batch_delivered(batch) on the last stage's thread
+        # batch_cut(batch, arrivals) here, batch_delivered(batch) on the last stage's thread;
+        # loop(engine, consumer) each loop turn (the consumer is not usable from other threads)
         self.observer: Any = None
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -146,6 +147,8 @@ class Engine:
                 self._step(consumer)
                 if time.monotonic() - self._last_commit >= self.config.commit_interval_s:
                     self._commit(consumer, asynchronous=True)
+                if self.observer is not None:  # metrics hook: lag is sampled on this thread
+                    self.observer.loop(self, consumer)  # (it throttles itself to ~1/s)
             self._shutdown(consumer)
         except BaseException as exc:
             self._fatal(f"{self.config.name} consumer loop failed", exc)

@@ -38,19 +38,18 @@ class ProcessMetrics:
         self.settings = settings
         self.role = role
         self.registry, self.families = new_registry()
-        self.engines: dict[str, Any] = {}
+        self.observers: dict[str, EngineObserver] = {}
         self.drift_handlers: dict[str, Any] = {}
         self.server: MetricsServer | None = None
         self._target: Path | None = None
         self.families.info.labels(__version__, role, ",".join(streams)).set(1)
         self.families.ready.labels(role).set(0)
-        self.registry.register(LagCollector(self.engines))
+        self.registry.register(LagCollector(self.observers))
         self.registry.register(DriftCollector(self.drift_handlers))
 
     def attach(self, stream: str, engine: Any, handler: Any, plugin: Any = None) -> None:
         """Give `engine` and `handler` their observers (a handler without the hook is fine)."""
-        engine.observer = EngineObserver(self.families, stream)
-        self.engines[stream] = engine
+        engine.observer = self.observers[stream] = EngineObserver(self.families, stream, engine)
         if hasattr(handler, "monitor"):
             self.drift_handlers[stream] = handler
         if hasattr(handler, "scorer"):

@@ -41,8 +41,16 @@ DEAD_LETTER_REASON = "dlq.reason"  # pipeline/scoring/dead_letters.py HEADER_PRE
 class EngineObserver:
     """The engine's hook: one per engine, `stream` is its label."""
 
-    def __init__(self, families: Families, stream: str) -> None:
+    def __init__(
+        self, families: Families, stream: str, engine: Any = None, lag_every_s: float = 1.0
+    ) -> None:
         self.stream = stream
+        self.engine = engine
+        self.lag_every_s = lag_every_s
+        # (topic, partition) -> (records behind, seconds since last caught up); see LagCollector
+        self.lags: dict[tuple[str, int], tuple[int, float]] = {}
+        self._caught_up: dict[tuple[str, int], float] = {}
+        self._lag_at = 0.0
         f = families
         self._age = f.event_age
         self._size = f.batch_size
@@ -53,6 +61,26 @@ class EngineObserver:
         self._phase_labels = {p: (stream, p) for p in ("broker", "batch", "inference")}
         self._phase_labels["publish"] = (stream, "publish")
         self._phase_labels["total"] = (stream, "total")
+
+    def loop(self, engine: Any, consumer: Any) -> None:
+        """Consumer thread, every loop turn: the lag snapshot, about once per `lag_every_s`."""
+        now = time.monotonic()
+        if now - self._lag_at < self.lag_every_s:
+            return
+        self._lag_at = now
+        self.engine = engine
+        try:
+            records = partition_lags(engine, consumer)
+        except Exception:  # mid-rebalance or closing: keep the last snapshot
+            return
+        lags = {}
+        for tp, behind in records.items():
+            if behind <= 0:
+                self._caught_up[tp] = now
+                lags[tp] = (behind, 0.0)
+            else:
+                lags[tp] = (behind, now - self._caught_up.setdefault(tp, now))
+        self.lags = lags
 
     def batch_cut(self, batch: Any, arrivals: list[tuple[int, float]]) -> None:
         """Consumer thread: `arrivals` are (events, monotonic arrival) chunks, in order."""
@@ -196,18 +224,19 @@ def _reason(headers: Iterable[tuple[str, bytes]]) -> str:
 
 
 class LagCollector(Collector):
-    """Consumer lag per assigned partition, read at scrape time from the engine's consumer.
+    """Consumer lag per assigned partition, from the snapshots each engine's observer takes on
+    its consumer thread (`EngineObserver.loop`, about once a second; confluent-kafka
+    serializes a consumer's calls, so another thread calling it would wait on the poll loop).
 
     lag = the partition's high watermark (as of the last fetch response, no broker call)
     minus the offset the engine last committed (its fetch position before the first commit).
     lag seconds: 0 when caught up; otherwise the time since the partition was last seen
-    caught up (an upper bound on the oldest unconsumed record's age, to a scrape interval).
+    caught up (an upper bound on the oldest unconsumed record's age, to a sample interval).
     """
 
-    def __init__(self, engines: dict[str, Any], stale_error_s: float = 30.0) -> None:
-        self.engines = engines
+    def __init__(self, observers: dict[str, EngineObserver], stale_error_s: float = 30.0):
+        self.observers = observers
         self.stale_error_s = stale_error_s
-        self._caught_up: dict[tuple[str, str, int], float] = {}
 
     def describe(self) -> Iterable[GaugeMetricFamily]:
         return []  # unchecked: the label sets depend on the assignment
@@ -218,49 +247,37 @@ class LagCollector(Collector):
             name("consumer_lag_seconds"), HELP["consumer_lag_seconds"], labels=_LAG_LABELS
         )
         up = GaugeMetricFamily(name("kafka_up"), HELP["kafka_up"], labels=("stream",))
-        pauses = GaugeMetricFamily(
+        paused = GaugeMetricFamily(
             name("engine_paused"), "1 while the engine's partitions are paused", labels=("stream",)
         )
         now = time.monotonic()
-        for stream, engine in self.engines.items():
-            errors = getattr(engine, "_error_logged", {})
+        for stream, observer in self.observers.items():
+            engine = observer.engine
+            errors = dict(getattr(engine, "_error_logged", {}))
             recent = any(now - t < self.stale_error_s for t in errors.values())
             up.add_metric([stream], 0.0 if recent else 1.0)
-            pauses.add_metric([stream], 1.0 if getattr(engine, "_paused", False) else 0.0)
-            for (topic, partition), records in partition_lags(engine).items():
-                key = (stream, topic, partition)
+            paused.add_metric([stream], 1.0 if getattr(engine, "_paused", False) else 0.0)
+            for (topic, partition), (records, seconds) in observer.lags.items():
                 labels = [stream, topic, str(partition)]
                 lag.add_metric(labels, float(records))
-                if records <= 0:
-                    self._caught_up[key] = now
-                    age.add_metric(labels, 0.0)
-                else:
-                    since = self._caught_up.setdefault(key, now)
-                    age.add_metric(labels, now - since)
-        yield from (lag, age, up, pauses)
+                age.add_metric(labels, seconds)
+        yield from (lag, age, up, paused)
 
 
 _LAG_LABELS = ("stream", "topic", "partition")
 
 
-def partition_lags(engine: Any) -> dict[tuple[str, int], int]:
-    """Records behind the end per assigned partition of `engine` (see LagCollector)."""
-    consumer = getattr(engine, "_consumer", None)
-    if consumer is None or not engine.running:
+def partition_lags(engine: Any, consumer: Any) -> dict[tuple[str, int], int]:
+    """Records behind the end per assigned partition (see LagCollector); consumer thread only."""
+    assignment = consumer.assignment()
+    if not assignment:
         return {}
-    try:
-        assignment = consumer.assignment()
-        positions = {(p.topic, p.partition): p.offset for p in consumer.position(assignment)}
-    except Exception:  # closed or mid-rebalance: no numbers this scrape
-        return {}
+    positions = {(p.topic, p.partition): p.offset for p in consumer.position(assignment)}
     committed = dict(getattr(engine.tracker, "_committed", {}))
     out: dict[tuple[str, int], int] = {}
     for tp in assignment:
         key = (tp.topic, tp.partition)
-        try:
-            low, high = consumer.get_watermark_offsets(tp, cached=True)
-        except Exception:
-            continue
+        low, high = consumer.get_watermark_offsets(tp, cached=True)
         if high < 0:
             continue
         done = committed.get(key)
