@@ -145,14 +145,15 @@ class ModelCaller:
 def merge_fields(
     base: Mapping[str, Any], other: Mapping[str, Any], rows: np.ndarray
 ) -> dict[str, Any]:
-    """`base`'s columns with the rows in index `rows` replaced by `other`'s (in order)."""
+    """`base`'s columns with the rows in index `rows` replaced by `other`'s (in order); numpy
+    columns are changed in place (the head made them for this batch)."""
     merged: dict[str, Any] = {}
     positions = rows.tolist()
     for name, column in base.items():
         replacement = other[name]
         if isinstance(column, np.ndarray):
-            out = column.copy()
-            out[rows] = np.asarray(replacement)
+            out = column
+            out[rows] = replacement
         else:
             out = list(column)
             for i, value in zip(positions, replacement, strict=True):
@@ -243,8 +244,7 @@ class TierRouter:
         if k:
             large_out = self.call(large.model, matrix[rows])
             calls = 2
-            outputs = outputs.copy()
-            outputs[rows] = large_out
+            outputs[rows] = large_out  # predict's rows are this call's own array
             fields = merge_fields(fields, large.head(large_out), rows)
         self.escalated += k
         if k == 0:
@@ -254,9 +254,10 @@ class TierRouter:
         elif k == n:
             version, sha, route = large.version, large.model.sha256, ROUTE_LARGE
         else:
-            version = np.where(up, large.version, small.version).tolist()
-            sha = np.where(up, large.model.sha256, small.model.sha256).tolist()
-            route = np.where(up, ROUTE_LARGE, ROUTE_SMALL).tolist()
+            flags = up.tolist()
+            version = [large.version if e else small.version for e in flags]
+            sha = [large.model.sha256 if e else small.model.sha256 for e in flags]
+            route = [ROUTE_LARGE if e else ROUTE_SMALL for e in flags]
         cost = np.where(up, small.units + large.units, small.units)
         escalated: list[bool] | bool = up.tolist() if 0 < k < n else k == n
         return Routed(
