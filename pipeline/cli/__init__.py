@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "jobs_cmd",
     "gateway_cmd",
     "models_cmd",
+    "top_cmd",
 )
 
 
