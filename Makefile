@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PIP_INSTALL_FLAGS := $(if $(CI),--progress-bar off,)
 
-.PHONY: help venv test lint demo stack-up stack-down stack-status deps models
+.PHONY: help venv test lint demo stack-up stack-down stack-status deps models fuzz
 
 help:
 	@echo "make test          venv + dependencies, ruff, then pytest (PYTEST_ARGS='...' passes options)"
@@ -43,6 +43,11 @@ models: $(STAMP)
 
 test: deps lint models
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The fuzz targets (tests/fuzz) with >= 100,000 generated inputs each (`make test` runs a
+# few thousand); PYTEST_ARGS=--hypothesis-seed=N replays one run.
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/fuzz $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

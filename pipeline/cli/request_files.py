@@ -48,12 +48,16 @@ def parse_line(text: str, schema: SchemaVersion, times: set[str]) -> dict[str, A
         record = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"not JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:  # found by tests/fuzz: '[' * 100000 is not a crash, but a bad line
+        raise ValueError("not JSON: nested too deeply") from None
     if not isinstance(record, dict):
         raise ValueError(f"expected a JSON object, got {type(record).__name__}")
     known = {field["name"] for field in schema.definition["fields"]}
     unknown = sorted(set(record) - known)
     if unknown:
-        raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+        # a name with a newline or control characters is shown escaped: one line per error
+        shown = (name if name.isprintable() else repr(name) for name in unknown)
+        raise ValueError(f"unknown field(s) {', '.join(shown)}")
     record.setdefault("request_id", "")  # filled in by the producer when empty
     for name in times & set(record):
         record[name] = _to_epoch_ms(record[name])
