@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from pipeline.cli import CliError, positive_float
-from pipeline.config import Settings
+from pipeline.config import Settings, redact_url
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -56,7 +56,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     except stack.StackError as exc:
         raise CliError(str(exc)) from None
     print(f"Kafka bootstrap: {info.bootstrap}")
-    print(f"Redis URL:       {info.redis_url}")
+    print(f"Redis URL:       {redact_url(info.redis_url)}")
     return 0
 
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.config import Settings
+from pipeline.config import Settings, redact_url
 from pipeline.stack.kafka import KAFKA_VERSION, KafkaService
 from pipeline.stack.process import (
     StackError,
@@ -105,6 +105,11 @@ def _services(settings: Settings, names: Iterable[str] = SERVICES) -> list[Servi
     return [makers[name](settings) for name in names]
 
 
+def _shown(svc: Service) -> str:
+    """A service's address fit for logs and `stack status`: a URL's password as `***`."""
+    return redact_url(svc.address)
+
+
 def _lock_path(settings: Settings) -> Path:
     return settings.state_dir / "stack" / ".lock"
 
@@ -139,7 +144,7 @@ def _ensure_up(
             _wait_running(svc, pid, timeout, log)
             continue
         if port_open(svc.host, svc.port) and svc.answers():
-            log(f"{svc.name}: something else already answers at {svc.address}; using it")
+            log(f"{svc.name}: something else already answers at {_shown(svc)}; using it")
             continue
         if port_open(svc.host, svc.port):
             raise StackError(
@@ -156,7 +161,7 @@ def _ensure_up(
         for item in list(pending):
             svc, pid, begun = item
             if _ready(svc, pid, begun, timeout):
-                log(f"{svc.name}: up at {svc.address} in {time.monotonic() - begun:.1f} s")
+                log(f"{svc.name}: up at {_shown(svc)} in {time.monotonic() - begun:.1f} s")
                 started.append(svc.name)
                 pending.remove(item)
         if pending:
@@ -169,11 +174,11 @@ def _wait_external(svc: Service, log: Log, *, timeout: float) -> None:
     while not svc.answers(timeout=3.0):
         if time.monotonic() >= deadline:
             raise StackError(
-                f"{svc.name} at {svc.address} (not a loopback address, so not started "
+                f"{svc.name} at {_shown(svc)} (not a loopback address, so not started "
                 f"here) does not answer"
             )
         time.sleep(0.5)
-    log(f"{svc.name}: using {svc.address} (external)")
+    log(f"{svc.name}: using {_shown(svc)} (external)")
 
 
 def _ready(svc: Service, pid: int, begun: float, timeout: float) -> bool:
@@ -181,14 +186,14 @@ def _ready(svc: Service, pid: int, begun: float, timeout: float) -> bool:
     if not pid_alive(pid):
         svc.pid_file.unlink(missing_ok=True)
         raise StackError(
-            f"{svc.name} (pid {pid}) exited before answering at {svc.address}; "
+            f"{svc.name} (pid {pid}) exited before answering at {_shown(svc)}; "
             f"see {svc.log_file}:\n{log_tail(svc.log_file)}"
         )
     if port_open(svc.host, svc.port, timeout=0.5) and svc.answers(timeout=2.0):
         return True
     if time.monotonic() - begun >= timeout:
         raise StackError(
-            f"{svc.name} (pid {pid}) did not answer at {svc.address} within "
+            f"{svc.name} (pid {pid}) did not answer at {_shown(svc)} within "
             f"{timeout:.0f} s; see {svc.log_file}:\n{log_tail(svc.log_file)}\n"
             f"(`inferstream stack down` stops it)"
         )
@@ -200,7 +205,7 @@ def _wait_running(svc: Service, pid: int, timeout: float, log: Log) -> None:
     begun = time.monotonic()
     while not _ready(svc, pid, begun, timeout):
         time.sleep(0.25)
-    log(f"{svc.name}: already running at {svc.address} (pid {pid})")
+    log(f"{svc.name}: already running at {_shown(svc)} (pid {pid})")
 
 
 def down(
@@ -225,7 +230,7 @@ def _down(settings: Settings, log: Log, services: Iterable[str], timeout: float)
             log(f"{svc.name}: stopped (pid {pid})")
             stopped.append(svc.name)
         elif is_loopback(svc.host) and port_open(svc.host, svc.port):
-            log(f"{svc.name}: {svc.address} was not started by inferstream; left running")
+            log(f"{svc.name}: {_shown(svc)} was not started by inferstream; left running")
         else:
             log(f"{svc.name}: not running")
     _disown(settings, stopped)
@@ -240,7 +245,7 @@ def status(settings: Settings | None = None) -> list[ServiceStatus]:
         pid = live_pid(svc.pid_file) if local else None
         up = port_open(svc.host, svc.port) and svc.answers(timeout=2.0)
         result.append(
-            ServiceStatus(svc.name, svc.address, up, pid, local, svc.log_file if pid else None)
+            ServiceStatus(svc.name, _shown(svc), up, pid, local, svc.log_file if pid else None)
         )
     return result
 
