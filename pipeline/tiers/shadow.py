@@ -81,7 +81,13 @@ class ShadowScorer:
         model_name: str,
         key_field: str,
         queue_batches: int = QUEUE_BATCHES,
+        max_share: float | None = None,
     ) -> None:
+        """`max_share`: at most this share of wall time on the shadow thread (it sleeps after
+        each job in proportion); jobs that arrive faster are dropped (counted). None: no cap."""
+        if max_share is not None and not 0 < max_share <= 1:
+            raise ValueError(f"max_share {max_share!r} must be in (0, 1]")
+        self.max_share = max_share
         self.versions, self.tier, self.encoder, self.topic = versions, tier, encoder, topic
         self.publish, self.model_name, self.key_field = publish, model_name, key_field
         self.stats = ShadowStats()
@@ -131,7 +137,9 @@ class ShadowScorer:
         while True:
             job = self._queue.get()
             if job is None:
+                self._queue.task_done()
                 return
+            started = time.perf_counter()
             for version in list(self.versions()):
                 try:
                     self._score(version, job)
@@ -142,6 +150,10 @@ class ShadowScorer:
                         self._last_logged[version] = now
                         log.error("shadow %s failed on a batch (serving unaffected): %r",
                                   version, exc)  # fmt: skip
+            if self.max_share is not None and self.max_share < 1:
+                took = time.perf_counter() - started
+                time.sleep(took * (1 / self.max_share - 1))
+            self._queue.task_done()
 
     def _score(self, version: str, job: _Job) -> None:
         tier = self.tier(version)
@@ -184,10 +196,12 @@ class ShadowScorer:
             else:
                 constants[target] = value
         records = self.encoder.encode(constants, columns)
-        self.publish([
-            OutboundMessage(self.topic, rid.encode(), record, [("request_id", rid.encode())])
-            for rid, record in zip(job.request_ids, records, strict=True)
-        ])  # fmt: skip
+        topic = self.topic
+        messages = []
+        for rid, record in zip(job.request_ids, records, strict=True):
+            key = rid.encode()
+            messages.append(OutboundMessage(topic, key, record, [("request_id", key)]))
+        self.publish(messages)
         stats = self.stats
         stats.scored_batches += 1
         stats.scored_rows += n
@@ -200,7 +214,7 @@ class ShadowScorer:
         """Wait until the queue is empty (tests, shutdown); False when it is not by then."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._queue.unfinished_tasks == 0 or self._queue.empty():
+            if self._queue.unfinished_tasks == 0:
                 return True
             time.sleep(0.01)
         return False
