@@ -273,6 +273,8 @@ def run(args: argparse.Namespace) -> int:
             return rows
 
     console = Console()
+    if not console.is_terminal:  # piped: the whole table, not cut to 80 columns
+        console = Console(width=200)
     if args.once:
         console.print(table(read(), source))
         return 0
