@@ -52,8 +52,9 @@ def test_every_metric_named_by_a_rule_or_panel_is_exported_or_recorded():
         base = f"{PREFIX}_{short}"
         exported |= {base, f"{base}_bucket", f"{base}_sum", f"{base}_count"}
     exported |= {"up", "process_start_time_seconds", f"{PREFIX}_engine_paused"}
+    names = re.compile(r"\b(inferstream_\w+|stream\w*:[\w:]+|up(?=\{)|process_\w+)")
     for expr in expressions():
-        for metric in re.findall(r"\b(inferstream_\w+|stream\w*:[\w:]+|up(?=\{)|process_\w+)", expr):
+        for metric in names.findall(expr):
             assert metric in exported or metric in recorded, (metric, expr)
 
 
