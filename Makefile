@@ -11,7 +11,7 @@ PYTEST_ARGS ?=
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 PIP_INSTALL_FLAGS := $(if $(CI),--progress-bar off,)
 
-.PHONY: help venv test lint demo stack-up stack-down stack-status deps models fuzz
+.PHONY: help venv test lint demo stack-up stack-down stack-status deps models fuzz chaos
 
 help:
 	@echo "make test          venv + dependencies, ruff, then pytest (PYTEST_ARGS='...' passes options)"
@@ -48,6 +48,11 @@ test: deps lint models
 # few thousand); PYTEST_ARGS=--hypothesis-seed=N replays one run.
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/fuzz $(PYTEST_ARGS)
+
+# Fault cases against a private Kafka + Redis with worker subprocesses and a live stream;
+# each prints one CHAOS {...} line (sent, results, dead letters, lost, duplicates, recovery).
+chaos: $(STAMP)
+	CHAOS_REQUESTS=6000 $(BIN)/pytest -q -s -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
