@@ -12,6 +12,7 @@ features) and tenant (the top N by volume, the rest `other`; see observer.py).
 
 from __future__ import annotations
 
+import bisect
 import threading
 from collections.abc import Iterable, Sequence
 
@@ -83,27 +84,40 @@ class BatchHistogram(Collector):
         self.help = HELP[short]
         self.labels = tuple(labels)
         self.bounds = np.asarray(buckets, dtype=np.float64)
+        self._bounds = [float(b) for b in buckets]
         self._lock = threading.Lock()
         self._series: dict[tuple[str, ...], list] = {}  # labels -> [counts, sum]
 
     def observe_many(self, labels: tuple[str, ...], values: np.ndarray) -> None:
-        if not len(values):
-            return
+        if len(values):
+            self.observe_rows([labels], values.reshape(1, -1))
+
+    def observe_rows(self, labels: Sequence[tuple[str, ...]], rows: np.ndarray) -> None:
+        """Row i of `rows` (one value per event) into series `labels[i]`: one binning call."""
+        k, width = len(labels), len(self.bounds) + 1
         # bucket i counts values <= bounds[i]; the last slot is above every bound (+Inf)
-        counts = np.bincount(
-            np.searchsorted(self.bounds, values, side="left"), minlength=len(self.bounds) + 1
-        )
-        total = float(values.sum())
+        index = np.searchsorted(self.bounds, rows, side="left")
+        index += (np.arange(k) * width)[:, None]
+        counts = np.bincount(index.ravel(), minlength=k * width).reshape(k, width)
+        totals = rows.sum(axis=1).tolist()
+        with self._lock:
+            for i, key in enumerate(labels):
+                series = self._series.get(key)
+                if series is None:
+                    self._series[key] = [counts[i].astype(np.int64), totals[i]]
+                else:
+                    series[0] += counts[i]
+                    series[1] += totals[i]
+
+    def observe(self, labels: tuple[str, ...], value: float, count: int = 1) -> None:
+        """`count` events (or one batch) with the same `value`: no array, no numpy call."""
+        i = bisect.bisect_left(self._bounds, value)
         with self._lock:
             series = self._series.get(labels)
             if series is None:
-                self._series[labels] = [counts.astype(np.int64), total]
-            else:
-                series[0] += counts
-                series[1] += total
-
-    def observe(self, labels: tuple[str, ...], value: float) -> None:
-        self.observe_many(labels, np.asarray([value], dtype=np.float64))
+                series = self._series[labels] = [np.zeros(len(self._bounds) + 1, np.int64), 0.0]
+            series[0][i] += count
+            series[1] += value * count
 
     def snapshot(self, labels: tuple[str, ...]) -> tuple[np.ndarray, float] | None:
         with self._lock:

@@ -23,6 +23,7 @@ label (a counter's label cannot move later), every other one counts as `other`.
 from __future__ import annotations
 
 import collections
+import operator
 import threading
 import time
 from collections.abc import Iterable
@@ -61,6 +62,7 @@ class EngineObserver:
         self._phase_labels = {p: (stream, p) for p in ("broker", "batch", "inference")}
         self._phase_labels["publish"] = (stream, "publish")
         self._phase_labels["total"] = (stream, "total")
+        self._array_phases = [self._phase_labels[p] for p in ("broker", "batch", "total")]
 
     def loop(self, engine: Any, consumer: Any) -> None:
         """Consumer thread, every loop turn: the lag snapshot, about once per `lag_every_s`."""
@@ -114,11 +116,15 @@ class EngineObserver:
         publish_s = next(reversed(batch.stage_s.values()), 0.0) if batch.stage_s else 0.0
         handed_off = now_mono - publish_s  # when the last stage (delivery) started
         age, labels = self._age, self._phase_labels
-        age.observe_many(labels["broker"], np.maximum(arrived + to_wall - stamps, 0.0))
-        age.observe_many(labels["batch"], np.maximum(batch.cut_at - arrived, 0.0))
-        age.observe_many(labels["inference"], np.full(n, max(handed_off - batch.cut_at, 0.0)))
-        age.observe_many(labels["publish"], np.full(n, publish_s))
-        age.observe_many(labels["total"], np.maximum(now_wall - stamps, 0.0))
+        rows = np.empty((3, n))
+        np.subtract(arrived + to_wall, stamps, out=rows[0])  # broker
+        np.subtract(batch.cut_at, arrived, out=rows[1])  # batch
+        np.subtract(now_wall, stamps, out=rows[2])  # total
+        np.maximum(rows, 0.0, out=rows)
+        age.observe_rows(self._array_phases, rows)
+        # the same value for every event of the batch: one bucket, n events
+        age.observe(labels["inference"], max(handed_off - batch.cut_at, 0.0), n)
+        age.observe(labels["publish"], publish_s, n)
 
 
 class ScoringObserver:
@@ -147,6 +153,8 @@ class ScoringObserver:
         self._hits = families.cache_hits.labels(stream)
         self._degraded = families.degraded.labels(stream)
         self._tenants: set[str] = set()
+        self._tenant_children: dict[str, tuple[Any, Any]] = {}
+        self._model_children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
 
     def cost_of(self, provider: str, model_s: float) -> float:
@@ -178,18 +186,21 @@ class ScoringObserver:
         labels = (stream, manifest.name, manifest.version, provider)
         self.f.model_inference.observe(labels, model_s)
         cost = self.cost_of(provider, model_s)
-        self.f.cost.labels(*labels).inc(cost)
+        child = self._model_children.get(labels)
+        if child is None:
+            child = self._model_children[labels] = self.f.cost.labels(*labels)
+        child.inc(cost)
         if self.tenant_field:
             self._per_tenant(prepared, cost)
 
     def _per_tenant(self, prepared: Any, cost: float) -> None:
         requests = prepared.requests
         hits = prepared.cached_outputs
-        field = self.tenant_field
-        events = collections.Counter(str(r.get(field) or "") for r in requests)
-        if hits:
+        get = operator.methodcaller("get", self.tenant_field)
+        events = collections.Counter(map(get, requests))
+        if hits and any(h is not None for h in hits):
             fresh = collections.Counter(
-                str(r.get(field) or "") for r, h in zip(requests, hits, strict=False) if h is None
+                get(r) for r, h in zip(requests, hits, strict=False) if h is None
             )
         else:
             fresh = events
@@ -203,11 +214,18 @@ class ScoringObserver:
                 by_label[label] += count
                 cost_by_label[label] += fresh.get(tenant, 0) * per_request
         for label, count in by_label.items():
-            self.f.tenant_events.labels(self.stream, label).inc(count)
+            child = self._tenant_children.get(label)
+            if child is None:
+                child = self._tenant_children[label] = (
+                    self.f.tenant_events.labels(self.stream, label),
+                    self.f.tenant_cost.labels(self.stream, label),
+                )
+            child[0].inc(count)
             if cost_by_label[label]:
-                self.f.tenant_cost.labels(self.stream, label).inc(cost_by_label[label])
+                child[1].inc(cost_by_label[label])
 
-    def _label(self, tenant: str) -> str:
+    def _label(self, tenant: Any) -> str:
+        tenant = "" if tenant is None else str(tenant)
         if tenant in self._tenants:
             return tenant
         if len(self._tenants) < self.top_tenants and tenant not in ("", "other"):
