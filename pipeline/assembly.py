@@ -135,12 +135,12 @@ def _policy_primary(settings: Settings, plugin: StreamPlugin) -> str | None:
 
 def _tiers(
     settings: Settings, plugin: StreamPlugin, topics: StreamTopics, model: LoadedModel,
-    registry: SchemaRegistry,
+    registry: SchemaRegistry, redis: DegradingRedis,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """(router, shadow, deliver wrapper) when the stream has a routing.json, else Nones."""
     from pipeline.tiers.wiring import tiers_for
 
-    return tiers_for(settings, plugin, topics, model, registry)
+    return tiers_for(settings, plugin, topics, model, registry, redis)
 
 
 def _model_label(model: LoadedModel) -> str:
@@ -176,7 +176,7 @@ def _scoring(
         from pipeline.redis.jobs import JobAdmission
 
         admission = JobAdmission(redis, settings.topic_namespace)
-    router, shadow, wrap_deliver = _tiers(settings, plugin, topics, model, registry)
+    router, shadow, wrap_deliver = _tiers(settings, plugin, topics, model, registry, redis)
     scorer = BatchScorer(
         plugin,
         topics,

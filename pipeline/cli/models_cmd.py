@@ -1,4 +1,4 @@
-"""`inferstream models list | route show | route set | calibrate-cascade | shadow report`.
+"""`inferstream models list | route show|set | calibrate-cascade | shadow report | canary ...`.
 
 The versions of a stream's model, its routing policy (models/<model>/routing.json, see
 pipeline/tiers/policy.py) and what the tiers did: everything but `shadow report` reads only the
@@ -79,6 +79,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     report.add_argument("--from", dest="from_", default="-1h", help="start (default -1h)")
     report.add_argument("--to", help="end (default now)")
     report.set_defaults(func=run_shadow_report)
+
+    canary = actions.add_parser("canary", help="the canary's gate: status, promote, rollback")
+    canary_actions = canary.add_subparsers(dest="canary_action", metavar="ACTION", required=True)
+    status = canary_actions.add_parser("status", help="pairs, flip rate, verdict, events")
+    common(status)
+    status.set_defaults(func=run_canary_status)
+    for name, text in (("promote", "promote the candidate now"),
+                       ("rollback", "roll the candidate back now")):  # fmt: skip
+        decide = canary_actions.add_parser(name, help=text)
+        common(decide, json_flag=False)
+        decide.add_argument("--reason", default="by hand", help="recorded with the event")
+        decide.set_defaults(func=run_canary_decide, decision=name)
 
 
 def _plugin(stream: str) -> Any:
@@ -339,6 +351,72 @@ def run_shadow_report(args: argparse.Namespace) -> int:
             f"{v['lag_ms_p99']:.0f}",
         )  # fmt: skip
     Console().print(table)
+    return 0
+
+
+def _canary_store() -> Any:
+    from pipeline.assembly import redis_client
+    from pipeline.tiers.canary import CanaryStore
+    from pipeline.tiers.wiring import canary_prefix
+
+    cfg = settings()
+    return CanaryStore(redis_client(cfg), canary_prefix(cfg))
+
+
+def run_canary_status(args: argparse.Namespace) -> int:
+    from pipeline.tiers.canary import CanaryState, GateRule
+
+    policy = _policy(args.stream)
+    store = _canary_store()
+    states = store.all(args.stream)
+    if store.redis.degraded:
+        raise CliError(f"cannot reach Redis at {store.redis.url}")
+    out = []
+    for data in states:
+        rule = GateRule(**data["gate"]["rule"])
+        state = CanaryState.from_json(json.dumps(data), rule)
+        out.append({
+            "stable": state.stable, "candidate": state.candidate, "state": state.state,
+            "share_percent": state.share_percent, "served_by_candidate": state.served_by_candidate,
+            "verdict": vars(state.gate.verdict()), **state.gate.summary(),
+            "rule": data["gate"]["rule"], "events": state.events,
+            "in_policy": bool(policy and policy.canary
+                              and policy.canary.version == state.candidate),
+        })  # fmt: skip
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    if not out:
+        print("no canary has reported yet" + ("" if policy and policy.canary else
+                                              " (the policy has no canary)"))  # fmt: skip
+        return 0
+    for c in out:
+        print(f"{c['stable']} -> {c['candidate']} at {c['share_percent']:g}%: {c['state']}; "
+              f"{c['pairs']} pairs, flip rate {c['flip_rate']:.4f} "
+              f"{c['flip_rate_interval']}, mean |delta| {c['mean_abs_delta']:.4f}, "
+              f"errors {c['errors']}, served by candidate {c['served_by_candidate']}")  # fmt: skip
+        print(f"  verdict: {c['verdict']['decision']} ({c['verdict']['reason']})")
+        for e in c["events"]:
+            who = "automatic" if e["automatic"] else "by hand"
+            print(f"  event {e['event']} ({who}) at {e['at_ms']}: {e['reason']}")
+    return 0
+
+
+def run_canary_decide(args: argparse.Namespace) -> int:
+    from pipeline.tiers.canary import set_by_hand
+
+    policy = _policy(args.stream)
+    if policy is None or policy.canary is None:
+        raise CliError(f"stream {args.stream}: the routing policy has no canary")
+    try:
+        state = set_by_hand(
+            _canary_store(), args.stream, policy.primary, policy.canary.version,
+            policy.canary.share_percent, args.decision, args.reason,
+        )  # fmt: skip
+    except ConnectionError as exc:
+        raise CliError(str(exc)) from None
+    print(f"canary {state.stable} -> {state.candidate}: {state.state} (workers take it within "
+          "a few seconds)")  # fmt: skip
     return 0
 
 

@@ -232,7 +232,8 @@ class BatchScorer:
         if n == 0:
             return np.empty((0, 0))
         if self.router is not None:  # the policy's tiers (no cache: a row's tier is per call)
-            prepared.routing = routed = self.router.route(prepared.matrix)
+            keys = [r.get(self.plugin.key_field) for r in prepared.requests]
+            prepared.routing = routed = self.router.route(prepared.matrix, keys)
             prepared.model_calls = routed.model_calls
             return routed.outputs
         predict = predict or self.model.predict

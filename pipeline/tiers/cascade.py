@@ -38,6 +38,12 @@ log = logging.getLogger("inferstream.tiers")
 ROUTE_PRIMARY = "primary"
 ROUTE_SMALL = "cascade-small"
 ROUTE_LARGE = "cascade-large"
+ROUTE_CANARY = "canary"
+PROMOTED, RUNNING = "promoted", "running"  # pipeline.tiers.canary's states
+
+
+def _per_row(value: Any, n: int) -> list[Any]:
+    return list(value) if isinstance(value, list | np.ndarray) else [value] * n
 
 
 @dataclass
@@ -173,6 +179,7 @@ class TierRouter:
         call: Callable[[Any, np.ndarray], np.ndarray],
         watcher_factory: Callable[[Callable[[RoutingPolicy | None], None]], PolicyWatcher]
         | None = None,
+        canary: Any = None,  # pipeline.tiers.canary.Canary
     ) -> None:
         """`load(version)` a LoadedModel; `head(manifest)` the stream's output head;
         `call(model, matrix)` one model call; `watcher_factory(on_change)` the policy watcher
@@ -184,6 +191,7 @@ class TierRouter:
         self.batches = 0
         self.rows = 0
         self.escalated = 0
+        self.canary = canary
         self.watcher = watcher_factory(self._prepare) if watcher_factory else None
 
     def _tier_of(self, model: Any) -> Tier:
@@ -219,18 +227,95 @@ class TierRouter:
     def policy(self) -> RoutingPolicy | None:
         return self.watcher.current() if self.watcher else None
 
-    def route(self, matrix: np.ndarray) -> Routed:
+    def route(self, matrix: np.ndarray, keys: Sequence[Any] | None = None) -> Routed:
+        """Outputs and tiers of a batch's rows; `keys` (the requests' keys) place rows in or
+        out of a canary."""
         policy = self.policy
         self.batches += 1
         self.rows += len(matrix)
+        canary = None
+        if policy is not None and policy.canary and self.canary is not None and keys is not None:
+            c = policy.canary
+            canary = self.canary.current(policy.primary, c.version, c.share_percent, c.gate)
+            if canary.state == PROMOTED:  # the candidate serves every row
+                tier = self.tier(c.version)
+                outputs = self.call(tier.model, matrix)
+                return Routed(
+                    outputs, dict(tier.head(outputs)), tier.version, tier.model.sha256,
+                    ROUTE_PRIMARY, False, tier.units, 1, policy.digest,
+                )  # fmt: skip
+        started = time.perf_counter()
         if policy is None or policy.cascade is None:
             tier = self.base if policy is None else self.tier(policy.primary)
             outputs = self.call(tier.model, matrix)
-            return Routed(
+            routed = Routed(
                 outputs, dict(tier.head(outputs)), tier.version, tier.model.sha256,
                 ROUTE_PRIMARY, False, tier.units, 1, policy.digest if policy else "",
             )  # fmt: skip
-        return self._cascade(policy, matrix)
+        else:
+            routed = self._cascade(policy, matrix)
+        if canary is None or canary.state != RUNNING or not len(matrix):
+            return routed
+        stable_ms = (time.perf_counter() - started) * 1000
+        assert policy is not None and keys is not None
+        return self._canary(policy, canary, matrix, keys, routed, stable_ms)
+
+    def _canary(
+        self, policy: RoutingPolicy, state: Any, matrix: np.ndarray, keys: Sequence[Any],
+        routed: Routed, stable_ms: float,
+    ) -> Routed:  # fmt: skip
+        """Score the batch's canary rows with the candidate too, let the gate look at the
+        pairs, and serve the candidate's outputs on them unless the gate just rolled back."""
+        from pipeline.tiers.canary import ROLLED_BACK, in_canary
+
+        assert policy.canary is not None and self.canary is not None
+        rows = np.flatnonzero(in_canary(keys, policy.canary.share_percent))
+        if not len(rows):
+            return routed
+        candidate = self.tier(policy.canary.version)
+        started = time.perf_counter()
+        try:
+            out = self.call(candidate.model, matrix[rows])
+        except Exception as exc:  # the candidate's failure is the gate's business, not serving's
+            log.warning("canary %s failed on %d rows: %r", candidate.version, len(rows), exc)
+            state.gate.failed(len(rows))
+            self.canary.decide(state, state.gate.verdict())
+            self.canary.save()
+            return routed
+        took_ms = (time.perf_counter() - started) * 1000
+        fields = candidate.head(out)
+        stable_score = np.asarray(routed.fields["score"], dtype=np.float64)[rows]
+        stable_decision = np.asarray(routed.fields.get("decision", [""] * len(matrix)),
+                                     dtype=object)[rows]  # fmt: skip
+        flips = np.asarray(fields.get("decision", [""] * len(rows)), dtype=object) != (
+            stable_decision
+        )
+        delta = np.abs(np.asarray(fields["score"], dtype=np.float64) - stable_score)
+        state.gate.observe(flips, delta, took_ms, stable_ms)
+        self.canary.decide(state, state.gate.verdict())
+        if state.state == ROLLED_BACK:
+            self.canary.save()
+            return routed  # this batch is served by the stable version already
+        state.served_by_candidate += len(rows)
+        self.canary.save()
+        n = len(matrix)
+        routed.outputs[rows] = out
+        merged = merge_fields(routed.fields, fields, rows)
+        version, sha, route = (
+            _per_row(routed.version, n),
+            _per_row(routed.sha256, n),
+            _per_row(routed.route, n),
+        )
+        escalated = _per_row(routed.escalated, n)
+        cost = np.asarray(routed.cost_units, dtype=np.float64) * np.ones(n)
+        for i in rows.tolist():
+            version[i], sha[i], route[i] = candidate.version, candidate.model.sha256, ROUTE_CANARY
+            escalated[i] = False
+            cost[i] += candidate.units
+        return Routed(
+            routed.outputs, merged, version, sha, route, escalated, cost,
+            routed.model_calls + 1, routed.policy, routed.escalated_rows,
+        )  # fmt: skip
 
     def _cascade(self, policy: RoutingPolicy, matrix: np.ndarray) -> Routed:
         assert policy.cascade is not None

@@ -26,6 +26,7 @@ def tiers_for(
     topics: StreamTopics,
     model: Any,
     registry: Any,
+    redis: Any = None,
 ) -> tuple[TierRouter | None, Any, Any]:
     """(router, shadow scorer, deliver wrapper), or (None, None, None) without a policy."""
     if (
@@ -42,6 +43,9 @@ def tiers_for(
             intra_op_threads=settings.inference_threads,
         )
 
+    from pipeline.tiers.canary import Canary, CanaryStore
+
+    store = CanaryStore(redis, canary_prefix(settings)) if redis is not None else None
     router = TierRouter(
         model,
         load,
@@ -54,6 +58,7 @@ def tiers_for(
             POLICY_CHECK_S,
             on_change,
         ),
+        canary=Canary(plugin.name, store),
     )
     from pipeline.codec.columns import ColumnEncoder
     from pipeline.kafka.publisher import Publisher
@@ -73,3 +78,7 @@ def tiers_for(
         plugin.key_field,
     )
     return router, shadow, after_delivery
+
+
+def canary_prefix(settings: Settings) -> str:
+    return f"inferstream:canary:{settings.topic_namespace}"

@@ -38,3 +38,30 @@ def test_list_route_set_show_and_refusals(models_dir, monkeypatch, capsys):
     rows = {r["version"]: r for r in json.loads(capsys.readouterr().out)}
     assert rows[LARGE]["roles"] == ["primary", "cascade-large"]
     assert rows[CANDIDATE]["roles"] == ["shadow"]
+
+
+def test_canary_promote_by_hand_and_status(models_dir, monkeypatch, capsys):
+    import pipeline.cli.models_cmd as models_cmd
+    from pipeline.tiers.canary import CanaryStore
+
+    from .test_canary import FakeRedis
+
+    redis = FakeRedis()
+    redis.degraded, redis.url = False, "redis://fake"
+    monkeypatch.setattr(models_cmd, "_canary_store", lambda: CanaryStore(redis, "c:"))
+    monkeypatch.setenv("INFERSTREAM_MODELS_DIR", str(models_dir))
+    assert main(["models", "canary", "promote"]) == 1
+    assert "has no canary" in capsys.readouterr().err
+    assert main(["models", "route", "set", "--primary", LARGE, "--canary", CANDIDATE,
+                 "--canary-share", "10"]) == 0  # fmt: skip
+    assert main(["models", "canary", "rollback", "--reason", "pager went off"]) == 0
+    capsys.readouterr()
+    assert main(["models", "canary", "status", "--json"]) == 0
+    (status,) = json.loads(capsys.readouterr().out)
+    assert (status["stable"], status["candidate"], status["state"]) == (
+        LARGE,
+        CANDIDATE,
+        "rolled-back",
+    )
+    assert status["events"][0]["reason"] == "pager went off"
+    assert status["events"][0]["automatic"] is False

@@ -1,0 +1,123 @@
+"""The canary through the router: a sticky key share, paired scoring, the gate rolling back a
+bad candidate before it served `min_sample` requests and promoting a good one, and the decision
+kept across a restart (state in Redis)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from pipeline.streams.fraud.features import build_features
+from pipeline.streams.fraud.generator import TransactionGenerator
+from pipeline.tiers.canary import (
+    PROMOTED,
+    ROLLED_BACK,
+    Canary,
+    CanaryGate,
+    CanaryStore,
+    GateRule,
+    in_canary,
+    wilson,
+)  # fmt: skip
+
+from .conftest import CANDIDATE, LARGE
+
+BAD = "1.0.0-bad.1"
+
+
+class FakeRedis:
+    """DegradingRedis's interface over a dict."""
+
+    def __init__(self):
+        self.data = {}
+        self.client = self
+
+    def call(self, operation):
+        return operation(self)
+
+    def get(self, key):
+        return self.data.get(key)
+
+    def set(self, key, value):
+        self.data[key] = value.encode() if isinstance(value, str) else value
+        return True
+
+    def keys(self, pattern):
+        prefix = pattern.rstrip("*")
+        return [k for k in self.data if k.startswith(prefix)]
+
+
+def traffic(n, seed=8):
+    records = TransactionGenerator(seed=seed).generate(n).records
+    return build_features(records).matrix, [r["card_id"] for r in records]
+
+
+def test_the_share_is_sticky_per_key_and_about_the_asked_share():
+    keys = [f"card-{i}" for i in range(20_000)]
+    first = in_canary(keys, 10)
+    assert (first == in_canary(keys, 10)).all()
+    assert 0.09 < first.mean() < 0.11
+    assert not in_canary(keys, 0).any() and in_canary(keys, 100).all()
+    assert (in_canary(keys, 5) <= first).all(), "a smaller share is a subset"
+
+
+def test_the_gate_waits_for_the_minimum_then_says_how_many_more():
+    gate = CanaryGate(GateRule(min_sample=400, max_flip_rate=0.03))
+    gate.observe(np.zeros(100, bool), np.zeros(100), 1.0, 1.0)
+    v = gate.verdict()
+    assert (v.decision, v.need_more) == ("continue", 300)
+    flips = np.zeros(300, bool)
+    flips[:6] = True  # 1.5 %: too few pairs to tell from 3 %
+    gate.observe(flips, np.zeros(300), 1.0, 1.0)
+    v = gate.verdict()
+    assert v.decision == "continue" and v.need_more > 0 and "need" in v.reason
+    low, high = wilson(6, 400, 3.0)
+    assert low < 0.03 < high
+
+
+def run_canary(tiers, candidate, redis, batches=24, share=10):
+    router_for, _ = tiers
+    router = router_for({"primary": LARGE,
+                         "canary": {"version": candidate, "share_percent": share}})  # fmt: skip
+    router.canary = Canary("fraud", CanaryStore(redis, "inferstream:canary:"))
+    x, keys = traffic(256 * batches)
+    routes = []
+    for i in range(batches):
+        rows = slice(256 * i, 256 * (i + 1))
+        routed = router.route(x[rows], keys[rows])
+        routes += routed.route if isinstance(routed.route, list) else [routed.route] * 256
+    return router, routes, keys
+
+
+def test_a_bad_candidate_is_rolled_back_before_it_served_the_minimum_sample(tiers):
+    redis = FakeRedis()
+    router, routes, _ = run_canary(tiers, BAD, redis)
+    state = router.canary.state
+    assert state.state == ROLLED_BACK
+    (event,) = state.events
+    assert event["event"] == "rollback" and event["automatic"]
+    assert "flip rate" in event["reason"]
+    rule = state.gate.rule
+    assert rule.min_sample <= state.gate.pairs < rule.min_sample + 256
+    assert routes.count("canary") == state.served_by_candidate < rule.min_sample
+    # after the rollback nothing more goes to the candidate
+    last = routes[-256:]
+    assert "canary" not in last
+
+    # a restarted worker reads the decision back from Redis
+    again, routes2, _ = run_canary(tiers, BAD, redis, batches=2)
+    assert again.canary.state.state == ROLLED_BACK
+    assert "canary" not in routes2
+
+
+def test_a_good_candidate_is_promoted_and_then_serves_everything(tiers):
+    redis = FakeRedis()
+    router, _routes, _ = run_canary(tiers, CANDIDATE, redis, batches=60)
+    state = router.canary.state
+    assert state.state == PROMOTED, state.gate.verdict()
+    assert state.events[-1]["event"] == "promote"
+    assert state.gate.flips / state.gate.pairs < state.gate.rule.max_flip_rate
+    stored = CanaryStore(redis, "inferstream:canary:").all("fraud")
+    assert stored[0]["state"] == PROMOTED
+    x, keys = traffic(256, seed=9)
+    routed = router.route(x, keys)
+    assert routed.version == CANDIDATE and routed.route == "primary"
