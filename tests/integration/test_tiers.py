@@ -116,3 +116,41 @@ def test_cascade_shadow_and_hot_reload_end_to_end(settings, env, models_dir):
             r["model_version"],
         )
         assert s["served_route"] == by_id[s["request_id"]]["route"]
+
+
+@pytest.mark.parametrize(
+    ("candidate", "records", "outcome"),
+    [("1.0.0-bad.1", 8000, "rolled-back"), (CANDIDATE, 16000, "promoted")],
+)
+def test_the_canary_gate_decides_by_itself_and_keeps_it_in_redis(
+    settings, env, models_dir, candidate, records, outcome
+):
+    from pipeline.assembly import redis_client
+    from pipeline.tiers.canary import CanaryStore, GateRule
+    from pipeline.tiers.wiring import canary_prefix
+
+    write_policy(models_dir, {"primary": LARGE,
+                              "canary": {"version": candidate, "share_percent": 10}})  # fmt: skip
+    worker = WorkerProcess({**env, "INFERSTREAM_MODELS_DIR": str(models_dir)}).start()
+    try:
+        spec = stream_topics("fraud", settings.topic_namespace)
+        ids = produce(settings, TransactionGenerator(seed=31).generate(records).records)
+        provenance = values(read_all(settings, spec.provenance, expected=records))
+    finally:
+        worker.stop()
+    assert sorted(p["request_id"] for p in provenance) == sorted(ids)
+    store = CanaryStore(redis_client(settings), canary_prefix(settings))
+    state = store.load("fraud", LARGE, candidate, GateRule())
+    assert state is not None and state.state == outcome, state and state.gate.verdict()
+    event = state.events[-1]
+    assert event["event"] == ("rollback" if outcome == "rolled-back" else "promote")
+    served = [p for p in provenance if p["model_version"] == candidate]
+    in_canary = [p for p in served if p["route"] == "canary"]
+    assert len(in_canary) == state.served_by_candidate  # before the decision
+    if outcome == "rolled-back":
+        assert 0 < len(served) < GateRule().min_sample
+        assert served == in_canary
+    else:  # promoted: after the decision the candidate serves every request
+        last = max(provenance, key=lambda p: p["served_at"])
+        assert (last["model_version"], last["route"]) == (candidate, "primary")
+        assert len(served) > len(in_canary)
