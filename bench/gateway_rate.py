@@ -5,7 +5,9 @@ flushes (the floor of what producing costs in Python); (2) a gateway process (`i
 gateway`, with a key under generous limits, so that every request runs the full admission
 path: key, GCRA rate and cost, pending status) receives them one request per POST from
 `--concurrency` HTTP connections, and (3) as lists of `--list-size` per POST; (4) a paced open
-loop at half of (2)'s rate gives the submit-to-202 latency. A 202 means the broker
+loop at half of (2)'s rate gives the submit-to-202 latency; (5) with a worker running, paced
+open loops at 25/50/90 % of (2)'s rate, each request submitted and then long-polled
+(`?wait=`) until done, give the end-to-end submit-to-result latency. A 202 means the broker
 acknowledged the request (acks=all). The stack must be up. Run: `python -m bench.gateway_rate`.
 """
 
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=positive_int, default=64, help="HTTP connections")
     p.add_argument("--list-size", type=positive_int, default=100, help="requests per list POST")
     p.add_argument("--paced-seconds", type=positive_int, default=5, help="latency part length")
+    p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part (a worker)")
     p.add_argument("--json", help="write the numbers to this file too")
     return p
 
@@ -57,6 +60,10 @@ def plain_producer(settings: Any, records: list[dict[str, Any]]) -> float:
     from pipeline.kafka.producer import RequestProducer
 
     producer = RequestProducer(settings, stream_topics("fraud", settings.topic_namespace))
+    for record in records[:200]:  # warm up: connections, metadata, the first batches
+        producer.send({**record, "tenant": "bench"})
+    producer.flush()
+    records = records[200:]
     started = time.perf_counter()
     for record in records:
         producer.send({**record, "tenant": "bench"})
@@ -141,6 +148,44 @@ async def _paced(url: str, key: str, bodies: list[Any], rate: float) -> tuple[in
     return accepted, latencies
 
 
+async def _end_to_end(
+    base: str, key: str, bodies: list[Any], rate: float
+) -> tuple[int, list[float]]:
+    """Paced submits, each then long-polled until done: (completed, submit-to-result s)."""
+    headers = {"Authorization": f"Bearer {key}"}
+    latencies: list[float] = []
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=512)) as session:
+
+        async def one(body: Any) -> None:
+            sent = time.perf_counter()
+            url = f"{base}/v1/streams/fraud/requests"
+            async with session.post(url, json=body, headers=headers) as response:
+                if response.status != 202:
+                    return
+                request_id = (await response.json())["requests"][0]["request_id"]
+            for _ in range(10):
+                async with session.get(
+                    f"{base}/v1/requests/{request_id}?wait=10", headers=headers
+                ) as response:
+                    if (await response.json()).get("status") == "done":
+                        latencies.append(time.perf_counter() - sent)
+                        return
+
+        tasks = []
+        start = time.perf_counter()
+        for i, body in enumerate(bodies):
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(body)))
+        await asyncio.gather(*tasks)
+    return len(latencies), latencies
+
+
+def _log(line: str) -> None:
+    print(f"[{PROG}] {line}", file=sys.stderr, flush=True)
+
+
 def _ms(values: list[float], q: float) -> float:
     return round(float(np.quantile(values, q)) * 1000, 1) if values else float("nan")
 
@@ -157,13 +202,15 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("INFERSTREAM_")})
     ensure_topics(settings.kafka_bootstrap, ["fraud"], settings.topic_partitions, 1, namespace)
     n = args.requests
-    records = _records(n * 3 + 20_000, seed=7)
-    plain = plain_producer(settings, records[:n])
+    records = _records(n * 3 + 40_000, seed=7)
+    plain = plain_producer(settings, records[3 * n + 30_200 : 3 * n + 30_400] + records[:n])
     redis = redis_client(settings)
     key, _ = KeyStore(redis, namespace).add("bench", rps=1e6, burst=1_000_000, cost_per_hour=1e12)
     gateway = Gateway(env)
     url = f"http://127.0.0.1:{gateway.port}/v1/streams/fraud/requests"
     try:
+        warm = records[3 * n + 30_000 : 3 * n + 30_200]  # the gateway's first requests
+        asyncio.run(_closed_loop(url, key, warm, args.concurrency))
         singles = records[n : 2 * n]
         seconds, accepted, lat = asyncio.run(_closed_loop(url, key, singles, args.concurrency))
         single_rate = accepted / seconds
@@ -173,6 +220,30 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         paced_n = int(single_rate * 0.5 * args.paced_seconds)
         paced_bodies = records[3 * n : 3 * n + paced_n]
         paced_ok, paced_lat = asyncio.run(_paced(url, key, paced_bodies, single_rate * 0.5))
+        e2e: dict[str, Any] = {}
+        if not args.no_e2e:
+            from pipeline.stack.worker_process import WorkerProcess
+
+            worker = WorkerProcess(env).start()
+            try:
+                offset = 3 * n + paced_n
+                for load in (0.25, 0.5, 0.9):
+                    rate = single_rate * load
+                    count = int(rate * args.paced_seconds)
+                    bodies = records[offset : offset + count]
+                    offset += count
+                    _log(f"end to end at {load:.0%} ({rate:.0f}/s, {count} requests)")
+                    done, e2e_lat = asyncio.run(
+                        _end_to_end(f"http://127.0.0.1:{gateway.port}", key, bodies, rate)
+                    )
+                    e2e[f"{round(load * 100)}%"] = {
+                        "rate_per_s": round(rate),
+                        "sent": count,
+                        "done": done,
+                        "p50_p99_ms": [_ms(e2e_lat, 0.5), _ms(e2e_lat, 0.99)],
+                    }
+            finally:
+                worker.stop()
     finally:
         gateway.stop()
         names = list(redis.client.scan_iter(redis_prefix(namespace) + "*"))
@@ -192,6 +263,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         "paced_accepted": paced_ok,
         "paced_sent": paced_n,
         "paced_p50_p99_ms": [_ms(paced_lat, 0.5), _ms(paced_lat, 0.99)],
+        "end_to_end_submit_to_result": e2e,
         "concurrency": args.concurrency,
         "list_size": size,
         "cpus": os.cpu_count(),

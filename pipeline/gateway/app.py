@@ -52,6 +52,7 @@ class Gateway:
     producer: GatewayProducer | Any
     kafka_breaker: CircuitBreaker
     indexer: Any = None
+    notifier: Any = None  # index.Notifier: wakes long polls
     redis_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="gateway-redis")
     )
@@ -490,10 +491,8 @@ async def get_status(request: web.Request) -> web.Response:
     tenant = auth.tenant
     entry = json.loads(auth.status) if auth.status else None
     deadline = time.monotonic() + wait
-    pause = 0.02
     while entry is not None and entry.get("status") == PENDING and time.monotonic() < deadline:
-        await asyncio.sleep(min(pause, max(0.0, deadline - time.monotonic())))
-        pause = min(pause * 1.5, 0.25)
+        await _settled_or(gw, request_id, min(1.0, deadline - time.monotonic()))
         found = await gw.in_pool(gw.status.get, request_id)
         if found is False:
             return unavailable("request status is unavailable: Redis is unavailable")
@@ -516,6 +515,25 @@ async def get_status(request: web.Request) -> web.Response:
         headers["Retry-After"] = str(max(1, round(advice / 1000)))
     body.pop("submitted_at", None)
     return web.json_response(body, headers=headers)
+
+
+async def _settled_or(gw: Gateway, request_id: str, timeout: float) -> None:
+    """Until the notifier says `request_id` settled, or `timeout` seconds."""
+    if gw.notifier is None:
+        await asyncio.sleep(min(timeout, 0.1))
+        return
+    event = asyncio.Event()
+    waiters = gw.notifier.waiters.setdefault(request_id, [])
+    waiters.append(event)
+    try:
+        await asyncio.wait_for(event.wait(), max(0.0, timeout))
+    except TimeoutError:
+        pass
+    finally:
+        if event in waiters:
+            waiters.remove(event)
+        if not waiters:
+            gw.notifier.waiters.pop(request_id, None)
 
 
 async def health(request: web.Request) -> web.Response:

@@ -37,6 +37,7 @@ class StatusStore:
     def __init__(self, redis: DegradingRedis, prefix: str, ttl_s: int) -> None:
         self.redis = redis
         self.prefix = prefix + "req:"
+        self.channel = prefix + "settled"
         self.ttl_s = ttl_s
 
     def get(self, request_id: str) -> dict[str, Any] | bool | None:
@@ -48,11 +49,14 @@ class StatusStore:
 
     def put_many(self, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
         encoded = [(self.prefix + rid, json.dumps(entry)) for rid, entry in entries]
+        settled = "\n".join(rid for rid, entry in entries if entry.get("status") != PENDING)
 
         def put(client: Any) -> bool:
             pipe = client.pipeline(transaction=False)
             for name, value in encoded:
                 pipe.set(name, value, ex=self.ttl_s)
+            if settled:  # wakes the long polls of every gateway replica (Notifier)
+                pipe.publish(self.channel, settled)
             pipe.execute()
             return True
 
@@ -107,7 +111,7 @@ class ResultIndexer:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            messages = self._consumer.consume(500, 0.1)
+            messages = self._consumer.consume(500, 0.02)  # a result waits at most ~20 ms
             entries = []
             for message in messages:
                 if message.error() is not None:
@@ -168,6 +172,55 @@ class ResultIndexer:
             self._consumer.close()
         except Exception as exc:
             log.debug("result index close: %s", exc)
+
+
+class Notifier:
+    """Wakes long polls when their request settles, whichever replica indexed it.
+
+    A thread subscribed to the index's Redis channel hands each published batch of request
+    ids to the event loop, which sets the waiters' events. A missed message (Redis down, a
+    reconnect) only delays a poll: waiters re-read the status at least once a second."""
+
+    def __init__(self, redis: DegradingRedis, channel: str) -> None:
+        self.redis = redis
+        self.channel = channel
+        self.waiters: dict[str, list[Any]] = {}
+        self._loop: Any = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gateway-notify", daemon=True)
+
+    def start(self, loop: Any) -> Notifier:
+        self._loop = loop
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        pubsub = None
+        while not self._stop.is_set():
+            try:
+                if pubsub is None:
+                    pubsub = self.redis.client.pubsub(ignore_subscribe_messages=True)
+                    pubsub.subscribe(self.channel)
+                message = pubsub.get_message(timeout=0.2)
+            except Exception as exc:  # Redis down: retry, the polls fall back to re-reading
+                log.debug("notifier: %s", exc)
+                pubsub = None
+                self._stop.wait(1.0)
+                continue
+            if message and message.get("type") == "message":
+                ids = message["data"].decode().split("\n")
+                self._loop.call_soon_threadsafe(self._wake, ids)
+        if pubsub is not None:
+            pubsub.close()
+
+    def _wake(self, ids: Sequence[str]) -> None:
+        for request_id in ids:
+            for event in self.waiters.pop(request_id, ()):
+                event.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(3)
 
 
 def pending_entry(stream: str, tenant: str) -> str:

@@ -15,7 +15,7 @@ from pipeline.core.registry import get_plugin
 from pipeline.gateway.app import Gateway, make_app
 from pipeline.gateway.breaker import CircuitBreaker
 from pipeline.gateway.exceptions import GatewayError
-from pipeline.gateway.index import ResultIndexer, StatusStore
+from pipeline.gateway.index import Notifier, ResultIndexer, StatusStore
 from pipeline.gateway.intake import StreamIntake
 from pipeline.gateway.keys import redis_prefix
 from pipeline.gateway.limits import Limits
@@ -83,6 +83,7 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
     bound = runner.addresses[0][1] if runner.addresses else port
     gateway.indexer.start()
     loop = asyncio.get_running_loop()
+    gateway.notifier = Notifier(gateway.redis, gateway.status.channel).start(loop)
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
@@ -105,5 +106,6 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
     finally:
         await runner.cleanup()
         await loop.run_in_executor(None, gateway.indexer.stop)
+        await loop.run_in_executor(None, gateway.notifier.stop)
         await loop.run_in_executor(None, gateway.producer.close)
         gateway.redis_pool.shutdown(wait=False)
