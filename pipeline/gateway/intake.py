@@ -110,8 +110,16 @@ class StreamIntake:
         owners: list[int] = []  # submission of each record
         positions: list[int] = []  # its index within the submission
         for s, (items, tenant) in enumerate(submissions):
+            seen: set[str] = set()
             for index, item in enumerate(items):
                 record, problems = self._record(index, item, tenant)
+                request_id = record.get("request_id")
+                if isinstance(request_id, str):
+                    if request_id in seen:
+                        problems.append(
+                            Problem(index, "request_id", "used twice in this submission")
+                        )
+                    seen.add(request_id)
                 if problems:
                     outs[s].problems += problems
                 else:

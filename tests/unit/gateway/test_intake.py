@@ -90,3 +90,22 @@ def test_document_cost_is_tokens_times_the_models_seconds_per_token():
     assert abs(tokens[1] - 202) <= 4  # 200 words + the two special tokens
     empty = docs.check([{"document_id": "c", "text": "   "}], "acme")
     assert empty.problems and empty.problems[0].field == "text"
+
+
+def test_submissions_checked_together_keep_their_own_records_and_problems(fraud):
+    good, bad, other = fraud.check_many(
+        [
+            ([request(), request(amount=20.0)], "acme"),
+            ([request(), request(amount=-1.0)], "globex"),  # refused whole
+            ([request(request_id="r-1"), request(request_id="r-1", amount=3.0)], "acme"),
+        ]
+    )
+    assert len(good.records) == 2 and not good.problems
+    assert [r["tenant"] for r in good.records] == ["acme", "acme"]
+    assert len(good.hashes) == len(good.costs) == 2 and good.hashes[0] != good.hashes[1]
+    assert not bad.records and [(p.index, p.field) for p in bad.problems] == [(1, "amount")]
+    assert [(p.index, p.field, p.reason) for p in other.problems] == [
+        (1, "request_id", "used twice in this submission")
+    ]
+    alone = fraud.check([request(amount=20.0)], "acme")
+    assert alone.hashes == good.hashes[1:]  # the same hash, checked alone or together
