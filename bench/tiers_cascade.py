@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     plugin = get_plugin("fraud")
     small = load_model(args.models_dir / "fraud" / args.small)
     large = load_model(args.models_dir / "fraud" / args.large)
-    x, y = heldout(large.manifest)
+    x, y = heldout(large.manifest, plugin)
     cal = calibrate(
         small, large, args.target, units_per_row(small.manifest), units_per_row(large.manifest),
         data=(x, y), max_auc_drop=args.max_auc_drop,

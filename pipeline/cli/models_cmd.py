@@ -22,7 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     actions = models.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     def common(parser: argparse.ArgumentParser, json_flag: bool = True) -> None:
-        parser.add_argument("--stream", default=DEFAULT_STREAM, help="stream (default fraud)")
+        parser.add_argument(
+            "--stream", default=DEFAULT_STREAM, help=f"stream (default {DEFAULT_STREAM})"
+        )
         if json_flag:
             parser.add_argument("--json", action="store_true", help="machine-readable output")
 
@@ -271,7 +273,7 @@ def run_calibrate(args: argparse.Namespace) -> int:
         raise CliError(f"--target {args.target} must be in [0.5, 1]")
     report = calibrate(
         small, large, args.target, units_per_row(small.manifest), units_per_row(large.manifest),
-        max_auc_drop=args.max_auc_drop,
+        plugin=plugin, max_auc_drop=args.max_auc_drop,
     )  # fmt: skip
     if args.write:
         data = current.to_dict() if current else {"primary": large.manifest.version}

@@ -26,7 +26,7 @@ from pipeline.tiers.policy import escalated_mask
 
 
 def levels(scores: np.ndarray, thresholds: Mapping[str, Any]) -> np.ndarray:
-    """0 approve, 1 review, 2 decline (the fraud head's rule)."""
+    """0 approve, 1 review, 2 decline (the decision head's thresholds)."""
     review, decline = float(thresholds["review"]), float(thresholds["decline"])
     return (scores >= review).astype(np.int8) + (scores >= decline)
 
@@ -199,15 +199,12 @@ def evaluate(
     }
 
 
-def heldout(manifest: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(features, labels) of `manifest`'s held-out rows, regenerated from its training section."""
-    from pipeline.streams.fraud.features import build_features
-    from pipeline.streams.fraud.generator import TransactionGenerator
-
+def heldout(manifest: Any, plugin: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(inputs, labels) of `manifest`'s held-out rows, regenerated with the stream's generator
+    from the manifest's training section (seed, generator options, train/test rows)."""
     training, metrics = manifest.training, manifest.metrics
     try:
         seed = int(training["seed"])
-        fraud_share = float(training.get("generator", {}).get("fraud_share", 0.02))
         rows_test = int(metrics["rows_test"])
         rows = int(metrics["rows_train"]) + rows_test
     except (KeyError, TypeError, ValueError):
@@ -215,10 +212,19 @@ def heldout(manifest: Any) -> tuple[np.ndarray, np.ndarray]:
             f"model {manifest.version}: manifest lacks training.seed / metrics.rows_train/test "
             "to regenerate its held-out data"
         ) from None
-    batch = TransactionGenerator(seed=seed, fraud_share=fraud_share).generate(rows)
-    features = build_features(batch.records)
+    if plugin.generator is None or plugin.preprocess is None:
+        raise CalibrationError(f"stream {plugin.name!r} has no generator to calibrate on")
+    params = training.get("generator") or {}
+    options = {o.dest: params[o.dest] for o in plugin.generator_options if o.dest in params}
+    source = plugin.generator(seed, None, options)
+    # labelled batches: the generator behind the plug-in's record source (GeneratedBatch)
+    labelled = getattr(source, "generator", source)
+    batch = labelled.generate(rows)
+    if getattr(batch, "labels", None) is None:
+        raise CalibrationError(f"stream {plugin.name!r}: its generator gives no labels")
+    features = plugin.preprocess(batch.records)
     x = features.matrix
-    y = batch.labels[features.valid_index].astype(np.int64)
+    y = np.asarray(batch.labels)[features.valid_index].astype(np.int64)
     cut = len(y) - rows_test
     return x[cut:], y[cut:]
 
@@ -230,6 +236,7 @@ def calibrate(
     small_units: float = 0.0,
     large_units: float = 0.0,
     data: tuple[np.ndarray, np.ndarray] | None = None,
+    plugin: Any = None,
     max_auc_drop: float | None = 0.005,
     margin: float = 0.2,
 ) -> dict[str, Any]:
@@ -238,7 +245,7 @@ def calibrate(
     `margin`: the band is fitted for stricter goals than asked (agreement target + margin of
     the allowed disagreement; AUC drop - margin of it), so that they hold on unseen rows too.
     """
-    x, y = data if data is not None else heldout(large_model.manifest)
+    x, y = data if data is not None else heldout(large_model.manifest, plugin)
     half = len(y) // 2
     small_scores = small_model.predict(x)[:, _column(small_model)]
     large_scores = large_model.predict(x)[:, _column(large_model)]

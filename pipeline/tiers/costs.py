@@ -1,6 +1,6 @@
 """Cost of a model version in units per row: its manifest's `cost`, else `<model>/costs.json`.
 
-models/build_fraud.py measures both (mean CPU-seconds per row at a reference batch of 256 rows,
+The model build scripts measure it (mean CPU-seconds per row at a reference batch of 256 rows,
 times a price in units per CPU-second). A version with neither costs 0.0 (unknown).
 """
 
