@@ -37,9 +37,43 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+# librdkafka's default `message.max.bytes`; the broker's default limit is about the same
+DEFAULT_MAX_MESSAGE_BYTES = 1_000_000
+DEAD_LETTER_REASON = "dlq.reason"  # pipeline/scoring/dead_letters.py marks dead letters so
+KEPT_OF_OVERSIZED = 64 * 1024  # bytes of an oversized dead letter's value that are kept
+
+
+def fit_dead_letter(message: OutboundMessage, max_bytes: int) -> OutboundMessage:
+    """A dead letter small enough to be produced: a value over the size limit is cut to its
+    first 64 KiB, with headers `dlq.value.truncated` and `dlq.value.bytes` (its real size).
+
+    Why: a poison request that decompresses to megabytes (found by tests/chaos) has a dead
+    letter the producer refuses (MSG_SIZE_TOO_LARGE); the worker then exits uncommitted,
+    reads the same request again and the stream stops for good. Results and provenance are
+    never cut: one over the limit is a bug and fails loudly."""
+    headers = message.headers
+    if not any(k == DEAD_LETTER_REASON for k, _ in headers):
+        return message
+    overhead = 512 + len(message.key or b"") + sum(len(k) + len(v) + 8 for k, v in headers)
+    if len(message.value) + overhead <= max_bytes:
+        return message
+    kept = max(0, min(KEPT_OF_OVERSIZED, max_bytes - overhead - 64))
+    return OutboundMessage(
+        message.topic,
+        message.key,
+        message.value[:kept],
+        [
+            *headers,
+            ("dlq.value.truncated", b"true"),
+            ("dlq.value.bytes", str(len(message.value)).encode()),
+        ],
+    )
+
+
 class Publisher:
     def __init__(self, config: Mapping[str, Any], timeout_s: float = 60.0) -> None:
         self.timeout_s = timeout_s
+        self.max_bytes = int(config.get("message.max.bytes", DEFAULT_MAX_MESSAGE_BYTES))
         self._errors: list[KafkaError] = []
         self._producer = Producer({**config, "on_delivery": self._on_delivery})
 
@@ -56,6 +90,7 @@ class Publisher:
         producer = self._producer
         self._errors.clear()
         for m in messages:
+            m = fit_dead_letter(m, self.max_bytes)
             produce_waiting(producer, m.topic, m.value, m.key, m.headers, self.timeout_s)
         undelivered = producer.flush(self.timeout_s)
         if undelivered or self._errors:
