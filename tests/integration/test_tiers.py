@@ -50,7 +50,7 @@ def produce(settings, records):
         return p.send_many(records)
 
 
-def test_cascade_shadow_and_hot_reload_end_to_end(settings, env, models_dir):
+def test_cascade_shadow_and_hot_reload_end_to_end(settings, env, models_dir, capsys):
     write_policy(
         models_dir,
         {
@@ -116,6 +116,17 @@ def test_cascade_shadow_and_hot_reload_end_to_end(settings, env, models_dir):
             r["model_version"],
         )
         assert s["served_route"] == by_id[s["request_id"]]["route"]
+
+    # the shadow report over the same topic, through the command line
+    from pipeline.cli import main
+
+    capsys.readouterr()
+    assert main(["models", "shadow", "report", "--from", "-15m", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == 2 * N
+    flips = sum(s["flipped"] for s in shadow)
+    assert report["versions"][CANDIDATE]["flips"] == flips
+    assert report["versions"][CANDIDATE]["served_versions"] == sorted([SMALL, LARGE])
 
 
 @pytest.mark.parametrize(
