@@ -193,7 +193,9 @@ def test_prometheus_scrapes_the_worker_and_its_numbers_match_the_tests(
     ).stdout  # fmt: skip
     row = re.search(r'<tr data-stream="fraud">(.*?)</tr>', dom, re.S)
     assert row, dom[-3000:]
-    assert re.search(r'class="p99">\d', row.group(1)) or "<td>fraud</td>" in row.group(1)
+    p99_cell = re.search(r'class="p99">([\d.]+)<', row.group(1))
+    assert p99_cell, row.group(1)  # event-age p99 in ms, from /metrics, computed by the page
+    assert float(p99_cell.group(1)) > 0
 
     # inferstream top, once, from the worker's /metrics
     top = subprocess.run(
@@ -203,6 +205,14 @@ def test_prometheus_scrapes_the_worker_and_its_numbers_match_the_tests(
     )  # fmt: skip
     assert top.returncode == 0, top.stderr
     assert "fraud" in top.stdout and "p99" in top.stdout
+    top = subprocess.run(
+        [sys.executable, "-m", "pipeline", "top", "--once", "--prometheus", prom.url],
+        capture_output=True, text=True, timeout=60, cwd=REPO_ROOT, env=env,
+    )  # fmt: skip
+    assert top.returncode == 0, top.stderr
+    assert re.search(r"fraud\s+.\s+score", top.stdout) and re.search(
+        r"fraud\s+.\s+drift", top.stdout
+    ), top.stdout
     drift.stop()
     scorer.stop()
 
@@ -228,6 +238,23 @@ def test_a_restarted_worker_drops_up_and_returns_with_fresh_counters(
     resets = scalar(prometheus, 'sum(resets(inferstream_events_total{outcome="scored"}[5m]))')
     assert resets is not None and resets >= 1
     worker.stop()
+
+
+def test_processes_each_list_their_own_target_and_one_job_scrapes_them_all(
+    env, settings, targets, prometheus
+):
+    worker = MetricsWorker(dict(env), "fraud", "--processes", "2").start(timeout=180)
+    try:
+        assert wait_for(lambda: len(list(targets.glob("*.json"))) == 2, 30)
+        up = 'count(up{job="inferstream",role="score"} == 1)'
+        assert wait_value(prometheus, up, 2) == 2
+        with RequestSender(settings) as sender:
+            sender.send_many(TransactionGenerator(seed=154).generate(400).records)
+        scored = 'sum(inferstream_events_total{outcome="scored"})'
+        assert wait_value(prometheus, scored, 400) == 400
+    finally:
+        worker.stop()
+    assert wait_for(lambda: not list(targets.glob("*.json")), 30)  # each removed its own
 
 
 @pytest.fixture
