@@ -205,3 +205,72 @@ def test_targets_of_processes_that_are_gone_are_pruned(tmp_path):
     prune(tmp_path)
     assert sorted(p.name for p in tmp_path.glob("*.json")) == [mine.name]
     assert mine.name == f"{os.getpid()}.json"
+
+
+class FakeConsumer:
+    """assignment / position / cached watermarks, as the engine's consumer thread sees them."""
+
+    def __init__(self, high: dict[int, int], position: dict[int, int]) -> None:
+        self.high, self.pos = high, position
+
+    def assignment(self):
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition("t.requests", p) for p in self.high]
+
+    def position(self, partitions):
+        from confluent_kafka import TopicPartition
+
+        return [TopicPartition(tp.topic, tp.partition, self.pos[tp.partition]) for tp in partitions]
+
+    def get_watermark_offsets(self, tp, cached=False):
+        assert cached, "no broker round trip from the loop"
+        return 0, self.high[tp.partition]
+
+
+def test_lag_is_high_watermark_minus_committed_and_its_age_grows_until_caught_up():
+    from pipeline.engine.tracker import OffsetTracker
+
+    registry, families = new_registry()
+    tracker = OffsetTracker()
+    tracker.committed({("t.requests", 0): 40})
+    engine = SimpleNamespace(tracker=tracker, _error_logged={}, _paused=False)
+    observer = EngineObserver(families, "fraud", engine, lag_every_s=0.0)
+    from pipeline.metrics.observer import LagCollector
+
+    registry.register(LagCollector({"fraud": observer}))
+    consumer = FakeConsumer({0: 100, 1: 7}, {0: 90, 1: 7})
+    observer.loop(engine, consumer)
+    lag = {p: value(registry, "inferstream_consumer_lag", stream="fraud", topic="t.requests",
+                    partition=p) for p in ("0", "1")}  # fmt: skip
+    assert lag == {"0": 60.0, "1": 0.0}  # committed 40; partition 1: its position (no commit)
+    time.sleep(0.02)
+    observer.loop(engine, consumer)
+    age = value(registry, "inferstream_consumer_lag_seconds", stream="fraud", topic="t.requests",
+                partition="0")  # fmt: skip
+    assert age > 0
+    tracker.committed({("t.requests", 0): 100})
+    observer.loop(engine, consumer)
+    assert value(registry, "inferstream_consumer_lag_seconds", stream="fraud",
+                 topic="t.requests", partition="0") == 0  # fmt: skip
+    assert value(registry, "inferstream_kafka_up", stream="fraud") == 1
+
+
+def test_drift_collector_exports_each_feature_state():
+    import threading
+
+    from pipeline.metrics.observer import DriftCollector
+
+    stats = [SimpleNamespace(feature="amount", statistic=0.3, z=9.0, threshold=5.0),
+             SimpleNamespace(feature="hour", statistic=0.01, z=0.5, threshold=5.0)]  # fmt: skip
+    monitor = SimpleNamespace(model_name="fraud", model_version="1.0.0",
+                              detector=SimpleNamespace(stats=lambda: stats),
+                              open_alerts={"amount": {}})  # fmt: skip
+    registry = CollectorRegistry()
+    handler = SimpleNamespace(monitor=monitor, _lock=threading.Lock())
+    registry.register(DriftCollector({"fraud": handler}))
+    labels = {"stream": "fraud", "model": "fraud:1.0.0"}
+    assert value(registry, "inferstream_drift_alert_open", feature="amount", **labels) == 1
+    assert value(registry, "inferstream_drift_alert_open", feature="hour", **labels) == 0
+    assert value(registry, "inferstream_drift_z", feature="amount", **labels) == 9.0
+    assert value(registry, "inferstream_drift_threshold", feature="hour", **labels) == 5.0
