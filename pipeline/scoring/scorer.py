@@ -121,8 +121,8 @@ class BatchScorer:
             registry, catalog.latest("provenance_record"), topics.provenance
         )
         self._batch_seq = itertools.count(1)
-        # a dense stream's tiers (a token stream keeps its one model)
-        self.router = router if plugin.message_cost is None else None
+        # a dense stream's tiers (a token stream keeps its one model and its token budgets)
+        self.router = router if model.manifest.input.kind == "dense" else None
         self.shadow = shadow
         self._tier = tier_defaults(model)
 

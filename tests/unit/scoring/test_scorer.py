@@ -13,6 +13,7 @@ from pipeline.config import REPO_ROOT
 from pipeline.core.batch import Batch
 from pipeline.core.canonical import float32_rows
 from pipeline.core.registry import get_plugin, stream_topics
+from pipeline.models.manifest import ModelInput
 from pipeline.scoring import BatchScorer, InboundMessage
 from pipeline.scoring.handler import ScoringHandler
 from pipeline.scoring.provenance import data_hashes
@@ -30,7 +31,7 @@ class FakeModel:
     """Scores = first feature / 100; counts calls; can fail a number of times or hang."""
 
     def __init__(self, failures: int = 0, hang_s: float = 0.0) -> None:
-        self.manifest = SimpleNamespace(name="fraud", version="9.9.9",
+        self.manifest = SimpleNamespace(name="fraud", version="9.9.9", input=ModelInput(),
                                         preprocessing_version="fraud-features/1",
                                         output={"positive_column": 1},
                                         thresholds={"review": 0.05, "decline": 0.05})
