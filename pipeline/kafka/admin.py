@@ -15,6 +15,7 @@ from pipeline.core.registry import stream_topics
 from pipeline.core.topics import drift_alerts_topic
 from pipeline.kafka.client_config import (
     ConnectionProblems,
+    KafkaConfig,
     KafkaTarget,
     bootstrap_of,
     client_config,
@@ -50,13 +51,15 @@ def tool_client_config(
 
     `bootstrap` is Settings or a bare bootstrap (then the process's security settings apply);
     `problems` records authentication and TLS failures for the error message."""
-    return {
-        **client_config(bootstrap),
-        **({"error_cb": problems} if problems is not None else {}),
-        "logger": TOOL_LOGGER,
-        "socket.connection.setup.timeout.ms": int(CONNECT_TIMEOUT_S * 1000),
-        "allow.auto.create.topics": False,
-    }
+    return KafkaConfig(
+        {
+            **client_config(bootstrap),
+            **({"error_cb": problems} if problems is not None else {}),
+            "logger": TOOL_LOGGER,
+            "socket.connection.setup.timeout.ms": int(CONNECT_TIMEOUT_S * 1000),
+            "allow.auto.create.topics": False,
+        }
+    )
 
 
 def is_unreachable(exc: KafkaException) -> bool:

@@ -79,14 +79,26 @@ def kafka_sasl_password(settings: Settings) -> str:
     return settings.kafka_sasl_password
 
 
-def client_config(settings: KafkaTarget) -> dict[str, Any]:
+class KafkaConfig(dict[str, Any]):
+    """A librdkafka config (a dict, as librdkafka takes it) whose repr and str show secret
+    values as `***`: configs end up in dataclass reprs (EngineConfig), tracebacks and logs."""
+
+    def __repr__(self) -> str:
+        return repr(redacted(self))
+
+    __str__ = __repr__
+
+
+def client_config(settings: KafkaTarget) -> KafkaConfig:
     """bootstrap.servers, the logger and the security settings: the base of every client."""
     s = settings_for(settings)
-    return {
-        "bootstrap.servers": s.kafka_bootstrap,
-        "logger": LIBRDKAFKA_LOGGER,
-        **security_config(s),
-    }
+    return KafkaConfig(
+        {
+            "bootstrap.servers": s.kafka_bootstrap,
+            "logger": LIBRDKAFKA_LOGGER,
+            **security_config(s),
+        }
+    )
 
 
 def redacted(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -19,22 +19,24 @@ from confluent_kafka import KafkaError, Message, Producer
 
 from pipeline.config import Settings
 from pipeline.core.messages import OutboundMessage
-from pipeline.kafka.client_config import client_config
+from pipeline.kafka.client_config import KafkaConfig, client_config
 from pipeline.kafka.exceptions import DeliveryFailed
 from pipeline.kafka.producer import produce_waiting
 
 
-def producer_config(settings: Settings) -> dict[str, Any]:
-    return {
-        **client_config(settings),
-        "acks": "all",
-        "enable.idempotence": True,  # no duplicates or reordering from retries
-        "partitioner": "murmur2_random",  # the Java/aiokafka partition for a key
-        "linger.ms": settings.producer_linger_ms,
-        "compression.type": settings.output_compression,
-        "delivery.report.only.error": True,
-        "queue.buffering.max.messages": 1_000_000,
-    }
+def producer_config(settings: Settings) -> KafkaConfig:
+    return KafkaConfig(
+        {
+            **client_config(settings),
+            "acks": "all",
+            "enable.idempotence": True,  # no duplicates or reordering from retries
+            "partitioner": "murmur2_random",  # the Java/aiokafka partition for a key
+            "linger.ms": settings.producer_linger_ms,
+            "compression.type": settings.output_compression,
+            "delivery.report.only.error": True,
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
 
 
 # librdkafka's default `message.max.bytes`; the broker's default limit is about the same

@@ -233,3 +233,13 @@ def test_faust_gets_the_same_credentials_and_does_not_show_the_password(
     tls = broker_credentials(sasl)
     assert tls.ssl_context is not None  # type: ignore[union-attr]
     assert tls.protocol.value == "SASL_SSL"  # type: ignore[union-attr]
+
+
+def test_configs_show_no_secret_in_repr_and_librdkafka_takes_them(sasl: Settings) -> None:
+    from confluent_kafka import Producer
+
+    for config in (client_config(sasl), producer_config(sasl), admin.tool_client_config(sasl)):
+        assert PASSWORD not in repr(config) and PASSWORD not in str(config)
+        assert PASSWORD not in repr({"engine": config})  # inside a dataclass or a dict
+        assert config["sasl.password"] == PASSWORD  # the value itself is intact
+    Producer(client_config(sasl)).flush(0)  # a dict subclass is a valid librdkafka config
