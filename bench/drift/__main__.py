@@ -315,6 +315,13 @@ def print_table(report: dict) -> None:
         )
     if "skipped" in report.get("baselines", {}):
         lines.append(f"baselines skipped: {report['baselines']['skipped'][:80]}")
+    big = delays.get("shift_batch256", {})
+    if "published_median" in big:
+        lines.append(
+            f"batches of 256: the alert fires at its check (delay above); counted to the end "
+            f"of the batch that returned it: median {big['published_median']:,.0f}, "
+            f"p90 {big['published_p90']:,.0f} rows"
+        )
     lines += [
         "",
         f"ERT measured over {ert['rows']:,} stationary rows ({ert['runs']} references): "

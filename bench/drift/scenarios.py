@@ -80,11 +80,16 @@ def detection_delay(
     cache: Path | None,
     config: DriftConfig,
 ) -> dict:
-    """Rows after the change until the changed feature's alert opens (None: missed)."""
+    """Rows after the change until the changed feature's alert opens (None: missed).
+
+    The alert opens at the check it fires at (`rows_seen`: checks run every K rows inside a
+    batch); `published` is counted to the end of the batch that returned it instead (the rows
+    that had arrived by the time the alert could be sent).
+    """
     rows, change = change_run(seed, d, scenario)
     detector = make_detector(reference(seed, n_ref, d), cache, config)
     feature = names(d)[scenario.feature]
-    delay = None
+    delay = published = None
     false_before = 0
     for start in range(0, rows.shape[0], batch):
         events = detector.update(rows[start : start + batch])
@@ -92,13 +97,19 @@ def detection_delay(
         for event in events:
             if event.state != "OPEN":
                 continue
-            if event.feature == feature and end > change:
-                delay = end - change
-            elif end <= change:
+            if event.feature == feature and event.rows_seen > change:
+                delay, published = event.rows_seen - change, end - change
+            elif event.rows_seen <= change:
                 false_before += 1
         if delay is not None:
             break
-    return {"seed": seed, "change": change, "delay": delay, "false_before": false_before}
+    return {
+        "seed": seed,
+        "change": change,
+        "delay": delay,
+        "published": published,
+        "false_before": false_before,
+    }
 
 
 def throughput(
@@ -135,6 +146,11 @@ def summarise_delays(results: list[dict]) -> dict:
             median=float(np.median(found)),
             p90=float(np.quantile(found, 0.9)),
             max=int(max(found)),
+        )
+    sent = [r["published"] for r in results if r.get("published") is not None]
+    if sent:
+        out.update(
+            published_median=float(np.median(sent)), published_p90=float(np.quantile(sent, 0.9))
         )
     out["false_alarms_before_change"] = int(sum(r.get("false_before", 0) for r in results))
     return out
