@@ -152,15 +152,16 @@ def test_prometheus_scrapes_the_worker_and_its_numbers_match_the_tests(
     prom = prometheus
     events = 'sum(inferstream_events_total{job="inferstream",role="score",outcome="%s"})'
     assert wait_value(prom, events % "scored", scored) == scored
-    assert scalar(prom, events % "dead_lettered") == BAD
+    assert wait_value(prom, events % "dead_lettered", BAD) == BAD
     reason = 'sum(inferstream_dead_letters_total{role="score",reason="invalid-feature"})'
-    assert scalar(prom, reason) == BAD
+    assert wait_value(prom, reason, BAD) == BAD
     for phase in ("broker", "batch", "inference", "publish", "total"):
         count = f'sum(inferstream_event_age_seconds_count{{role="score",phase="{phase}"}})'
-        assert scalar(prom, count) == SENT, phase
-    assert scalar(prom, 'sum(inferstream_batch_size_sum{role="score"})') == SENT
-    assert scalar(prom, 'sum(inferstream_tenant_events_total{role="score"})') == scored
-    assert scalar(prom, 'sum(inferstream_events_consumed_total{role="drift"})') == SENT
+        assert wait_value(prom, count, SENT) == SENT, phase  # counted after delivery
+    assert wait_value(prom, 'sum(inferstream_batch_size_sum{role="score"})', SENT) == SENT
+    assert wait_value(prom, 'sum(inferstream_tenant_events_total{role="score"})', scored) == scored
+    drift_consumed = 'sum(inferstream_events_consumed_total{role="drift"})'
+    assert wait_value(prom, drift_consumed, SENT) == SENT
 
     # lag drains to 0 and equals the broker's own count of the group
     lag = 'sum(inferstream_consumer_lag{role="score"})'
