@@ -298,6 +298,14 @@ class Settings:
             "cost units (model-ms) of one request when its manifest gives no cost figure", gt=0
         ),
     )
+    gateway_shed_wait_s: float = field(
+        default=0.0,
+        metadata=meta(
+            "load shedding: 503 when the stream's lag / throughput exceeds this many seconds"
+            " (x 2^priority of the key); 0: off",
+            ge=0,
+        ),
+    )
 
     def __post_init__(self) -> None:
         for f in env_fields():

@@ -50,6 +50,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         default=0.0,
         help="cost units (model-ms) per hour (0: unlimited)",
     )
+    add.add_argument(
+        "--priority",
+        type=int,
+        default=0,
+        help="load shedding: 0 (default) is shed first, each step doubles the "
+        "queue wait a tenant accepts",
+    )
     add.add_argument("--json", action="store_true", help="print the key and its record as JSON")
     add.set_defaults(func=keys_add)
     ls = key_commands.add_parser("list", help="the keys (ids, tenants, limits; never the keys)")
@@ -109,9 +116,11 @@ def _store():
 def keys_add(args: argparse.Namespace) -> int:
     from pipeline.cli import CliError
 
-    if args.burst < 0:
-        raise CliError("--burst must be >= 0", exit_code=2)
-    key, info = _store().add(args.tenant, args.streams, args.rps, args.burst, args.cost_per_hour)
+    if args.burst < 0 or args.priority < 0:
+        raise CliError("--burst and --priority must be >= 0", exit_code=2)
+    key, info = _store().add(
+        args.tenant, args.streams, args.rps, args.burst, args.cost_per_hour, args.priority
+    )
     if args.json:
         print(json.dumps({"key": key, **info.as_row()}))
     else:

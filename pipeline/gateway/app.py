@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Mapping, Sequence
@@ -30,6 +31,7 @@ from pipeline.gateway.keys import hash_key
 from pipeline.gateway.limits import Admission, Limits
 from pipeline.gateway.openapi import openapi_spec
 from pipeline.gateway.producer import GatewayProducer
+from pipeline.gateway.shedding import refusal as refusal_for_lag
 from pipeline.redis.client import DegradingRedis
 
 log = logging.getLogger("inferstream.gateway")
@@ -53,6 +55,7 @@ class Gateway:
     kafka_breaker: CircuitBreaker
     indexer: Any = None
     notifier: Any = None  # index.Notifier: wakes long polls
+    lag: Any = None  # shedding.LagMonitor, when INFERSTREAM_GATEWAY_SHED_WAIT_S > 0
     redis_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="gateway-redis")
     )
@@ -394,6 +397,21 @@ async def submit(request: web.Request) -> web.Response:
         await gw.in_pool(gw.status.put_many, entries)
         gw.counts["cache_hits"] += len(results)
 
+    if misses and admission is not None and gw.lag is not None:
+        retry = refusal_for_lag(
+            gw.lag.backlog(stream), gw.settings.gateway_shed_wait_s, admission.priority
+        )
+        if retry is not None:
+            gw.counts["shed"] += 1
+            await gw.in_pool(gw.limits.refund, tenant, admission.cost_per_hour, cost, idem)
+            backlog = gw.lag.backlog(stream)
+            return error(
+                503,
+                "overloaded",
+                f"stream {stream!r} has {backlog.lag} requests waiting; a new one would miss "
+                f"its deadline",
+                headers={"Retry-After": str(max(1, math.ceil(min(retry, 3600))))},
+            )
     if misses:
         refusal = await _produce(gw, stream, [checked.records[i] for i in misses], tenant)
         if refusal is not None:
@@ -550,6 +568,10 @@ async def ready(request: web.Request) -> web.Response:
         "ready": ok,
         "redis": "up" if redis_up else "down",
         "kafka_breaker": kafka,
+        "backlog": {
+            name: {"lag": b.lag, "per_s": round(b.rate, 1)}
+            for name, b in (gw.lag.backlogs.items() if gw.lag is not None else ())
+        },
         "result_index": "assigned" if indexing else "waiting for partitions",
         "streams": {name: i.model_version for name, i in gw.intakes.items()},
         "counts": dict(gw.counts),

@@ -24,6 +24,7 @@ from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
 from pipeline.core.plugin import StreamPlugin
 from pipeline.gateway.intake import jsonable
 from pipeline.kafka.admin import TOOL_LOGGER
+from pipeline.kafka.client_config import KafkaTarget, client_config
 from pipeline.redis.client import DegradingRedis
 
 log = logging.getLogger("inferstream.gateway")
@@ -68,7 +69,7 @@ class ResultIndexer:
 
     def __init__(
         self,
-        bootstrap: str,
+        kafka: KafkaTarget,
         group_id: str,
         plugins: Sequence[StreamPlugin],
         namespace: str,
@@ -88,7 +89,7 @@ class ResultIndexer:
             self._by_topic[topics.dlq] = (plugin.name, "dlq", None)
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **client_config(kafka),  # bootstrap and the process's security settings
                 "group.id": group_id,
                 "enable.auto.commit": False,
                 "auto.offset.reset": "earliest",  # a new group indexes what is there already

@@ -3,9 +3,9 @@
 A key is `isk_<43 url-safe characters>` (256 random bits), shown once by `inferstream gateway
 keys add`; Redis keeps only its sha256 (a key this long needs no slow hash), under
 `inferstream:gateway:<namespace>:key:<sha256>` as a hash of the tenant, the streams it may use
-(`*`: all), requests per second and burst (0: unlimited) and cost units per hour (0:
-unlimited). The key id shown by `keys list` is the first 12 hex digits of the hash; the key
-itself is never logged, stored or printed again.
+(`*`: all), requests per second and burst (0: unlimited), cost units per hour (0:
+unlimited) and a load-shedding priority (0 is shed first). The key id shown by `keys list` is
+the first 12 hex digits of the hash; the key itself is never logged, stored or printed again.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ class KeyInfo:
     cost_per_hour: float
     revoked: bool
     created_at: int
+    priority: int = 0
 
     def as_row(self) -> dict[str, object]:
         return {
@@ -50,6 +51,7 @@ class KeyInfo:
             "burst": self.burst,
             "cost_per_hour": self.cost_per_hour,
             "revoked": self.revoked,
+            "priority": self.priority,
         }
 
 
@@ -73,12 +75,13 @@ class KeyStore:
         rps: float = 0.0,
         burst: int = 0,
         cost_per_hour: float = 0.0,
+        priority: int = 0,
     ) -> tuple[str, KeyInfo]:
         """A new key (returned once, in clear) and what it stores."""
         if not tenant or "," in tenant:
             raise KeyStoreError(f"tenant {tenant!r} must be a non-empty name without commas")
-        if rps < 0 or burst < 0 or cost_per_hour < 0:
-            raise KeyStoreError("--rps, --burst and --cost-per-hour must be >= 0")
+        if rps < 0 or burst < 0 or cost_per_hour < 0 or priority < 0:
+            raise KeyStoreError("--rps, --burst, --cost-per-hour and --priority must be >= 0")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         digest = hash_key(key)
         burst = burst or (max(1, round(rps)) if rps else 0)
@@ -89,6 +92,7 @@ class KeyStore:
             "burst": str(int(burst)),
             "cost_per_hour": repr(float(cost_per_hour)),
             "revoked": "0",
+            "priority": str(int(priority)),
             "created_at": str(int(time.time())),
         }
 
@@ -145,4 +149,5 @@ def _info(digest: str, fields: dict[str, str]) -> KeyInfo:
         cost_per_hour=float(fields.get("cost_per_hour", 0)),
         revoked=fields.get("revoked") == "1",
         created_at=int(fields.get("created_at", 0)),
+        priority=int(fields.get("priority", 0)),
     )

@@ -31,7 +31,8 @@ _ADMIT = r"""
 local prefix, digest, stream = ARGV[1], ARGV[2], ARGV[3]
 local n, cost, mode = tonumber(ARGV[4]), tonumber(ARGV[5]), ARGV[6]
 local rec = redis.call('HMGET', prefix .. 'key:' .. digest,
-                       'tenant', 'streams', 'rps', 'burst', 'cost_per_hour', 'revoked')
+                       'tenant', 'streams', 'rps', 'burst', 'cost_per_hour', 'revoked', 'priority')
+local priority = rec[7] or '0'
 local tenant = rec[1]
 if not tenant then return {'unknown'} end
 if rec[6] == '1' then return {'revoked', tenant} end
@@ -45,7 +46,7 @@ local info = {tostring(rps), tostring(burst), tostring(budget)}
 if mode == 'auth' then
   local status = ''
   if ARGV[11] ~= '' then status = redis.call('GET', prefix .. 'req:' .. ARGV[11]) or '' end
-  return {'ok', tenant, info[1], info[2], info[3], '-1', '0', '-1', '0', status}
+  return {'ok', tenant, info[1], info[2], info[3], '-1', '0', '-1', '0', status, priority}
 end
 
 local idem = ARGV[7]
@@ -104,7 +105,7 @@ for id in string.gmatch(ARGV[11], '([^\n]+)') do
 end
 return {'ok', tenant, info[1], info[2], info[3], tostring(rate_left),
         string.format('%.3f', rate_reset), string.format('%.6f', cost_left),
-        string.format('%.3f', cost_reset)}
+        string.format('%.3f', cost_reset), '', priority}
 """
 
 # give back the cost of a submission that was never produced (its reservation), and free its
@@ -142,6 +143,7 @@ class Admission:
     cost_reset_ms: float = 0.0
     replay: str = ""  # the stored answer of an idempotent retry
     status: str = ""  # auth-only reads of a request's status: its record (JSON) or ""
+    priority: int = 0  # the key's load-shedding priority: higher is shed later
 
     def headers(self) -> dict[str, str]:
         """IETF RateLimit-Policy / RateLimit headers (draft-ietf-httpapi-ratelimit-headers)."""
@@ -296,5 +298,6 @@ def _parse(reply: list[str]) -> Admission:
             cost_remaining=float(reply[7]),
             cost_reset_ms=float(reply[8]),
             status=reply[9] if len(reply) > 9 else "",
+            priority=int(reply[10]) if len(reply) > 10 and reply[10].isdigit() else 0,
         )
     return Admission(outcome, tenant)

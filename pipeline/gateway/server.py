@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from pipeline.assembly import group_id as scoring_group_id
+from pipeline.assembly import redis_client
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.core.registry import get_plugin
@@ -20,8 +22,8 @@ from pipeline.gateway.intake import StreamIntake
 from pipeline.gateway.keys import redis_prefix
 from pipeline.gateway.limits import Limits
 from pipeline.gateway.producer import GatewayProducer
+from pipeline.gateway.shedding import LagMonitor
 from pipeline.logs import lifecycle_event
-from pipeline.redis.client import DegradingRedis
 
 
 def group_id(settings: Settings) -> str:
@@ -32,9 +34,7 @@ def build_gateway(
     settings: Settings, streams: Sequence[str], model_version: str | None = None
 ) -> Gateway:
     registry = registry_from_settings(settings)
-    redis = DegradingRedis(
-        settings.redis_url, settings.redis_retry_after_s, settings.redis_timeout_ms / 1000
-    )
+    redis = redis_client(settings)  # the process's password and TLS settings apply
     try:
         intakes = {
             name: StreamIntake(settings, get_plugin(name), registry, redis, model_version)
@@ -48,14 +48,19 @@ def build_gateway(
     producer = GatewayProducer(settings, {n: i.topics for n, i in intakes.items()})
     status = StatusStore(redis, prefix, settings.gateway_status_ttl_s)
     indexer = ResultIndexer(
-        settings.kafka_bootstrap,
+        settings,
         group_id(settings),
         [i.plugin for i in intakes.values()],
         settings.topic_namespace,
         registry,
         status,
     )
+    lag = None
+    if settings.gateway_shed_wait_s > 0:
+        requests = {name: intake.topics.requests for name, intake in intakes.items()}
+        lag = LagMonitor(settings, scoring_group_id(settings, "score"), requests)
     return Gateway(
+        lag=lag,
         settings=settings,
         intakes=intakes,
         redis=redis,
@@ -82,6 +87,8 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
         raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
     gateway.indexer.start()
+    if gateway.lag is not None:
+        gateway.lag.start()
     loop = asyncio.get_running_loop()
     gateway.notifier = Notifier(gateway.redis, gateway.status.channel).start(loop)
     stop = asyncio.Event()
@@ -107,5 +114,7 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
         await runner.cleanup()
         await loop.run_in_executor(None, gateway.indexer.stop)
         await loop.run_in_executor(None, gateway.notifier.stop)
+        if gateway.lag is not None:
+            await loop.run_in_executor(None, gateway.lag.stop)
         await loop.run_in_executor(None, gateway.producer.close)
         gateway.redis_pool.shutdown(wait=False)

@@ -398,3 +398,30 @@ def test_redis_down_submit_fails_open_for_known_keys_and_polling_says_so(env, se
         if server.poll() is None:
             server.terminate()
             server.wait(10)
+
+
+def test_a_backlog_that_would_miss_the_deadline_is_shed_until_the_worker_catches_up(
+    env, settings, keys
+):
+    key, _ = keys.add("acme-bank")
+    gateway = GatewayProcess({**env, "INFERSTREAM_GATEWAY_SHED_WAIT_S": "2"}).start()
+    worker = None
+    try:
+        assert all(submit(gateway, transaction(i), key).status == 202 for i in range(5))
+
+        def backlog() -> int:
+            return (
+                http("GET", f"{gateway.url}/ready").json["backlog"].get("fraud", {}).get("lag", 0)
+            )
+
+        assert wait_for(lambda: backlog() >= 5, timeout=30)  # nobody scores: it never moves
+        shed = submit(gateway, transaction(10), key)
+        assert shed.status == 503 and shed.json["error"]["code"] == "overloaded"
+        assert int(shed.headers["Retry-After"]) >= 1
+        worker = WorkerProcess(env).start()
+        assert wait_for(lambda: backlog() == 0, timeout=90)
+        assert wait_for(lambda: submit(gateway, transaction(11), key).status == 202, timeout=30)
+    finally:
+        if worker is not None:
+            worker.stop()
+        gateway.stop()
