@@ -44,7 +44,7 @@ def test_worker_killed_at_random_moments_loses_nothing(
     ensure_topics(settings, ["fraud"], 4, 1, namespace)
     env = worker_env(settings, tmp_path)
     env["INFERSTREAM_CONSUMER_SESSION_TIMEOUT_MS"] = str(SESSION_TIMEOUT_MS)
-    requests = int(RATE * (8 + 12 * KILLS))  # the stream outlasts the kills
+    requests = int(RATE * (20 + 15 * KILLS))  # 3/4 of it (the rest is held back) outlasts the kills
     rng = random.Random(16)
     worker = WorkerProcess(env).start(timeout=120)
     results = TopicTally(settings.kafka_bootstrap, topics.results).start()
