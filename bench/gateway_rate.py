@@ -281,6 +281,8 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # SIGTERM (a timeout) unwinds like Ctrl-C: the gateway and worker children are stopped
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     result = execute(args)
     for name, value in result.items():
         print(f"{name:<38} {value}")
