@@ -59,8 +59,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from pipeline.models.runtime import load_model
     from pipeline.scoring import BatchScorer, InboundMessage
     from pipeline.scoring.handler import ScoringHandler
+    from pipeline.scoring.model_calls import ModelCaller
     from pipeline.streams.fraud.generator import TransactionGenerator
-    from pipeline.tiers.cascade import ModelCaller, TierRouter
+    from pipeline.tiers.cascade import TierRouter
     from pipeline.tiers.policy import RoutingPolicy
     from pipeline.tiers.shadow import ShadowScorer, after_delivery
 

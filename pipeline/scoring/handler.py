@@ -14,8 +14,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from threading import Lock
 from typing import Any
@@ -25,6 +23,7 @@ import numpy as np
 from pipeline.core.batch import Batch
 from pipeline.core.handler import Stage
 from pipeline.core.messages import OutboundMessage
+from pipeline.scoring.model_calls import ModelCaller, ModelFailed
 from pipeline.scoring.scorer import BatchScorer, PreparedBatch, ScoredBatch, now_ms
 
 log = logging.getLogger("inferstream.scoring")
@@ -40,12 +39,6 @@ class _InFlight:
     inference_started_ms: int = 0
     inference_ms: float = 0.0
     failure: tuple[str, str] | None = None  # (reason, detail) when the model failed for good
-
-
-class _ModelFailed(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
 
 
 @dataclass
@@ -78,8 +71,7 @@ class ScoringHandler:
         self.retry_backoff_s = retry_backoff_s
         self.stats = ScoringStats()
         self._stats_lock = Lock()
-        # two threads: a hung call is abandoned after its timeout, the retry takes the other
-        self._model = ThreadPoolExecutor(2, thread_name_prefix=f"{self.name}-model")
+        self._model = ModelCaller(model_timeout_s, model_retries, retry_backoff_s, self.name)
         # metrics hook (pipeline/metrics/observer.py ScoringObserver), once per batch on the
         # encode stage: batch_scored(prepared, scored, inference_ms, model)
         self.observer: Any = None
@@ -107,7 +99,7 @@ class ScoringHandler:
         work.inference_started_ms, started = now_ms(), time.perf_counter()
         try:
             work.outputs = self.scorer.infer(work.prepared, self._call_model)
-        except _ModelFailed as failed:
+        except ModelFailed as failed:
             log.error(
                 "dead-lettering a batch of %d after %d model attempts: %s",
                 len(work.prepared.messages),
@@ -122,26 +114,7 @@ class ScoringHandler:
     def _call_model(self, matrix: np.ndarray) -> np.ndarray:
         """One model call, with the timeout and bounded retries (a token-budget batch of a
         document window makes several)."""
-        last_error: BaseException | None = None
-        for attempt in range(1 + self.model_retries):
-            future = self._model.submit(self.scorer.model.predict, matrix)
-            try:
-                return future.result(self.model_timeout_s)
-            except Exception as exc:  # onnxruntime raises its own Fail/InvalidArgument types
-                last_error = (
-                    TimeoutError(f"model call over {self.model_timeout_s}s")
-                    if isinstance(exc, FutureTimeout)
-                    else exc
-                )
-                log.warning(
-                    "model call failed (attempt %d of %d): %r",
-                    attempt + 1,
-                    1 + self.model_retries,
-                    last_error,
-                )
-                time.sleep(self.retry_backoff_s * (2**attempt))
-        reason = "model-timeout" if isinstance(last_error, TimeoutError) else "model-error"
-        raise _ModelFailed(reason, repr(last_error))
+        return self._model(self.scorer.model, matrix)
 
     def encode(self, work: _InFlight) -> ScoredBatch:
         scored = self._encode(work)
@@ -174,4 +147,4 @@ class ScoringHandler:
         return scored
 
     def close(self) -> None:
-        self._model.shutdown(wait=False, cancel_futures=True)
+        self._model.close()

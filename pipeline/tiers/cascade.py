@@ -12,9 +12,9 @@ Every row gets the served version, its sha256, its route (`primary`, `cascade-sm
 `cascade-large`) and its cost in units (a cascade-large row pays for both models), which the
 scorer writes into provenance (and the version into the result).
 
-Model calls keep the serving path's timeout and bounded retries (`ModelCaller`); a call that
-fails for good raises the scoring handler's failure, so the batch is dead-lettered as with one
-model.
+Model calls keep the serving path's timeout and bounded retries (the scoring handler's
+`ModelCaller`, pipeline/scoring/model_calls.py): a call that fails for good raises its
+`ModelFailed`, so the batch is dead-lettered as with one model.
 """
 
 from __future__ import annotations
@@ -23,8 +23,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,39 +111,6 @@ class Routed:
             sum(sub(self.escalated)) if isinstance(self.escalated, list)
             else len(index) if self.escalated else 0,
         )  # fmt: skip
-
-
-class ModelCaller:
-    """One model call with a timeout and bounded retries, like the scoring handler's."""
-
-    def __init__(self, timeout_s: float, retries: int, backoff_s: float = 0.05) -> None:
-        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="tiers-model")
-
-    def __call__(self, model: Any, matrix: np.ndarray) -> np.ndarray:
-        from pipeline.scoring.handler import _ModelFailed  # the handler's dead-letter signal
-
-        last: BaseException | None = None
-        for attempt in range(1 + self.retries):
-            future = self._pool.submit(model.predict, matrix)
-            try:
-                return future.result(self.timeout_s)
-            except Exception as exc:
-                last = (
-                    TimeoutError(f"model call over {self.timeout_s}s")
-                    if isinstance(exc, FutureTimeout)
-                    else exc
-                )
-                log.warning(
-                    "model %s call failed (attempt %d of %d): %r",
-                    model.manifest.version, attempt + 1, 1 + self.retries, last,
-                )  # fmt: skip
-                time.sleep(self.backoff_s * (2**attempt))
-        reason = "model-timeout" if isinstance(last, TimeoutError) else "model-error"
-        raise _ModelFailed(reason, f"model {model.manifest.version}: {last!r}")
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def merge_fields(

@@ -14,7 +14,8 @@ from pipeline.config import Settings
 from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics
 from pipeline.models.manifest import resolve_model_dir
-from pipeline.tiers.cascade import ModelCaller, TierRouter
+from pipeline.scoring.model_calls import ModelCaller
+from pipeline.tiers.cascade import TierRouter
 from pipeline.tiers.policy import PolicyWatcher, policy_path
 
 POLICY_CHECK_S = 1.0  # how often the policy file's mtime is looked at (on the infer thread)

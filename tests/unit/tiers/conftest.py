@@ -11,7 +11,8 @@ from pipeline.config import REPO_ROOT
 from pipeline.core.registry import get_plugin
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.models.runtime import load_model
-from pipeline.tiers.cascade import ModelCaller, TierRouter
+from pipeline.scoring.model_calls import ModelCaller
+from pipeline.tiers.cascade import TierRouter
 from pipeline.tiers.policy import PolicyWatcher
 
 FRAUD = REPO_ROOT / "models" / "fraud"
