@@ -39,19 +39,13 @@ class _Producer(RequestProducer):
         self.owner = owner
 
     def send_one(self, record: Mapping[str, Any], headers: Mapping[str, str], ticket: int) -> None:
-        """`send`, with a delivery report that knows its request (a delivery report's message
-        carries no headers): the report callback is bound to the request's ticket for this
-        call. Called from one thread only (the gateway's sender)."""
+        """`send`, with a delivery report that resolves the request's ticket. Called from one
+        thread only (the gateway's sender)."""
 
         def delivered(error: KafkaError | None, message: Message) -> None:
-            RequestProducer._on_delivery(self, error, message)
             self.owner._resolve(ticket, None if error is None else str(error))
 
-        self._on_delivery = delivered  # type: ignore[method-assign]
-        try:
-            self.send(record, headers=headers)
-        finally:
-            del self._on_delivery
+        self.send(record, headers=headers, on_delivery=delivered)
 
 
 class GatewayProducer:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from confluent_kafka import KafkaError, Message, Producer
@@ -101,11 +101,13 @@ class RequestProducer:
         record: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
         timestamp_ms: int | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> str:
         """Queue one request; returns its request_id. Raises ValueError if it breaks the schema.
 
         `headers` override the defaults; `timestamp_ms` sets the record timestamp (e.g. an
-        event's own time when replaying history), else the producer's clock."""
+        event's own time when replaying history), else the producer's clock; `on_delivery`
+        is also called with this record's delivery report (a report carries no headers)."""
         record = with_request_id({**self.defaults, **record})
         value = self.serialize(record)
         key = record.get(self.plugin.key_field)
@@ -120,11 +122,20 @@ class RequestProducer:
             value,
             None if key is None else str(key).encode(),
             all_headers,
-            on_delivery=self._on_delivery,
+            on_delivery=self._on_delivery if on_delivery is None else self._reporting(on_delivery),
             **({} if timestamp_ms is None else {"timestamp": timestamp_ms}),
         )
         self._producer.poll(0)
         return str(record["request_id"])
+
+    def _reporting(
+        self, callback: Callable[[KafkaError | None, Message], None]
+    ) -> Callable[[KafkaError | None, Message], None]:
+        def report(error: KafkaError | None, message: Message) -> None:
+            self._on_delivery(error, message)
+            callback(error, message)
+
+        return report
 
     def send_many(self, records: Iterable[Mapping[str, Any]]) -> list[str]:
         return [self.send(record) for record in records]
