@@ -5,13 +5,13 @@ reference that spans days row by row (they would alarm all day). What can be com
 whole day: once the hour has gone round (a row before 06:00 after one at or past 18:00 since
 the last wrap, so a few late rows around midnight do not split a day), the completed day's rows
 are counted per hour bucket and G-tested against the reference's buckets. A shift of traffic
-into the night, a classic fraud pattern, moves mass between buckets and is seen at the end of
+into the night, a classic pattern of abuse, moves mass between buckets and is seen at the end of
 the day it happens in; a stationary diurnal stream has the reference's profile every day.
 
 The threshold: under the null the day's counts are multinomial with the reference's shares, so
 G ~ chi2(buckets - 1); one check per day, the level is set so that this one test adds one false
 alarm per `target_ert x tests` rows (as much as any monitored feature). Real days are
-overdispersed against that (per-card bursts cluster a day's hours: on the fraud generator a
+overdispersed against that (per-card bursts cluster a day's hours: on the synthetic card generator a
 stationary day's z is ~4.4 where chi2(11) gives ~3.3), so the decision rests on the effect-size
 floor: JS >= `js_floor` (0.1; stationary generator days reach ~0.06, moving 10 % of a day's
 traffic into 00:00-05:00 gives ~0.15, 5 % ~0.09).
