@@ -9,7 +9,7 @@ import io
 from typing import Any
 
 import fastavro
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline.codec import registry_from_settings
@@ -26,6 +26,11 @@ INTAKE = StreamIntake(
 )
 
 
+# two properties for this target: 2.5x the profile's examples each, so that `make fuzz` gives
+# it >= 100,000 inputs as well
+EXAMPLES = settings.default.max_examples * 5 // 2
+
+
 def check(items: list[Any]) -> None:
     checked = INTAKE.check(items, "tenant-a")
     if checked.problems:
@@ -39,11 +44,13 @@ def check(items: list[Any]) -> None:
             fastavro.schemaless_writer(io.BytesIO(), INTAKE.schema.parsed, record, strict=True)
 
 
+@settings(max_examples=EXAMPLES)
 @given(st.lists(JSON, max_size=5))
 def test_arbitrary_json_items(items: list[Any]) -> None:
     check(items)
 
 
+@settings(max_examples=EXAMPLES)
 @given(st.lists(records(), min_size=1, max_size=5))
 def test_schema_shaped_records_with_arbitrary_values(items: list[dict[str, Any]]) -> None:
     check(items)
