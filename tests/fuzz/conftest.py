@@ -1,5 +1,6 @@
-"""Hypothesis profiles of the fuzz targets: a few thousand inputs in `make test` ("ci"),
->= 100,000 per target under `make fuzz` ("fuzz", HYPOTHESIS_PROFILE=fuzz).
+"""Hypothesis profiles of the fuzz targets: a few thousand inputs in `make test` ("ci", 500
+per property), >= 100,000 per target under `make fuzz` ("fuzz", 20,000 per property,
+HYPOTHESIS_PROFILE=fuzz).
 
 Every example has a deadline (a decoder that takes seconds over a few KB is a hang in the
 making; hypothesis re-runs an example before calling it slow, so one busy moment on shared
@@ -20,7 +21,8 @@ _COMMON = {
     "suppress_health_check": [HealthCheck.too_slow, HealthCheck.data_too_large],
 }
 settings.register_profile("ci", max_examples=500, **_COMMON)
-settings.register_profile("fuzz", max_examples=100_000, **_COMMON)
+# per property; a target has 5-6 of them, so >= 100,000 inputs per target (codec, reader)
+settings.register_profile("fuzz", max_examples=20_000, **_COMMON)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
