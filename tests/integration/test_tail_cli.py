@@ -81,7 +81,8 @@ def test_a_topic_name_without_the_stream_prefix_suggests_the_full_name(settings,
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
         f"inferstream: error: topic 'results' does not exist; "
-        f"did you mean {settings.topic_namespace}fraud.results?"
+        f"did you mean {settings.topic_namespace}docs.results or "
+        f"{settings.topic_namespace}fraud.results?"
     ]
 
 
