@@ -85,6 +85,15 @@ def run_worker(args: argparse.Namespace, role: str, command: list[str]) -> int:
         return Supervisor(child, processes).run()
 
     from agents.worker import build_worker
+    from pipeline.kafka.admin import cluster_metadata
+    from pipeline.kafka.exceptions import KafkaConnectFailed, KafkaUnreachable
+
+    try:  # refused credentials or an untrusted certificate: one line now, not a retry loop
+        cluster_metadata(cfg)
+    except KafkaConnectFailed as exc:
+        raise CliError(str(exc), exit_code=2) from None
+    except KafkaUnreachable:
+        pass  # no broker yet: the worker waits for one, as it waits through a broker restart
 
     # a missing model, a bad manifest or schema is an InferstreamError: main() prints one line
     worker = build_worker(

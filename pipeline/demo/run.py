@@ -29,6 +29,7 @@ from pipeline.core.topics import drift_alerts_topic
 from pipeline.demo.metrics import BehindTracker, DemoStats
 from pipeline.demo.view import behind_line, render, summary
 from pipeline.kafka.admin import ensure_topics
+from pipeline.kafka.client_config import client_config
 from pipeline.kafka.producer import RequestProducer
 from pipeline.redis.state import RedisStateStore
 from pipeline.stack.worker_process import WorkerProcess
@@ -132,7 +133,7 @@ def skip_backlog(settings: Settings) -> int:
     for group in (scoring, group_id(settings, "drift")):
         consumer = Consumer(
             {
-                "bootstrap.servers": settings.kafka_bootstrap,
+                **client_config(settings),  # bootstrap and the security settings
                 "group.id": group,
                 "enable.auto.commit": False,
             }
@@ -208,7 +209,7 @@ def _watch_consumer(settings: Settings, stream: str) -> tuple[Consumer, dict[str
     }
     consumer = Consumer(
         {
-            "bootstrap.servers": settings.kafka_bootstrap,
+            **client_config(settings),  # bootstrap and the security settings
             "group.id": f"{group_id(settings, 'score')}-view",
             "enable.auto.commit": False,
         }
