@@ -83,6 +83,7 @@ class Supervisor:
     def _pump(self, index: int, child: subprocess.Popen[str]) -> None:
         assert child.stderr is not None
         for line in child.stderr:
+            ready = False
             if '"ready"' in line:
                 try:
                     entry = json.loads(line)
@@ -91,9 +92,11 @@ class Supervisor:
                 if isinstance(entry, dict) and entry.get("event") == "ready":
                     entry.update(event="process-ready", index=index, pid=child.pid)
                     line = json.dumps(entry) + "\n"
-                    self._child_ready(index)
+                    ready = True
             sys.stderr.write(line)
             sys.stderr.flush()
+            if ready:  # after its line: "all ready" never comes before a child's process-ready
+                self._child_ready(index)
 
     def _child_ready(self, index: int) -> None:
         with self._lock:
