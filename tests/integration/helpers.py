@@ -323,7 +323,8 @@ class PacedProducer:
     def close(self) -> None:
         """Stop sending (a test that failed midway): what was sent is still flushed."""
         self._stop.set()
-        self._thread.join(30)
+        if self._thread.ident is not None:  # a test may fail before it started sending
+            self._thread.join(30)
 
     def join(self, timeout: float = 120) -> list[str]:
         """Wait until every request is sent and acknowledged; their ids, in sending order.
