@@ -71,18 +71,23 @@ class ServedIndex:
     def lookup(self, sources: Sequence[Source]) -> ServedBatch:
         provenance: dict[Source, dict[str, Any]] = {}
         dead: dict[Source, str] = {}
-        for i in range(0, len(sources), _CHUNK // 2):
-            chunk = sources[i : i + _CHUNK // 2]
-            where = "(partition, offset) IN (VALUES " + ",".join(["(?, ?)"] * len(chunk)) + ")"
-            flat = [v for source in chunk for v in source]
-            for partition, offset, blob in self._db.execute(
-                f"SELECT partition, offset, record FROM provenance WHERE {where}", flat
-            ):
-                provenance[(partition, offset)] = orjson.loads(blob)
-            for partition, offset, reason in self._db.execute(
-                f"SELECT partition, offset, reason FROM dead WHERE {where}", flat
-            ):
-                dead[(partition, offset)] = reason
+        by_partition: dict[int, list[int]] = {}
+        for partition, offset in sources:
+            by_partition.setdefault(partition, []).append(offset)
+        # one partition at a time: `partition = ? AND offset IN (...)` walks the primary key
+        for partition, offsets in by_partition.items():
+            for i in range(0, len(offsets), _CHUNK):
+                chunk = offsets[i : i + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                where = f"partition = ? AND offset IN ({marks})"
+                for offset, blob in self._db.execute(
+                    f"SELECT offset, record FROM provenance WHERE {where}", (partition, *chunk)
+                ):
+                    provenance[(partition, offset)] = orjson.loads(blob)
+                for offset, reason in self._db.execute(
+                    f"SELECT offset, reason FROM dead WHERE {where}", (partition, *chunk)
+                ):
+                    dead[(partition, offset)] = reason
         ids = [p["request_id"] for p in provenance.values()]
         results: dict[str, dict[str, Any]] = {}
         for i in range(0, len(ids), _CHUNK):
