@@ -176,7 +176,9 @@ def test_a_completed_job_submitted_with_more_documents_is_refused(
 
 
 def test_cancel_refuses_the_remaining_documents(docs_env, docs_worker, tmp_path: Path) -> None:
-    n = 300
+    # enough documents that the job cannot finish before `cancel` (a CLI process) takes effect
+    # on a fast machine: 300 short ones were done in under 2 s
+    n = 3000
     path = write_docs(tmp_path / "in.jsonl", n, seed=3, bad=False)
     job_id = submit(docs_env, path, "--name", "cancel-me")
     cancelled = jobs(docs_env, "cancel", job_id)
