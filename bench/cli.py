@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from bench.window import DEFAULT_MS as DEFAULT_WINDOW_MS
 from bench.window import ENV as WINDOW_ENV
-from pipeline.cli import Parser, positive_float, positive_int
+from pipeline.cli import Parser, non_negative_float, positive_float, positive_int
 from pipeline.errors import InferstreamError
 
 PROG = "python -m bench"
@@ -28,15 +28,6 @@ def _ints(text: str) -> list[int]:
     return [int(x) for x in text.split(",") if x.strip()]
 
 
-def nonnegative_float(text: str) -> float:
-    """argparse type: a finite number >= 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not (0 <= value < float("inf")):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def comma_list(item: Callable[[str], object], what: str) -> Callable[[str], str]:
@@ -99,7 +90,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-max", type=positive_int, default=None, help="reference batch_max")
     p.add_argument(
         "--window",
-        type=nonnegative_float,
+        type=non_negative_float,
         default=None,
         help=f"the baselines' batching window (ms; default {WINDOW_ENV} or {DEFAULT_WINDOW_MS:g})",
     )

@@ -17,7 +17,7 @@ import numpy as np
 from bench.collector import Collector
 from bench.docs_pipeline import Space, produce_documents, worker_env
 from bench.events import EventPool, produce_paced, request_producer
-from bench.measure import busy_cores, system_busy
+from bench.measure import busy_cores, percentiles, system_busy
 from bench.targets import cpu_seconds
 from pipeline.config import Settings
 from pipeline.stack.worker_process import WorkerProcess
@@ -25,16 +25,6 @@ from pipeline.stack.worker_process import WorkerProcess
 WARM_UP_S = 1.5  # offered before the first phase: a fresh worker's first batches are slow
 
 
-def percentiles(latency_ms: np.ndarray) -> dict[str, float | None]:
-    if len(latency_ms) == 0:
-        return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
-    p50, p95, p99 = np.percentile(latency_ms, [50, 95, 99])
-    return {
-        "p50_ms": round(float(p50), 2),
-        "p95_ms": round(float(p95), 2),
-        "p99_ms": round(float(p99), 2),
-        "max_ms": round(float(latency_ms.max()), 2),
-    }
 
 
 class FraudLoad:

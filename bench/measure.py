@@ -262,13 +262,13 @@ def _rate_phases(
                 "cpu_s_per_1k": round((cpu1 - cpu0) / max(1, len(got)) * 1000, 4),
                 # the whole machine: the bench's own producer and collector share the cores
                 "system_busy_cores": busy_cores(busy0, busy1),
-                **_percentiles(latency),
+                **percentiles(latency),
             }
         )
     return results
 
 
-def _percentiles(latency_ms: np.ndarray) -> dict[str, float | None]:
+def percentiles(latency_ms: np.ndarray) -> dict[str, float | None]:
     if len(latency_ms) == 0:
         return {"p50_ms": None, "p95_ms": None, "p99_ms": None, "max_ms": None}
     p50, p95, p99 = np.percentile(latency_ms, [50, 95, 99])

@@ -64,6 +64,17 @@ def positive_float(text: str) -> float:
     return value
 
 
+def non_negative_float(text: str) -> float:
+    """argparse type: a finite number >= 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
 def add_log_level(parser: argparse.ArgumentParser) -> None:
     """`--log-level`, one of the levels of INFERSTREAM_LOG_LEVEL, case-insensitive."""
     from pipeline.config import LOG_LEVELS

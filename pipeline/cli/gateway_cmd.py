@@ -11,7 +11,7 @@ from pipeline.core.registry import DEFAULT_STREAM
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import Parser, add_log_level, positive_float
+    from pipeline.cli import Parser, add_log_level, non_negative_float, positive_float
     from pipeline.cli.worker_cmd import streams_arg
 
     p = sub.add_parser(
@@ -41,12 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     add.add_argument("--tenant", required=True)
     add.add_argument("--streams", default="*", help="comma list of streams it may use (default *)")
     add.add_argument(
-        "--rps", type=_non_negative, default=0.0, help="requests per second (0: unlimited)"
+        "--rps", type=non_negative_float, default=0.0, help="requests per second (0: unlimited)"
     )
     add.add_argument("--burst", type=int, default=0, help="requests at once (default: --rps)")
     add.add_argument(
         "--cost-per-hour",
-        type=_non_negative,
+        type=non_negative_float,
         default=0.0,
         help="cost units (model-ms) per hour (0: unlimited)",
     )
@@ -79,14 +79,6 @@ def _port(text: str) -> int:
     return value
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
 
 
 def run(args: argparse.Namespace) -> int:

@@ -12,18 +12,8 @@ from pipeline.config import settings
 from pipeline.core.registry import stream_names
 
 
-def _tolerance(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not 0 <= value < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import positive_int
+    from pipeline.cli import non_negative_float, positive_int
 
     p = sub.add_parser(
         "replay",
@@ -50,7 +40,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--sandbox", action="store_true",
                    help="also publish the replayed results to <stream>.replay.<replay id>, "
                    "marked replay=true with their source offsets (kept a week)")
-    p.add_argument("--tolerance", type=_tolerance, default=1e-6,
+    p.add_argument("--tolerance", type=non_negative_float, default=1e-6,
                    help="largest absolute difference of a numeric output still counted as "
                    "agreeing (default 1e-6)")
     p.add_argument("--top", type=positive_int, default=10, help="largest differences listed")
