@@ -124,6 +124,19 @@ class Settings:
     schema_registry_url: str = field(
         default="", metadata=meta("Confluent Schema Registry; empty: schema ids from `schemas/`")
     )
+    # -- schema registry (issue 18: pipeline/codec/registry.py, pipeline/stack/registry.py) ---
+    schema_registry_timeout_s: float = field(
+        default=5.0,
+        metadata=meta("a Schema Registry call slower than this counts as the registry down", gt=0),
+    )
+    registry_java: str = field(
+        default="",
+        metadata=meta(
+            "Java 21+ (a `java` binary or a JDK home) for `stack up --registry`; empty: "
+            "JAVA_HOME, PATH, then /usr/lib/jvm/*"
+        ),
+    )
+    # -- end of schema registry -----------------------------------------------------------------
     schemas_dir: Path = field(
         default=DATA_ROOT / "schemas", metadata=meta("Avro schemas, every version kept")
     )
