@@ -106,17 +106,21 @@ class LoadedModel:
                 f"[n, {self.n_features}], got {list(inputs.shape)}"
             )
 
-    def predict(self, matrix: np.ndarray) -> np.ndarray:
+    def predict(self, matrix: np.ndarray, run_options: Any = None) -> np.ndarray:
         """The model's output (`output_name`) as float64 rows [n, width]; one session.run.
 
         What the columns mean is the stream's output head's business (pipeline/core/plugin.py).
+        `run_options` (an onnxruntime.RunOptions) lets another thread end the call
+        (`terminate`): the model call's timeout (pipeline/scoring/model_calls.py).
         """
         inputs = np.ascontiguousarray(matrix, dtype=self.input_dtype)
         self._check_shape(inputs)
         if len(inputs) == 0:
             return np.zeros((0, self.output_width), dtype=np.float64)
         manifest = self.manifest
-        (output,) = self.session.run([manifest.output_name], {manifest.input_name: inputs})
+        (output,) = self.session.run(
+            [manifest.output_name], {manifest.input_name: inputs}, run_options
+        )
         return np.asarray(output, dtype=np.float64).reshape(len(inputs), -1)
 
 
