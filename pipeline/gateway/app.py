@@ -56,6 +56,7 @@ class Gateway:
     indexer: Any = None
     notifier: Any = None  # index.Notifier: wakes long polls
     lag: Any = None  # shedding.LagMonitor, when INFERSTREAM_GATEWAY_SHED_WAIT_S > 0
+    metrics: Any = None  # pipeline.metrics.gateway.GatewayMetrics, unless INFERSTREAM_METRICS=off
     redis_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="gateway-redis")
     )
@@ -81,6 +82,36 @@ class Gateway:
 
     def forget(self, digest: str) -> None:
         self._tenants.pop(digest, None)
+
+    def breakers(self) -> dict[str, Any]:
+        """The dependencies' breakers, for /metrics and /ready."""
+        return {"kafka": self.kafka_breaker, "redis": RedisBreakerView(self.redis)}
+
+    def limited(self, tenant: str, limit: str) -> None:
+        self.counts[limit] += 1
+        if self.metrics is not None:
+            self.metrics.limited.labels(self.metrics.tenant(tenant), limit).inc()
+
+    def cost(self, tenant: str, step: str, units: float) -> None:
+        if self.metrics is not None and units > 0:
+            self.metrics.cost.labels(self.metrics.tenant(tenant), step).inc(units)
+
+
+class RedisBreakerView:
+    """The Redis client's own breaker (DegradingRedis: open while it is degraded) in the
+    shape of a CircuitBreaker for the metrics: state and its transitions."""
+
+    def __init__(self, redis: DegradingRedis) -> None:
+        self.redis = redis
+
+    @property
+    def state(self) -> str:
+        return "open" if self.redis.degraded else "closed"
+
+    @property
+    def transitions(self) -> dict[str, int]:
+        periods = int(getattr(self.redis, "degraded_periods", 0))
+        return {"closed->open": periods} if periods else {}
 
 
 @dataclass(frozen=True)
@@ -178,6 +209,7 @@ def lookup_and_admit(
                 "idempotency_key": ticket.idempotency_key,
                 "fingerprint": ticket.fingerprint,
                 "request_ids": [checked.records[i]["request_id"] for i in misses],
+                "request_costs": [checked.costs[i] for i in misses],
                 "pending": pending_entry(stream, ticket.tenant),
                 "pending_ttl_s": ttl,
             }
@@ -240,6 +272,14 @@ def _refusal(admission: Admission, stream: str) -> web.Response | None:
             "idempotency-in-progress",
             "a request with this Idempotency-Key is still being processed",
             headers={"Retry-After": "1"},
+        )
+    if outcome == "taken":
+        return error(
+            409,
+            "request-id-taken",
+            f"request_id {admission.replay!r} is held by another tenant; choose another or "
+            "leave it out",
+            request_id=admission.replay,
         )
     if outcome == "mismatch":
         return error(
@@ -327,6 +367,7 @@ async def submit(request: web.Request) -> web.Response:
             return refused
         tenant = auth.tenant
         gw.remember(digest, tenant)
+    request["tenant"] = tenant
 
     idem = request.headers.get("Idempotency-Key", "")
     if len(idem) > 200 or "\n" in idem:
@@ -357,6 +398,7 @@ async def submit(request: web.Request) -> web.Response:
     hit = set(cached)
     misses = [i for i in range(len(checked.records)) if i not in hit]
     cost = sum(checked.costs[i] for i in misses)
+    miss_ids = [checked.records[i]["request_id"] for i in misses]
     headers: dict[str, str] = {}
     if admission is None:  # Redis down: limits fail open for keys this process knows
         gw.counts["degraded"] += 1
@@ -375,9 +417,13 @@ async def submit(request: web.Request) -> web.Response:
             )
         refused = _refusal(admission, stream)
         if refused is not None:
-            gw.counts[admission.outcome] += 1
+            if admission.outcome in ("rate", "cost"):
+                gw.limited(tenant, admission.outcome)
+            else:
+                gw.counts[admission.outcome] += 1
             return refused
         headers.update(admission.headers())
+        gw.cost(tenant, "reserved", cost)
 
     results = intake.cached_results(checked, rows, cached) if cached else []  # type: ignore[arg-type]
     if results:
@@ -402,8 +448,11 @@ async def submit(request: web.Request) -> web.Response:
             gw.lag.backlog(stream), gw.settings.gateway_shed_wait_s, admission.priority
         )
         if retry is not None:
-            gw.counts["shed"] += 1
-            await gw.in_pool(gw.limits.refund, tenant, admission.cost_per_hour, cost, idem)
+            gw.limited(tenant, "shed")
+            await gw.in_pool(
+                gw.limits.refund, tenant, admission.cost_per_hour, cost, idem, miss_ids
+            )
+            gw.cost(tenant, "refunded", cost)
             backlog = gw.lag.backlog(stream)
             return error(
                 503,
@@ -416,7 +465,10 @@ async def submit(request: web.Request) -> web.Response:
         refusal = await _produce(gw, stream, [checked.records[i] for i in misses], tenant)
         if refusal is not None:
             if admission is not None:
-                await gw.in_pool(gw.limits.refund, tenant, admission.cost_per_hour, cost, idem)
+                await gw.in_pool(
+                    gw.limits.refund, tenant, admission.cost_per_hour, cost, idem, miss_ids
+                )
+                gw.cost(tenant, "refunded", cost)
             return refusal
     gw.counts["accepted"] += len(misses)
 
@@ -506,7 +558,7 @@ async def get_status(request: web.Request) -> web.Response:
     refused = _refusal(auth, "")
     if refused is not None:
         return refused
-    tenant = auth.tenant
+    tenant = request["tenant"] = auth.tenant
     entry = json.loads(auth.status) if auth.status else None
     deadline = time.monotonic() + wait
     while entry is not None and entry.get("status") == PENDING and time.monotonic() < deadline:
@@ -585,6 +637,43 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 @web.middleware
+async def measured(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Counts every answer by route, status and tenant; times submissions."""
+    gw: Gateway = request.app["gateway"]
+    if gw.metrics is None:
+        return await handler(request)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects (one_line_errors answers the rest)
+        status = exc.status
+        raise
+    finally:
+        route = request.match_info.route.name or "other"
+        gw.metrics.answered(route, status, request.get("tenant"))
+        if route == "submit":
+            stream = request.match_info.get("stream", "")
+            label = stream if stream in gw.intakes else "unknown"
+            gw.metrics.submit_seconds.labels(label).observe(time.perf_counter() - started)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; rendered on a thread (a scrape never stalls a submit)."""
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    gw: Gateway = request.app["gateway"]
+    if gw.metrics is None:
+        return error(404, "metrics-off", "metrics are off (INFERSTREAM_METRICS=off)")
+    body = await asyncio.get_running_loop().run_in_executor(
+        None, generate_latest, gw.metrics.registry
+    )
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
 async def one_line_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """An unexpected exception is a 500 with one line, logged without request headers."""
     try:
@@ -603,13 +692,14 @@ async def one_line_errors(request: web.Request, handler: Any) -> web.StreamRespo
 def make_app(gateway: Gateway) -> web.Application:
     app = web.Application(
         client_max_size=gateway.settings.gateway_max_body_kbytes * 1024,
-        middlewares=[one_line_errors],
+        middlewares=[measured, one_line_errors],
     )
     app["gateway"] = gateway
-    app.router.add_post("/v1/streams/{stream}/requests", submit)
-    app.router.add_get("/v1/requests/{request_id}", get_status)
-    app.router.add_get("/health", health)
+    app.router.add_post("/v1/streams/{stream}/requests", submit, name="submit")
+    app.router.add_get("/v1/requests/{request_id}", get_status, name="status")
+    app.router.add_get("/health", health, name="health")
     app.router.add_get("/healthz", health)
-    app.router.add_get("/ready", ready)
-    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/ready", ready, name="ready")
+    app.router.add_get("/openapi.json", openapi, name="openapi")
+    app.router.add_get("/metrics", metrics, name="metrics")
     return app

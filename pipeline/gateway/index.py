@@ -7,6 +7,11 @@ restarted gateway continues where its group committed) and writes, per request i
 `inferstream:gateway:<namespace>:req:<id>` = JSON with a TTL. Offsets are committed only after
 the index write succeeded: with Redis down the indexer waits and retries the same records, so
 no result is lost from the index. Any gateway replica answers a poll from Redis alone.
+
+With `limits` it also consumes `<stream>.provenance` and settles each served request's cost
+reservation (pipeline/gateway/limits.py `settle`): the provenance record's `cost_units`, 0
+when the worker answered from its cache; a dead letter refunds its reservation. Settling is
+idempotent, so records seen again after a restart change nothing.
 """
 
 from __future__ import annotations
@@ -75,8 +80,11 @@ class ResultIndexer:
         namespace: str,
         registry: SchemaRegistry,
         store: StatusStore,
+        limits: Any = None,
     ) -> None:
         self.store = store
+        self.limits = limits  # limits.Limits: settle reservations from provenance and DLQ
+        self.on_cost: Any = None  # (tenant, step, units): the gateway's cost counter
         self._by_topic: dict[str, tuple[str, str, AvroDeserializer | None]] = {}
         for plugin in plugins:
             topics = plugin.topics(namespace)
@@ -87,6 +95,13 @@ class ResultIndexer:
                 AvroDeserializer(registry, reader, logical_types=False),
             )
             self._by_topic[topics.dlq] = (plugin.name, "dlq", None)
+            if limits is not None:
+                provenance = registry.catalog.latest("provenance_record")  # type: ignore[attr-defined]
+                self._by_topic[topics.provenance] = (
+                    plugin.name,
+                    "provenance",
+                    AvroDeserializer(registry, provenance, logical_types=False),
+                )
         self._consumer = Consumer(
             {
                 **client_config(kafka),  # bootstrap and the process's security settings
@@ -113,18 +128,26 @@ class ResultIndexer:
     def _run(self) -> None:
         while not self._stop.is_set():
             messages = self._consumer.consume(500, 0.02)  # a result waits at most ~20 ms
-            entries = []
+            entries, served = [], []
             for message in messages:
                 if message.error() is not None:
                     if message.error().code() != KafkaError._PARTITION_EOF:
                         log.warning("result index: %s", message.error())
                     continue
+                if self._by_topic[message.topic()][1] == "provenance":
+                    cost = self._served_cost(message)
+                    if cost is not None:
+                        served.append(cost)
+                    continue
                 entry = self._entry(message)
                 if entry is not None:
                     entries.append(entry)
+                    if entry[1]["status"] == FAILED and self.limits is not None:
+                        served.append((entry[0], 0.0))  # a dead letter costs nothing
             if not messages:
                 continue
-            while not self.store.put_many(entries):  # Redis down: retry, never skip a result
+            # Redis down: retry, never skip a result (settling twice changes nothing)
+            while not (self.store.put_many(entries) and self._settle(served)):
                 if self._stop.wait(0.5):
                     return
             self.indexed += len(entries)
@@ -132,6 +155,35 @@ class ResultIndexer:
                 self._consumer.commit(asynchronous=True)
             except Exception as exc:
                 log.debug("result index commit: %s", exc)
+
+    def _served_cost(self, message: Message) -> tuple[str, float | None] | None:
+        """(request id, what serving it cost: 0 from the worker's cache, the provenance's
+        cost_units, None when unknown - the estimate stands)."""
+        _, _, decode = self._by_topic[message.topic()]
+        assert decode is not None
+        try:
+            record = decode(message.value())
+        except DecodeError as exc:
+            log.warning("result index: undecodable provenance on %s: %s", message.topic(), exc)
+            return None
+        request_id = record.get("request_id")
+        if not request_id:
+            return None
+        if record.get("cache_hit"):
+            return request_id, 0.0
+        cost = record.get("cost_units") or 0.0
+        return request_id, (float(cost) if cost > 0 else None)
+
+    def _settle(self, served: Sequence[tuple[str, float | None]]) -> bool:
+        if self.limits is None or not served:
+            return True
+        settled = self.limits.settle(served)
+        if settled is None:
+            return False
+        if self.on_cost is not None:
+            for tenant, delta in settled:
+                self.on_cost(tenant, "refunded" if delta < 0 else "settled", abs(delta))
+        return True
 
     def _entry(self, message: Message) -> tuple[str, dict[str, Any]] | None:
         stream, kind, decode = self._by_topic[message.topic()]

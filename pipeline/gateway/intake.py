@@ -32,6 +32,7 @@ from pipeline.models.manifest import ModelManifest, resolve_model_dir
 from pipeline.redis.cache import ResultCache
 from pipeline.redis.client import DegradingRedis
 from pipeline.scoring.provenance import data_hashes
+from pipeline.tiers.costs import units_per_row
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces or newlines
 
@@ -91,6 +92,9 @@ class StreamIntake:
         metrics = self.manifest.metrics
         self.seconds_per_token = _positive(metrics.get("seconds_per_token"))
         self.seconds_per_row = _positive(metrics.get("seconds_per_row"))
+        # the served version's measured cost per row: what the worker's provenance reports,
+        # so the reservation and its settlement are in the same units
+        self.units_per_row = _positive(units_per_row(self.manifest, model_dir))
         self.row_cost = settings.gateway_row_cost
 
     @property
@@ -205,14 +209,18 @@ class StreamIntake:
         return record, problems
 
     def _costs(self, features: Any, n: int) -> list[float]:
-        """Cost units (model-ms) per request: tokens x seconds_per_token for token models, the
-        manifest's seconds_per_row, else INFERSTREAM_GATEWAY_ROW_COST."""
+        """Estimated cost units per request: tokens x seconds_per_token for token models, the
+        served version's measured units per row (its manifest's `cost`, as the worker's
+        provenance reports it), the manifest's seconds_per_row (as model-ms), else
+        INFERSTREAM_GATEWAY_ROW_COST."""
         lengths = getattr(features, "lengths", None)
         if lengths is not None and self.seconds_per_token:
             owner = getattr(features, "row_request", None)
             owner = np.arange(len(lengths)) if owner is None else np.asarray(owner)
             tokens = np.bincount(owner, weights=np.asarray(lengths), minlength=n)
             return [round(float(t) * self.seconds_per_token * 1000, 6) for t in tokens]
+        if self.units_per_row:
+            return [self.units_per_row] * n
         if self.seconds_per_row:
             return [self.seconds_per_row * 1000] * n
         return [self.row_cost] * n

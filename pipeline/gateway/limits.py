@@ -12,8 +12,17 @@ any number of gateway processes cannot pass a limit between a read and a write:
    the whole hour's budget as its burst: a submission whose cost would pass the budget is
    refused (`rate` / `cost`, with when it would fit). The cost of a submission is reserved at
    admission (the estimate, pipeline/gateway/intake.py); `refund` gives back what was never
-   produced;
-4. the pending status of every request id is written (SET NX: a result indexed first wins).
+   produced, `settle` corrects it to what was served;
+4. a caller-chosen request id whose status record belongs to another tenant is refused
+   (`taken`), before anything is written;
+5. the pending status of every request id is written (SET NX: a result indexed first wins),
+   and, under a cost budget, each request's reservation (`resv:<id>` = tenant, budget, cost).
+
+Settling (`settle`, called by the result index, pipeline/gateway/index.py): once the worker
+served a request, its reservation is replaced by what it really cost - the provenance record's
+`cost_units` (0 for a worker cache hit), 0 for a dead letter - so a tenant's budget reflects
+what was served, not what was estimated. An unsettled reservation simply stays spent (the
+GCRA forgets it within the hour); its key expires with the status TTL.
 
 Time is Redis's own clock (TIME), so gateway hosts need no synchronised clocks. Keys are
 built inside the script (a standalone Redis, as in pipeline/redis/request_ids.py).
@@ -61,6 +70,21 @@ if idem ~= '' then
   end
 end
 
+-- a caller-chosen request id whose status another tenant holds is refused now, not later
+-- as the worker's dead letter (the same tenant reusing one is the worker's rule to judge)
+local ids = {}
+for id in string.gmatch(ARGV[11], '([^\n]+)') do
+  ids[#ids + 1] = id
+  local held = redis.call('GET', prefix .. 'req:' .. id)
+  if held then
+    local ok, entry = pcall(cjson.decode, held)
+    if ok and type(entry) == 'table' and type(entry.tenant) == 'string'
+       and entry.tenant ~= tenant then
+      return {'taken', tenant, id}
+    end
+  end
+end
+
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local rate_key, cost_key = prefix .. 'rate:' .. tenant, prefix .. 'cost:' .. tenant
@@ -100,8 +124,15 @@ if budget > 0 then
 end
 if idem ~= '' then redis.call('SET', idem_key, ARGV[8] .. '\n', 'EX', 60) end
 local ttl, pending = ARGV[9], ARGV[10]
-for id in string.gmatch(ARGV[11], '([^\n]+)') do
+local costs = {}
+for c in string.gmatch(ARGV[12] or '', '([^\n]+)') do costs[#costs + 1] = c end
+for i, id in ipairs(ids) do
   redis.call('SET', prefix .. 'req:' .. id, pending, 'NX', 'EX', ttl)
+  -- the reservation of each request, settled (or refunded) once the worker served it
+  if budget > 0 and costs[i] and tonumber(costs[i]) > 0 then
+    redis.call('SET', prefix .. 'resv:' .. id, tenant .. '\n' .. rec[5] .. '\n' .. costs[i],
+               'EX', ttl)
+  end
 end
 return {'ok', tenant, info[1], info[2], info[3], tostring(rate_left),
         string.format('%.3f', rate_reset), string.format('%.6f', cost_left),
@@ -109,9 +140,10 @@ return {'ok', tenant, info[1], info[2], info[3], tostring(rate_left),
 """
 
 # give back the cost of a submission that was never produced (its reservation), and free its
-# idempotency key so that a retry is admitted again
+# idempotency key so that a retry is admitted again; KEYS[3..]: its requests' reservations
 _REFUND = r"""
 local cost_key, budget, cost, idem_key = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), KEYS[2]
+for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
 if budget > 0 and cost > 0 then
   local ctat = tonumber(redis.call('GET', cost_key))
   if ctat then
@@ -126,10 +158,47 @@ return 1
 """
 
 
+# settle served requests against their reservations: ARGV = prefix, then (request id, served
+# cost) pairs; a served cost of '' keeps the estimate. Each reservation is settled once (it
+# is deleted), so a result indexed twice changes nothing. The tenant's cost TAT moves by
+# (served - reserved) x the budget's interval: a refund never below now, a cost above the
+# estimate is charged even past the budget (it was served).
+_SETTLE = r"""
+local prefix = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+local out = {}
+for i = 2, #ARGV - 1, 2 do
+  local name = prefix .. 'resv:' .. ARGV[i]
+  local held = redis.call('GET', name)
+  if held then
+    redis.call('DEL', name)
+    local tenant, budget, reserved = string.match(held, '^(.*)\n([^\n]*)\n([^\n]*)$')
+    budget, reserved = tonumber(budget) or 0, tonumber(reserved) or 0
+    local served = tonumber(ARGV[i + 1]) or reserved
+    local delta = served - reserved
+    if budget > 0 and delta ~= 0 then
+      local cost_key = prefix .. 'cost:' .. tenant
+      local ctat = tonumber(redis.call('GET', cost_key))
+      if ctat or delta > 0 then
+        ctat = math.max(ctat or now, now)
+        local moved = math.max(now, ctat + delta * 3600000 / budget)
+        redis.call('SET', cost_key, string.format('%.3f', moved), 'PX',
+                   math.ceil(moved - now) + 1000)
+      end
+    end
+    out[#out + 1] = tenant
+    out[#out + 1] = string.format('%.6f', delta)
+  end
+end
+return out
+"""
+
+
 @dataclass(frozen=True)
 class Admission:
     """What the script decided; `outcome` is ok / unknown / revoked / forbidden / replay /
-    conflict / mismatch / rate / cost."""
+    conflict / mismatch / taken / rate / cost."""
 
     outcome: str
     tenant: str = ""
@@ -141,7 +210,7 @@ class Admission:
     rate_reset_ms: float = 0.0
     cost_remaining: float = -1.0
     cost_reset_ms: float = 0.0
-    replay: str = ""  # the stored answer of an idempotent retry
+    replay: str = ""  # the stored answer of an idempotent retry; `taken`: the request id
     status: str = ""  # auth-only reads of a request's status: its record (JSON) or ""
     priority: int = 0  # the key's load-shedding priority: higher is shed later
 
@@ -184,6 +253,7 @@ class Limits:
         self.prefix = prefix
         self._admit = redis.client.register_script(_ADMIT)
         self._refund = redis.client.register_script(_REFUND)
+        self._settle = redis.client.register_script(_SETTLE)
 
     def admit(
         self,
@@ -198,11 +268,12 @@ class Limits:
         pending: str = "",
         pending_ttl_s: int = 86400,
         auth_only: bool = False,
+        request_costs: Sequence[float] = (),
     ) -> Admission | None:
         """One admission (see the module doc); None when Redis is unavailable."""
         args = _args(
             self.prefix, key_digest, stream, count, cost, idempotency_key, fingerprint,
-            request_ids, pending, pending_ttl_s, auth_only,
+            request_ids, pending, pending_ttl_s, auth_only, request_costs,
         )  # fmt: skip
         reply = self.redis.call(lambda client: self._admit(keys=[], args=args, client=client))
         return None if reply is None else _parse(_strings(reply))
@@ -217,6 +288,7 @@ class Limits:
                 self.prefix, c["key_digest"], c["stream"], c["count"], c["cost"],
                 c.get("idempotency_key", ""), c.get("fingerprint", ""), c.get("request_ids", ()),
                 c.get("pending", ""), c.get("pending_ttl_s", 86400), c.get("auth_only", False),
+                c.get("request_costs", ()),
             )
             for c in calls
         ]  # fmt: skip
@@ -230,13 +302,37 @@ class Limits:
         replies = self.redis.call(run)
         return None if replies is None else [_parse(_strings(r)) for r in replies]
 
-    def refund(self, tenant: str, cost_per_hour: float, cost: float, idempotency_key: str) -> None:
+    def refund(
+        self,
+        tenant: str,
+        cost_per_hour: float,
+        cost: float,
+        idempotency_key: str,
+        request_ids: Sequence[str] = (),
+    ) -> None:
+        """Give back a submission's reservation (it was never produced)."""
         keys = [
             self.prefix + "cost:" + tenant,
             self.prefix + "idem:" + tenant + ":" + idempotency_key if idempotency_key else "",
+            *(self.prefix + "resv:" + rid for rid in request_ids),
         ]
         args = [repr(float(cost_per_hour)), repr(float(cost))]
         self.redis.call(lambda client: self._refund(keys=keys, args=args, client=client))
+
+    def settle(self, served: Sequence[tuple[str, float | None]]) -> list[tuple[str, float]] | None:
+        """Settle requests the worker served: (request id, served cost units; 0 for a dead
+        letter or a cache hit, None to keep the estimate). (tenant, served - reserved) of each
+        reservation settled now; None when Redis is unavailable (the caller retries)."""
+        if not served:
+            return []
+        args: list[Any] = [self.prefix]
+        for request_id, cost in served:
+            args += [request_id, "" if cost is None else repr(float(cost))]
+        reply = self.redis.call(lambda client: self._settle(keys=[], args=args, client=client))
+        if reply is None:
+            return None
+        values = _strings(reply)
+        return [(values[i], float(values[i + 1])) for i in range(0, len(values), 2)]
 
     def store_replay(
         self, tenant: str, idempotency_key: str, fingerprint: str, body: str, ttl_s: int
@@ -258,6 +354,7 @@ def _args(
     pending: str,
     pending_ttl_s: int,
     auth_only: bool,
+    request_costs: Sequence[float] = (),
 ) -> list[Any]:
     for request_id in request_ids:
         if "\n" in request_id:
@@ -265,6 +362,7 @@ def _args(
     return [
         prefix, key_digest, stream, count, repr(float(cost)), "auth" if auth_only else "admit",
         idempotency_key, fingerprint, pending_ttl_s, pending, "\n".join(request_ids),
+        "\n".join(repr(float(c)) for c in request_costs),
     ]  # fmt: skip
 
 
@@ -275,7 +373,7 @@ def _strings(reply: Sequence[Any]) -> list[str]:
 def _parse(reply: list[str]) -> Admission:
     outcome = reply[0]
     tenant = reply[1] if len(reply) > 1 else ""
-    if outcome == "replay":
+    if outcome in ("replay", "taken"):
         return Admission(outcome, tenant, replay=reply[2])
     if outcome in ("rate", "cost"):
         return Admission(

@@ -11,6 +11,7 @@ from pipeline.config import Settings
 from pipeline.core.registry import get_plugin
 from pipeline.gateway.intake import StreamIntake
 from pipeline.redis.client import DegradingRedis
+from pipeline.tiers.costs import units_per_row
 
 DOWN = DegradingRedis("redis://127.0.0.1:1/0", retry_after_s=0.05, timeout_s=0.05)
 
@@ -38,7 +39,9 @@ def test_a_valid_request_gets_an_id_the_callers_tenant_a_hash_and_a_cost(fraud):
     assert first["tenant"] == "acme" and len(first["request_id"]) == 36
     assert second["event_time"] == 1736121610932  # ISO-8601 with an offset, as epoch ms
     assert checked.hashes[0] == checked.hashes[1]  # the same model input
-    assert checked.costs == [1.0, 1.0]  # no cost figure in the fraud manifest: the setting
+    # the served version's measured cost per row (what the worker's provenance reports)
+    measured = units_per_row(fraud.manifest, fraud.manifest.directory)
+    assert measured > 0 and checked.costs == [measured, measured]
 
 
 def test_schema_and_preprocessing_problems_name_request_and_field(fraud):

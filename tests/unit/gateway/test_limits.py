@@ -110,3 +110,54 @@ def test_idempotency_key_replays_conflicts_and_mismatches_without_charging(redis
 def test_redis_down_is_none_not_an_error(namespace):
     down = DegradingRedis("redis://127.0.0.1:1/0", retry_after_s=0.05, timeout_s=0.05)
     assert Limits(down, redis_prefix(namespace)).admit("x", "fraud", 1, 1.0) is None
+
+
+def _reserve(limits, digest, ids, cost_each):
+    return limits.admit(digest, "fraud", len(ids), cost_each * len(ids), request_ids=ids,
+                        request_costs=[cost_each] * len(ids),
+                        pending='{"status": "pending", "tenant": "acme"}')  # fmt: skip
+
+
+def test_settling_replaces_each_reservation_by_the_served_cost_once(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", cost_per_hour=10)
+    digest = hash_key(key)
+    assert _reserve(limits, digest, ["a", "b", "c", "d"], 2.0).outcome == "ok"  # 8 of 10
+    # a: the worker's cache answered (0), b: dead-lettered (0), c: cost 3 instead of 2,
+    # d: cost unknown (the estimate stands)
+    settled = limits.settle([("a", 0.0), ("b", 0.0), ("c", 3.0), ("d", None)])
+    assert settled == [("acme", -2.0), ("acme", -2.0), ("acme", 1.0), ("acme", 0.0)]
+    assert limits.settle([("a", 0.0), ("c", 3.0)]) == []  # each is settled once
+    assert limits.settle([("never-reserved", 0.0)]) == []
+    # spent now: c 3 + d 2 = 5 of 10, so exactly 5 more fit and not a unit beyond
+    assert limits.admit(digest, "fraud", 1, 5.0).outcome == "ok"
+    assert limits.admit(digest, "fraud", 1, 0.01).outcome == "cost"
+
+
+def test_a_refunded_submission_leaves_no_reservation_to_settle(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", cost_per_hour=4)
+    digest = hash_key(key)
+    assert _reserve(limits, digest, ["x", "y"], 2.0).outcome == "ok"
+    limits.refund("acme", 4, 4.0, "", ["x", "y"])  # never produced
+    assert limits.settle([("x", 0.0), ("y", 0.0)]) == []  # not refunded a second time
+    assert _reserve(limits, digest, ["z1", "z2"], 2.0).outcome == "ok"  # the full 4 again
+    assert limits.admit(digest, "fraud", 1, 0.01).outcome == "cost"
+
+
+def test_a_request_id_held_by_another_tenant_is_refused_before_anything_is_charged(
+    redis, namespace
+):
+    store, limits = _limits(redis, namespace)
+    acme, _ = store.add("acme", cost_per_hour=10)
+    globex, _ = store.add("globex", rps=0.01, burst=1, cost_per_hour=10)
+    assert _reserve(limits, hash_key(acme), ["shared-1"], 1.0).outcome == "ok"
+    taken = limits.admit(hash_key(globex), "fraud", 2, 2.0, request_ids=["mine", "shared-1"],
+                         request_costs=[1.0, 1.0], pending='{"tenant": "globex"}')  # fmt: skip
+    assert taken.outcome == "taken" and taken.replay == "shared-1"
+    assert redis.client.get(redis_prefix(namespace) + "req:mine") is None  # nothing written
+    # globex was not charged: its one request of burst 1 still fits
+    ok = limits.admit(hash_key(globex), "fraud", 1, 1.0, request_ids=["mine"])
+    assert ok.outcome == "ok" and int(ok.cost_remaining) == 9
+    # the same tenant reusing its own id is the worker's rule (duplicate-request-id)
+    assert _reserve(limits, hash_key(acme), ["shared-1"], 1.0).outcome == "ok"

@@ -1,0 +1,121 @@
+"""The HTTP gateway's metrics: requests by route/status/tenant, submit latency, limit
+refusals, cost reserved/refunded/settled, and its dependencies' breakers.
+
+The same stack as the workers' (one registry from `families.new_registry`, so `info`,
+`ready`, `redis_up` and the process collectors are there too), served by the gateway's own
+aiohttp app at `/metrics` on its port and listed in the file_sd targets directory with
+`role="gateway"`, so the stack's Prometheus finds every gateway as it finds every worker.
+
+Per request the gateway does a handful of counter increments and one histogram observation
+(~1 us each): cheap next to its HTTP parsing. Breaker state is read at scrape time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from prometheus_client import Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from pipeline.metrics.families import AGE_BUCKETS, name, new_registry
+from pipeline.metrics.observer import RedisCollector
+
+ROUTES = ("submit", "status", "health", "ready", "openapi", "metrics", "other")
+NO_TENANT = "none"  # requests refused before their tenant is known (no key, a wrong key)
+OTHER = "other"
+
+
+class GatewayMetrics:
+    """The gateway process's registry and instruments (one per process)."""
+
+    def __init__(self, top_tenants: int = 10) -> None:
+        self.registry, self.families = new_registry()
+        registry = self.registry
+        self.top_tenants = top_tenants
+        self._tenants: set[str] = set()
+        self.requests = Counter(
+            name("gateway_requests"),
+            "HTTP requests the gateway answered, by route, status code and tenant (top N"
+            " tenants by first use, the rest other; none: refused before the key was known)",
+            ("route", "status", "tenant"),
+            registry=registry,
+        )
+        self.submit_seconds = Histogram(
+            name("gateway_submit_seconds"),
+            "Submit latency in seconds: POST received to its answer (202, 200, or a refusal)",
+            ("stream",),
+            buckets=AGE_BUCKETS,
+            registry=registry,
+        )
+        self.limited = Counter(
+            name("gateway_limited"),
+            "Submissions refused by a limit: rate (requests/s), cost (budget per hour),"
+            " shed (the backlog would miss the deadline)",
+            ("tenant", "limit"),
+            registry=registry,
+        )
+        self.degraded = Counter(
+            name("gateway_degraded"),
+            "Requests admitted on a cheaper route because the tenant's cost budget was spent",
+            ("tenant",),
+            registry=registry,
+        )
+        self.cost = Counter(
+            name("gateway_cost_units"),
+            "Cost units by tenant and step: reserved at admission, refunded (dead letters,"
+            " worker cache hits, never produced) and settled (served cost above the estimate)",
+            ("tenant", "step"),
+            registry=registry,
+        )
+
+    def tenant(self, tenant: str | None) -> str:
+        """The tenant's label: its own for the first `top_tenants` seen, else `other`."""
+        if not tenant:
+            return NO_TENANT
+        if tenant in self._tenants:
+            return tenant
+        if len(self._tenants) < self.top_tenants and tenant not in (NO_TENANT, OTHER):
+            self._tenants.add(tenant)
+            return tenant
+        return OTHER
+
+    def answered(self, route: str, status: int, tenant: str | None) -> None:
+        self.requests.labels(route, str(status), self.tenant(tenant)).inc()
+
+    def watch(self, redis: Any, breakers: Callable[[], Mapping[str, Any]]) -> None:
+        """Scrape-time collectors: Redis's up gauge and every breaker's state."""
+        self.registry.register(RedisCollector(redis))
+        self.registry.register(BreakerCollector(breakers))
+
+
+class BreakerCollector(Collector):
+    """`inferstream_gateway_breaker_open{dependency}` (1 open, 0.5 half-open, 0 closed) and
+    its transitions, from the breakers at scrape time. A breaker-like object has `.state`
+    (closed / open / half-open) and `.transitions` (a Counter of "from->to")."""
+
+    def __init__(self, breakers: Callable[[], Mapping[str, Any]]) -> None:
+        self.breakers = breakers
+
+    def describe(self) -> Iterable[Any]:
+        return []
+
+    def collect(self) -> Iterable[Any]:
+        state = GaugeMetricFamily(
+            name("gateway_breaker_open"),
+            "1 while the gateway's breaker for the dependency is open, 0.5 half-open, 0 closed",
+            labels=("dependency",),
+        )
+        moves = CounterMetricFamily(
+            name("gateway_breaker_transitions"),
+            "State changes of the gateway's breaker for the dependency",
+            labels=("dependency", "from", "to"),
+        )
+        for dependency, breaker in self.breakers().items():
+            value = {"open": 1.0, "half-open": 0.5}.get(breaker.state, 0.0)
+            state.add_metric([dependency], value)
+            for move, count in dict(breaker.transitions).items():
+                before, _, after = move.partition("->")
+                moves.add_metric([dependency, before, after], float(count))
+        yield from (state, moves)
