@@ -365,6 +365,38 @@ def _canary_store() -> Any:
     return CanaryStore(redis_client(cfg), canary_prefix(cfg))
 
 
+def _tier_events(stream: str) -> Any:
+    """The stream's TierEvents (tier_event records on `<stream>.events`), as a worker's."""
+    import socket
+
+    from pipeline.codec import registry_from_settings
+    from pipeline.core.registry import get_plugin
+    from pipeline.tiers.wiring import tier_events
+
+    cfg = settings()
+    topics = get_plugin(stream).topics(cfg.topic_namespace)
+    return tier_events(registry_from_settings(cfg), topics, f"cli@{socket.gethostname()}")
+
+
+def _publish_events(events: Any) -> None:
+    """A by-hand decision's event, with the CLI's own publisher (it runs outside a worker)."""
+    from confluent_kafka import KafkaException
+
+    from pipeline.kafka.exceptions import DeliveryFailed
+    from pipeline.kafka.publisher import Publisher
+
+    publisher = Publisher.from_settings(settings())
+    try:
+        events.publish_now(publisher.publish)
+    except (DeliveryFailed, KafkaException) as exc:
+        raise CliError(
+            f"the decision is recorded in Redis, but its event was not published to "
+            f"{events.topic}: {exc}"
+        ) from None
+    finally:
+        publisher.close()
+
+
 def run_canary_status(args: argparse.Namespace) -> int:
     from pipeline.tiers.canary import CanaryState, GateRule
 
@@ -410,13 +442,15 @@ def run_canary_decide(args: argparse.Namespace) -> int:
     policy = _policy(args.stream)
     if policy is None or policy.canary is None:
         raise CliError(f"stream {args.stream}: the routing policy has no canary")
+    events = _tier_events(args.stream)
     try:
         state = set_by_hand(
             _canary_store(), args.stream, policy.primary, policy.canary.version,
-            policy.canary.share_percent, args.decision, args.reason,
+            policy.canary.share_percent, args.decision, args.reason, events,
         )  # fmt: skip
     except ConnectionError as exc:
         raise CliError(str(exc)) from None
+    _publish_events(events)
     print(f"canary {state.stable} -> {state.candidate}: {state.state} (workers take it within "
           "a few seconds)")  # fmt: skip
     return 0

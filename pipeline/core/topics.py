@@ -47,5 +47,10 @@ class StreamTopics:
         return f"{self.prefix}.shadow"
 
     @property
+    def events(self) -> str:
+        """The stream's model-tier events (canary promotions and rollbacks)."""
+        return f"{self.prefix}.events"
+
+    @property
     def topics(self) -> tuple[str, ...]:
-        return (self.requests, self.results, self.provenance, self.dlq, self.shadow)
+        return (self.requests, self.results, self.provenance, self.dlq, self.shadow, self.events)

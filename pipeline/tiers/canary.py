@@ -18,6 +18,15 @@ sequential gate that promotes or rolls back by itself.
 - State (`CanaryStore`): gate counters, state (running, promoted, rolled-back) and the events,
   as JSON in Redis (DegradingRedis: Redis down keeps the in-memory state), read at start so a
   restart keeps a decision. Promoted: the candidate serves every row; rolled back: none.
+- Events: each decision is also a TierEvent record on `<stream>.events` (pipeline/tiers/
+  events.py), produced with the worker's next delivered batch.
+- Several workers on one canary: each keeps its own gate counters (its own share of the
+  pairs) and saves the whole state under the same key, last writer wins. The first worker
+  whose gate decides saves the decision; the others take a stored decision over within
+  `recheck_s`, or at their next save (a running worker does not overwrite a stored decision
+  with its running state: it takes the decision over instead). Until then another worker can
+  still decide on its own pairs: its state is saved over the first one's and it publishes its
+  own event (a GET-then-SET, not atomic: two decisions in the same instant both stand).
 """
 
 from __future__ import annotations
@@ -237,9 +246,14 @@ class Canary:
     """The canary of one stream under the current policy: decides per batch, keeps state."""
 
     def __init__(
-        self, stream: str, store: CanaryStore | None = None, recheck_s: float = 2.0
+        self,
+        stream: str,
+        store: CanaryStore | None = None,
+        recheck_s: float = 2.0,
+        events: Any = None,  # pipeline.tiers.events.TierEvents: decisions to <stream>.events
     ) -> None:
         self.stream, self.store, self.recheck_s = stream, store, recheck_s
+        self.events = events
         self.state: CanaryState | None = None
         self._checked = time.monotonic()
 
@@ -277,16 +291,26 @@ class Canary:
         }  # fmt: skip
         state.events.append(event)
         log.warning("canary %s: %s", kind, json.dumps(event))
+        if self.events is not None:
+            self.events.add(event, state.share_percent)
 
     def save(self) -> None:
-        if self.store is not None and self.state is not None:
-            self.store.save(self.stream, self.state)
+        state = self.state
+        if self.store is None or state is None:
+            return
+        if state.state == RUNNING:  # a decision stored by another worker wins over "running"
+            stored = self.store.load(self.stream, state.stable, state.candidate, state.gate.rule)
+            if stored is not None and stored.state != RUNNING:
+                self.state = stored
+                return
+        self.store.save(self.stream, state)
 
 
 def set_by_hand(store: CanaryStore, stream: str, stable: str, candidate: str, share: float,
-                decision: str, reason: str) -> CanaryState:  # fmt: skip
-    """`inferstream models canary promote|rollback`: the state and an event, in Redis."""
-    canary = Canary(stream, store)
+                decision: str, reason: str, events: Any = None) -> CanaryState:  # fmt: skip
+    """`inferstream models canary promote|rollback`: the state and an event, in Redis (and
+    handed to `events`, a TierEvents, for the caller to publish)."""
+    canary = Canary(stream, store, events=events)
     state = canary.current(stable, candidate, share, {})
     state.state = PROMOTED if decision == "promote" else ROLLED_BACK
     canary.event(state, decision, reason, automatic=False)

@@ -44,9 +44,11 @@ def tiers_for(
             intra_op_threads=settings.inference_threads,
         )
 
+    from pipeline.scoring.scorer import default_worker_id
     from pipeline.tiers.canary import Canary, CanaryStore
 
     store = CanaryStore(redis, canary_prefix(settings)) if redis is not None else None
+    events = tier_events(registry, topics, default_worker_id())
     router = TierRouter(
         model,
         load,
@@ -59,7 +61,7 @@ def tiers_for(
             POLICY_CHECK_S,
             on_change,
         ),
-        canary=Canary(plugin.name, store),
+        canary=Canary(plugin.name, store, events=events),
     )
     from pipeline.codec.columns import ColumnEncoder
     from pipeline.kafka.publisher import Publisher
@@ -78,7 +80,21 @@ def tiers_for(
         plugin.model_name,
         plugin.key_field,
     )
-    return router, shadow, after_delivery
+
+    def deliver_wrapper(deliver: Any) -> Any:
+        # canary events go out with the batch being delivered, through the worker's publisher
+        return after_delivery(events.with_events(deliver))
+
+    return router, shadow, deliver_wrapper
+
+
+def tier_events(registry: Any, topics: StreamTopics, worker: str) -> Any:
+    """The TierEvents of a stream: tier_event records on `<stream>.events`."""
+    from pipeline.codec import AvroSerializer
+    from pipeline.tiers.events import TierEvents
+
+    schema = registry.catalog.latest("tier_event")
+    return TierEvents(AvroSerializer(registry, schema, topics.events), topics.events, worker)
 
 
 def canary_prefix(settings: Settings) -> str:

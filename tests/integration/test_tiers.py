@@ -147,6 +147,8 @@ def test_the_canary_gate_decides_by_itself_and_keeps_it_in_redis(
         spec = stream_topics("fraud", settings.topic_namespace)
         ids = produce(settings, TransactionGenerator(seed=31).generate(records).records)
         provenance = values(read_all(settings, spec.provenance, expected=records))
+        # the decision is on <stream>.events once, delivered with a batch by the worker
+        events = values(read_all(settings, spec.events, idle_timeout=3))
     finally:
         worker.stop()
     assert sorted(p["request_id"] for p in provenance) == sorted(ids)
@@ -155,6 +157,13 @@ def test_the_canary_gate_decides_by_itself_and_keeps_it_in_redis(
     assert state is not None and state.state == outcome, state and state.gate.verdict()
     event = state.events[-1]
     assert event["event"] == ("rollback" if outcome == "rolled-back" else "promote")
+    (published,) = events
+    assert (published["kind"], published["automatic"]) == (event["event"], True)
+    assert (published["stable"], published["candidate"]) == (LARGE, candidate)
+    assert published["stream"] == "fraud" and published["share_percent"] == 10
+    assert (published["pairs"], published["flips"]) == (event["pairs"], event["flips"])
+    assert published["served_by_candidate"] == event["served_by_candidate"]
+    assert published["reason"] == event["reason"] and published["worker"]
     served = [p for p in provenance if p["model_version"] == candidate]
     in_canary = [p for p in served if p["route"] == "canary"]
     assert len(in_canary) == state.served_by_candidate  # before the decision

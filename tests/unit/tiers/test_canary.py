@@ -5,6 +5,7 @@ kept across a restart (state in Redis)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from pipeline.streams.fraud.features import build_features
 from pipeline.streams.fraud.generator import TransactionGenerator
@@ -121,3 +122,72 @@ def test_a_good_candidate_is_promoted_and_then_serves_everything(tiers):
     x, keys = traffic(256, seed=9)
     routed = router.route(x, keys)
     assert routed.version == CANDIDATE and routed.route == "primary"
+
+
+def test_each_decision_is_one_event_delivered_with_the_next_batch(tiers):
+    from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
+    from pipeline.codec.registry import LocalRegistry
+    from pipeline.config import REPO_ROOT
+    from pipeline.core.messages import OutboundMessage
+    from pipeline.tiers.events import TierEvents
+
+    registry = LocalRegistry(SchemaCatalog(REPO_ROOT / "schemas"))
+    schema = registry.catalog.latest("tier_event")
+    events = TierEvents(AvroSerializer(registry, schema, "fraud.events"), "fraud.events", "w-1")
+    router_for, _ = tiers
+    router = router_for({"primary": LARGE, "canary": {"version": BAD, "share_percent": 10}})
+    router.canary = Canary("fraud", CanaryStore(FakeRedis(), "c:"), events=events)
+    delivered: list[list[OutboundMessage]] = []
+    deliver = events.with_events(lambda batch: delivered.append(list(batch)))
+    x, keys = traffic(256 * 24)
+    served = OutboundMessage("fraud.results", b"k", b"v", [])
+    for i in range(24):
+        rows = slice(256 * i, 256 * (i + 1))
+        router.route(x[rows], keys[rows])
+        deliver([served])
+    assert router.canary.state.state == ROLLED_BACK
+    sent = [m for batch in delivered for m in batch if m.topic == "fraud.events"]
+    assert len(sent) == 1, "one rollback, one event"
+    assert all(batch[0] is served for batch in delivered), "the batch's own outputs first"
+    event = AvroDeserializer(registry)(sent[0].value)
+    gate = router.canary.state.gate
+    assert (event["kind"], event["automatic"], event["worker"]) == ("rollback", True, "w-1")
+    assert (event["stable"], event["candidate"], event["share_percent"]) == (LARGE, BAD, 10.0)
+    assert (event["pairs"], event["flips"]) == (gate.pairs, gate.flips)
+    assert event["served_by_candidate"] == router.canary.state.served_by_candidate
+    assert "flip rate" in event["reason"]
+
+
+def test_a_failed_delivery_keeps_the_events_for_the_retry():
+    from pipeline.tiers.events import TierEvents
+
+    events = TierEvents(lambda record: record["kind"].encode(), "s.events", "w")
+    events.add({"event": "promote", "stream": "s", "stable": "1", "candidate": "2",
+                "reason": "r", "automatic": True}, 10.0)  # fmt: skip
+    calls = []
+
+    def failing(batch):
+        calls.append(list(batch))
+        raise ConnectionError("broker down")
+
+    with pytest.raises(ConnectionError):
+        events.with_events(failing)([])
+    assert [m.value for m in calls[0]] == [b"promote"]
+    retried = []
+    events.with_events(retried.extend)([])
+    assert [m.value for m in retried] == [b"promote"] and events.published == 1
+
+
+def test_a_running_worker_takes_over_a_stored_decision_instead_of_overwriting_it():
+    redis = FakeRedis()
+    store = CanaryStore(redis, "c:")
+    mine, theirs = Canary("fraud", store), Canary("fraud", store)
+    state = mine.current(LARGE, CANDIDATE, 10, {})
+    mine.save()
+    decided = theirs.current(LARGE, CANDIDATE, 10, {})
+    decided.state = ROLLED_BACK
+    theirs.save()
+    assert state.state == "running"
+    mine.save()  # its in-memory state still says running
+    assert store.load("fraud", LARGE, CANDIDATE, GateRule()).state == ROLLED_BACK
+    assert mine.state.state == ROLLED_BACK

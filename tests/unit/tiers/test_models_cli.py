@@ -49,6 +49,8 @@ def test_canary_promote_by_hand_and_status(models_dir, monkeypatch, capsys):
     redis = FakeRedis()
     redis.degraded, redis.url = False, "redis://fake"
     monkeypatch.setattr(models_cmd, "_canary_store", lambda: CanaryStore(redis, "c:"))
+    published = []  # the event goes to <stream>.events (the broker's part: test_tiers.py)
+    monkeypatch.setattr(models_cmd, "_publish_events", lambda e: e.publish_now(published.extend))
     monkeypatch.setenv("INFERSTREAM_MODELS_DIR", str(models_dir))
     assert main(["models", "canary", "promote"]) == 1
     assert "has no canary" in capsys.readouterr().err
@@ -65,3 +67,18 @@ def test_canary_promote_by_hand_and_status(models_dir, monkeypatch, capsys):
     )
     assert status["events"][0]["reason"] == "pager went off"
     assert status["events"][0]["automatic"] is False
+
+    from pipeline.codec import AvroDeserializer, registry_from_settings
+    from pipeline.config import settings
+
+    (message,) = published
+    assert message.topic == "fraud.events"
+    assert message.key == f"{LARGE}->{CANDIDATE}".encode()
+    event = AvroDeserializer(registry_from_settings(settings()))(message.value)
+    assert (event["kind"], event["automatic"], event["reason"]) == (
+        "rollback",
+        False,
+        "pager went off",
+    )
+    assert (event["stable"], event["candidate"], event["share_percent"]) == (LARGE, CANDIDATE, 10)
+    assert event["worker"].startswith("cli@")
