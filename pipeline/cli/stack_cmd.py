@@ -1,4 +1,4 @@
-"""`inferstream stack up|down|status|deps`: the local Kafka + Redis without Docker."""
+"""`inferstream stack up|down|status|deps`: the local Kafka + Redis (+ a Schema Registry)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Start, stop and inspect a single-node Apache Kafka (KRaft, jars from Maven "
             "Central) and a Redis server on loopback, at the addresses in "
             "INFERSTREAM_KAFKA_BOOTSTRAP and INFERSTREAM_REDIS_URL. Data and logs live under "
-            "INFERSTREAM_STATE_DIR/stack."
+            "INFERSTREAM_STATE_DIR/stack. With --registry (or INFERSTREAM_SCHEMA_REGISTRY_URL "
+            "set), an Apicurio Schema Registry too (Java 21+)."
         ),
     )
     sub = stack.add_subparsers(dest="stack_command", metavar="ACTION", required=True)
@@ -28,10 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seconds to wait for readiness (default 60)",
     )
     up.set_defaults(func=cmd_up)
+    up.add_argument(
+        "--registry",
+        action="store_true",
+        help="also a Schema Registry (Apicurio, Java 21+) at INFERSTREAM_SCHEMA_REGISTRY_URL "
+        "(default http://127.0.0.1:18081/apis/ccompat/v7); on when that variable is set",
+    )
     dn = sub.add_parser("down", help="stop the servers `stack up` started")
     dn.set_defaults(func=cmd_down)
     st = sub.add_parser("status", help="show each server; exit 1 unless all answer")
     st.set_defaults(func=cmd_status)
+    st.add_argument(
+        "--registry",
+        action="store_true",
+        help="show the Schema Registry even when it is neither configured nor running",
+    )
     for action in (up, dn, st):
         action.add_argument(
             "--secure",
@@ -40,7 +52,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "TLS + password on 16380, a local CA (pipeline/stack/secure.py)",
         )
     deps = sub.add_parser(
-        "deps", help="install redis-server / fetch the Kafka jars without starting anything"
+        "deps",
+        help="install redis-server / fetch the Kafka jars and the Schema Registry without "
+        "starting anything",
     )
     deps.set_defaults(func=cmd_deps)
 
@@ -50,13 +64,20 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     if args.secure:
+        if args.registry:
+            raise CliError("--registry is not available with --secure", exit_code=2)
         return _secure_up(settings, args.timeout)
+    services = stack.services_for(settings, registry=args.registry)
     try:
-        info = stack.ensure_up(settings, timeout=args.timeout)
+        info = stack.ensure_up(settings, timeout=args.timeout, services=services)
     except stack.StackError as exc:
         raise CliError(str(exc)) from None
     print(f"Kafka bootstrap: {info.bootstrap}")
     print(f"Redis URL:       {redact_url(info.redis_url)}")
+    if info.registry_url:
+        print(f"Schema Registry: {redact_url(info.registry_url)}")
+        if not settings.schema_registry_url:
+            print(f"  (registry mode: export INFERSTREAM_SCHEMA_REGISTRY_URL={info.registry_url})")
     return 0
 
 
@@ -81,10 +102,11 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.secure:
         return _secure_status(Settings.from_env())
     try:
-        rows = stack.status(Settings.from_env())
+        rows = stack.status(Settings.from_env(), registry=args.registry)
     except stack.StackError as exc:
         raise CliError(str(exc)) from None
     width = max(len(r.address) for r in rows)
+    name_width = max(6, *(len(r.name) for r in rows))
     for r in rows:
         if r.pid is not None:
             who = f"pid {r.pid}, started by inferstream, log {r.log_file}"
@@ -92,7 +114,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             who = "external"
         else:
             who = "not started by inferstream" if r.up else ""
-        print(f"{r.name:<6} {r.address:<{width}}  {'up' if r.up else 'down':<4}  {who}".rstrip())
+        state = "up" if r.up else "down"
+        print(f"{r.name:<{name_width}} {r.address:<{width}}  {state:<4}  {who}".rstrip())
     return 0 if all(r.up for r in rows) else 1
 
 

@@ -6,12 +6,20 @@ are stable across machines and restarts, and a reader can find any historical wr
 
 from __future__ import annotations
 
+import json
+import logging
 import threading
+from collections.abc import Callable
 from typing import Any, Protocol
+
+import fastavro
 
 from pipeline.codec.errors import DecodeError
 from pipeline.codec.schemas import SchemaCatalog, SchemaVersion
-from pipeline.config import Settings
+from pipeline.config import Settings, redact_url
+from pipeline.errors import InferstreamError, SettingsError
+
+log = logging.getLogger("inferstream.codec.registry")
 
 
 class SchemaRegistry(Protocol):
@@ -56,44 +64,178 @@ class LocalRegistry:
         return self._by_id.get(schema_id)
 
 
-class ConfluentRegistry:
-    """Ids from a Confluent-compatible Schema Registry (registered on first use, then cached)."""
+class RegistryUnavailable(InferstreamError):
+    """The Schema Registry does not answer (or not as a registry): one line, no retries."""
 
-    def __init__(self, url: str, catalog: SchemaCatalog) -> None:
+
+class SchemaRejected(InferstreamError):
+    """The Schema Registry refused a registration (incompatible, invalid); its reason verbatim."""
+
+
+NOT_FOUND_CODES = frozenset({40401, 40402, 40403})  # subject, version, schema not found
+MAX_UNKNOWN_IDS = 10_000  # ids the registry did not know, remembered (no lookup per record)
+
+
+def _not_found(exc: Exception) -> bool:
+    return getattr(exc, "error_code", None) in NOT_FOUND_CODES
+
+
+def _registry_error(exc: Exception) -> bool:
+    """The registry answered, with an error (vs. no answer at all)."""
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+
+    return isinstance(exc, SchemaRegistryError)
+
+
+class ConfluentRegistry:
+    """Ids from a Confluent-compatible Schema Registry (Confluent's, Apicurio's ccompat API).
+
+    The first use of a subject registers the schema's history from `schemas/` in order
+    (v1..vN), so that ids of older versions resolve and the registry checks each step against
+    its compatibility rule. Readers resolve an id at the registry first and fall back to the
+    local ids of `schemas/` (records written before the switch to registry mode)."""
+
+    def __init__(
+        self,
+        url: str,
+        catalog: SchemaCatalog,
+        *,
+        timeout_s: float = 5.0,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
         from confluent_kafka.schema_registry import SchemaRegistryClient
 
+        if not url.startswith(("http://", "https://")):
+            raise SettingsError(
+                f"INFERSTREAM_SCHEMA_REGISTRY_URL={redact_url(url)!r}: expected an http:// or "
+                "https:// URL (Apicurio: http://host:port/apis/ccompat/v7)"
+            )
+        self.url = url
+        self.shown_url = redact_url(url)
         self.catalog = catalog
-        self._client = SchemaRegistryClient({"url": url})
+        self.local = LocalRegistry(catalog)
+        # bounded: a registry that is down costs one timeout, not a storm of retries
+        self._client = SchemaRegistryClient(
+            {"url": url, "timeout": timeout_s, "max.retries": 0}
+        )
+        self._warn = warn or (
+            lambda message: log.warning(message, extra={"registry": self.shown_url})
+        )
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, Any] = {}
+        self._unknown: set[int] = set()
         self._lock = threading.Lock()
 
     def id_for(self, subject: str, schema: SchemaVersion) -> int:
-        from confluent_kafka.schema_registry import Schema
-
         cache_key = (subject, schema.fingerprint)
         with self._lock:
             if cache_key not in self._ids:
-                self._ids[cache_key] = self._client.register_schema(
-                    subject, Schema(schema.json, "AVRO")
-                )
+                self._register_history(subject, schema)
             return self._ids[cache_key]
 
-    def writer_schema(self, schema_id: int) -> Any:
-        import json
-
-        import fastavro
-
+    def register_history(self, subject: str, schema_name: str) -> list[tuple[SchemaVersion, int]]:
+        """Register every version of `schema_name` under `subject`, oldest first; returns
+        (version, id) pairs. SchemaRejected (the registry's reason) at the first refusal."""
+        latest = self.catalog.latest(schema_name)
         with self._lock:
-            if schema_id not in self._schemas:
+            self._register_history(subject, latest)
+            return [
+                (version, self._ids[(subject, version.fingerprint)])
+                for version in self.catalog.versions(schema_name)
+            ]
+
+    def _register_history(self, subject: str, schema: SchemaVersion) -> None:
+        from confluent_kafka.schema_registry import Schema
+
+        history = [v for v in self.catalog.versions(schema.name) if v.version <= schema.version]
+        for version in history:
+            key = (subject, version.fingerprint)
+            if key in self._ids:
+                continue
+            try:
+                self._ids[key] = self._client.register_schema(subject, Schema(version.json, "AVRO"))
+            except Exception as exc:  # the client raises its own error types per failure
+                if _registry_error(exc):
+                    raise SchemaRejected(
+                        f"Schema Registry at {self.shown_url} rejected {version.path.name} "
+                        f"under subject {subject}: {getattr(exc, 'error_message', exc)}"
+                    ) from None
+                raise self._unavailable(exc) from None
+        self._warn_if_unchecked(subject)
+
+    def _warn_if_unchecked(self, subject: str) -> None:
+        try:
+            level = self._client.get_compatibility(subject)
+        except Exception:  # a registry without per-subject config: nothing to warn about
+            return
+        if str(getattr(level, "value", level)).upper() == "NONE":
+            self._warn(
+                f"Schema Registry subject {subject} has compatibility NONE: the registry will "
+                "accept any change to it, including ones that break readers of older records"
+            )
+
+    def compatibility(self, subject: str) -> str | None:
+        """The subject's compatibility level as the registry reports it (None if it says none)."""
+        try:
+            level = self._client.get_compatibility(subject)
+        except Exception as exc:
+            if _registry_error(exc):
+                return None
+            raise self._unavailable(exc) from None
+        return str(getattr(level, "value", level)).upper()
+
+    def writer_schema(self, schema_id: int) -> Any:
+        with self._lock:
+            if schema_id in self._schemas:
+                return self._schemas[schema_id]
+            if schema_id not in self._unknown:
                 try:
                     found = self._client.get_schema(schema_id)
                 except Exception as exc:  # the client raises its own error types per failure
-                    raise DecodeError("unknown-schema", f"schema id {schema_id}: {exc}") from exc
-                self._schemas[schema_id] = fastavro.parse_schema(
-                    json.loads(found.schema_str), named_schemas={}
+                    if not _registry_error(exc):
+                        raise self._unavailable(exc) from None
+                    if not _not_found(exc):
+                        raise DecodeError(
+                            "unknown-schema",
+                            f"schema id {schema_id}: Schema Registry at {self.shown_url}: "
+                            f"{getattr(exc, 'error_message', exc)}",
+                        ) from None
+                    if len(self._unknown) < MAX_UNKNOWN_IDS:
+                        self._unknown.add(schema_id)
+                else:
+                    parsed = fastavro.parse_schema(json.loads(found.schema_str), named_schemas={})
+                    self._schemas[schema_id] = parsed
+                    return parsed
+            # not in the registry: a record written in local-id mode (ids from schemas/)?
+            version = self.local.version_for(schema_id)
+            if version is None:
+                raise DecodeError(
+                    "unknown-schema",
+                    f"schema id {schema_id} is neither in the Schema Registry at "
+                    f"{self.shown_url} nor a local id of schemas/",
                 )
-            return self._schemas[schema_id]
+            self._schemas[schema_id] = version.parsed
+            return version.parsed
+
+    def check(self) -> None:
+        """RegistryUnavailable unless the registry answers (one bounded call)."""
+        try:
+            self._client.get_subjects()
+        except Exception as exc:
+            if _registry_error(exc):
+                raise RegistryUnavailable(
+                    f"{self.shown_url} does not answer as a Schema Registry: "
+                    f"{getattr(exc, 'error_message', exc)} (Apicurio's Confluent API is at "
+                    "/apis/ccompat/v7)"
+                ) from None
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: Exception) -> RegistryUnavailable:
+        return RegistryUnavailable(
+            f"Schema Registry at {self.shown_url} does not answer ({type(exc).__name__}: "
+            f"{redact_url(str(exc))}); start one (`inferstream stack up --registry`) or unset "
+            "INFERSTREAM_SCHEMA_REGISTRY_URL to use the local ids of schemas/"
+        )
 
 
 _registries: dict[tuple[str, ...], SchemaRegistry] = {}
@@ -111,7 +253,9 @@ def registry_from_settings(settings: Settings) -> SchemaRegistry:
     if key not in _registries:
         catalog = SchemaCatalog(settings.schemas_dir, *extra)
         _registries[key] = (
-            ConfluentRegistry(settings.schema_registry_url, catalog)
+            ConfluentRegistry(
+                settings.schema_registry_url, catalog, timeout_s=settings.schema_registry_timeout_s
+            )
             if settings.schema_registry_url
             else LocalRegistry(catalog)
         )

@@ -6,9 +6,14 @@
     with session(settings) as info: # up for a block; the last session out stops
         ...                         #   what sessions started (test suites, demos)
 
-Servers for non-loopback addresses (INFERSTREAM_KAFKA_BOOTSTRAP / INFERSTREAM_REDIS_URL)
-are never started, only checked. A server that already answers on our port but was not
-started by us (no pid file of ours) is used as it is and never stopped.
+The Schema Registry (pipeline/stack/registry.py, Apicurio) is a third service, started only
+when asked for (`services=(..., "registry")`, `stack up --registry`) or when
+INFERSTREAM_SCHEMA_REGISTRY_URL is set; Kafka and Redis are the default.
+
+Servers for non-loopback addresses (INFERSTREAM_KAFKA_BOOTSTRAP / INFERSTREAM_REDIS_URL /
+INFERSTREAM_SCHEMA_REGISTRY_URL) are never started, only checked. A server that already
+answers on our port but was not started by us (no pid file of ours) is used as it is and
+never stopped.
 """
 
 from __future__ import annotations
@@ -38,8 +43,10 @@ from pipeline.stack.process import (
     write_pid,
 )
 from pipeline.stack.redis import RedisService
+from pipeline.stack.registry import RegistryService, registry_url
 
 __all__ = [
+    "ALL_SERVICES",
     "KAFKA_VERSION",
     "SERVICES",
     "ServiceStatus",
@@ -48,11 +55,13 @@ __all__ = [
     "down",
     "ensure_deps",
     "ensure_up",
+    "services_for",
     "session",
     "status",
 ]
 
 SERVICES = ("kafka", "redis")
+ALL_SERVICES = (*SERVICES, "registry")
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
 
@@ -78,6 +87,7 @@ class StackInfo:
     bootstrap: str
     redis_url: str
     started: list[str] = field(default_factory=list)  # services this call started
+    registry_url: str = ""  # the Schema Registry, when it was one of the services
 
 
 @dataclass(frozen=True)
@@ -98,11 +108,24 @@ def _services(settings: Settings, names: Iterable[str] = SERVICES) -> list[Servi
     makers: dict[str, Callable[[Settings], Service]] = {
         "kafka": KafkaService,
         "redis": RedisService,
+        "registry": RegistryService,
     }
     unknown = set(names) - set(makers)
     if unknown:
         raise StackError(f"unknown service(s): {', '.join(sorted(unknown))}")
     return [makers[name](settings) for name in names]
+
+
+def services_for(settings: Settings, *, registry: bool = False) -> tuple[str, ...]:
+    """Kafka and Redis, and the Schema Registry when asked for or configured."""
+    wanted = registry or bool(settings.schema_registry_url)
+    return ALL_SERVICES if wanted else SERVICES
+
+
+def _registry_known(settings: Settings) -> bool:
+    """The registry belongs in `status`/`down`: configured, or one of ours is running."""
+    ours = live_pid(RegistryService(settings).pid_file)
+    return bool(settings.schema_registry_url) or ours is not None
 
 
 def _shown(svc: Service) -> str:
@@ -166,7 +189,13 @@ def _ensure_up(
                 pending.remove(item)
         if pending:
             time.sleep(0.25)
-    return StackInfo(settings.kafka_bootstrap, settings.redis_url, started)
+    wanted_registry = "registry" in services
+    return StackInfo(
+        settings.kafka_bootstrap,
+        settings.redis_url,
+        started,
+        registry_url(settings) if wanted_registry else "",
+    )
 
 
 def _wait_external(svc: Service, log: Log, *, timeout: float) -> None:
@@ -212,12 +241,15 @@ def down(
     settings: Settings | None = None,
     log: Log = print,
     *,
-    services: Iterable[str] = SERVICES,
+    services: Iterable[str] | None = None,
     timeout: float = STOP_TIMEOUT_S,
 ) -> list[str]:
     """Stop the servers `ensure_up` started (from their pid files); returns their names.
-    Servers we did not start are left alone."""
+    Servers we did not start are left alone. By default: Kafka, Redis and, when configured
+    or running, the registry."""
     settings = settings or Settings.from_env()
+    if services is None:
+        services = ALL_SERVICES if _registry_known(settings) else SERVICES
     with file_lock(_lock_path(settings)):
         return _down(settings, log, services, timeout)
 
@@ -237,10 +269,12 @@ def _down(settings: Settings, log: Log, services: Iterable[str], timeout: float)
     return stopped
 
 
-def status(settings: Settings | None = None) -> list[ServiceStatus]:
+def status(settings: Settings | None = None, *, registry: bool = False) -> list[ServiceStatus]:
+    """Kafka and Redis, and the registry when asked for, configured or running."""
     settings = settings or Settings.from_env()
     result = []
-    for svc in _services(settings):
+    with_registry = registry or _registry_known(settings)
+    for svc in _services(settings, ALL_SERVICES if with_registry else SERVICES):
         local = is_loopback(svc.host)
         pid = live_pid(svc.pid_file) if local else None
         up = port_open(svc.host, svc.port) and svc.answers(timeout=2.0)
@@ -251,10 +285,10 @@ def status(settings: Settings | None = None) -> list[ServiceStatus]:
 
 
 def ensure_deps(settings: Settings | None = None, log: Log = print) -> None:
-    """Install or fetch what `ensure_up` needs for local servers (redis-server, Kafka jars),
-    without starting anything."""
+    """Install or fetch what `ensure_up` needs for local servers (redis-server, Kafka jars,
+    the Schema Registry's archive and its Java 21+), without starting anything."""
     settings = settings or Settings.from_env()
-    for svc in _services(settings):
+    for svc in _services(settings, ALL_SERVICES):
         if is_loopback(svc.host):
             svc.prepare(log)
 
@@ -289,6 +323,7 @@ def session(
     *,
     keep: bool = False,
     timeout: float = READY_TIMEOUT_S,
+    services: Iterable[str] = SERVICES,
 ) -> Iterator[StackInfo]:
     """The stack, up for the duration of a block (a test session, a demo).
 
@@ -301,7 +336,7 @@ def session(
     with file_lock(_lock_path(settings)):
         write_pid(lease, os.getpid())
         try:
-            info = _ensure_up(settings, log, SERVICES, timeout)
+            info = _ensure_up(settings, log, list(services), timeout)
         except BaseException:
             lease.unlink(missing_ok=True)
             raise
@@ -312,7 +347,7 @@ def session(
     finally:
         with file_lock(_lock_path(settings)):
             lease.unlink(missing_ok=True)
-            owned = [name for name in _read_lines(owned_path) if name in SERVICES]
+            owned = [name for name in _read_lines(owned_path) if name in ALL_SERVICES]
             others = _live_sessions(settings)
             if keep:
                 _disown(settings, owned)
