@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from pipeline.cli import CliError
-from pipeline.config import settings
+from pipeline.codec.registry import Registered
+from pipeline.config import Settings, settings
 from pipeline.core.registry import stream_names
 
 
@@ -43,6 +44,8 @@ def run_ensure(args: argparse.Namespace) -> int:
         raise CliError(f"--partitions must be >= 1 (got {partitions})", exit_code=2)
     if replication < 1:
         raise CliError(f"--replication must be >= 1 (got {replication})", exit_code=2)
+    # registry mode: every subject registered (or refused) before a topic is created
+    registered = _register_schemas(cfg, streams) if cfg.schema_registry_url else []
     try:
         states = ensure_topics(
             cfg.kafka_bootstrap,
@@ -61,6 +64,9 @@ def run_ensure(args: argparse.Namespace) -> int:
     for state in states:
         verb = "created" if state.created else "added  " if state.added else "exists "
         print(f"{verb} {state.name} ({state.partitions} partitions)")
+    for entry in registered:
+        ids = ", ".join(f"v{version}={schema_id}" for version, schema_id in entry.ids)
+        print(f"schema  {entry.subject} ({ids})")
     for state in states:
         if state.short:
             print(
@@ -70,3 +76,34 @@ def run_ensure(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
     return 0
+
+
+def _register_schemas(cfg: Settings, streams: list[str]) -> list[Registered]:
+    """Register each topic's schema history under `<topic>-value` at the Schema Registry."""
+    from pipeline.codec import registry_from_settings
+    from pipeline.codec.errors import UnknownSchemaError
+    from pipeline.codec.registry import ConfluentRegistry, register_subjects
+    from pipeline.codec.subjects import topic_schemas
+    from pipeline.core.registry import get_plugin
+
+    registry = registry_from_settings(cfg)
+    assert isinstance(registry, ConfluentRegistry)  # schema_registry_url is set
+    registry.warn = lambda message: print(f"inferstream: warning: {message}", file=sys.stderr)
+    registry.check()  # down: one line (RegistryUnavailable), before any work
+    subjects = []
+    for entry in topic_schemas([get_plugin(name) for name in streams], cfg.topic_namespace):
+        known = entry.schema is not None
+        if known:
+            try:
+                registry.catalog.versions(entry.schema)
+            except UnknownSchemaError:
+                known = False
+        if known:
+            subjects.append((entry.subject, entry.schema))
+        else:
+            print(
+                f"inferstream: note: no schema known for {entry.topic}; its subject is "
+                "registered by its first producer",
+                file=sys.stderr,
+            )
+    return register_subjects(registry, subjects)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import fastavro
@@ -118,7 +119,8 @@ class ConfluentRegistry:
         self._client = SchemaRegistryClient(
             {"url": url, "timeout": timeout_s, "max.retries": 0}
         )
-        self._warn = warn or (
+        # where a subject at compatibility NONE is reported (the CLI prints it instead)
+        self.warn: Callable[[str], None] = warn or (
             lambda message: log.warning(message, extra={"registry": self.shown_url})
         )
         self._ids: dict[tuple[str, str], int] = {}
@@ -169,7 +171,7 @@ class ConfluentRegistry:
         except Exception:  # a registry without per-subject config: nothing to warn about
             return
         if str(getattr(level, "value", level)).upper() == "NONE":
-            self._warn(
+            self.warn(
                 f"Schema Registry subject {subject} has compatibility NONE: the registry will "
                 "accept any change to it, including ones that break readers of older records"
             )
@@ -236,6 +238,24 @@ class ConfluentRegistry:
             f"{redact_url(str(exc))}); start one (`inferstream stack up --registry`) or unset "
             "INFERSTREAM_SCHEMA_REGISTRY_URL to use the local ids of schemas/"
         )
+
+
+@dataclass(frozen=True)
+class Registered:
+    subject: str
+    ids: tuple[tuple[int, int], ...]  # (schema version, registry id), oldest first
+
+
+def register_subjects(
+    registry: ConfluentRegistry, subjects: Iterable[tuple[str, str]]
+) -> list[Registered]:
+    """Register the `schemas/` history of each (subject, schema name), in order; the first
+    refusal stops with SchemaRejected, before any later subject is touched."""
+    out = []
+    for subject, schema_name in subjects:
+        pairs = registry.register_history(subject, schema_name)
+        out.append(Registered(subject, tuple((v.version, schema_id) for v, schema_id in pairs)))
+    return out
 
 
 _registries: dict[tuple[str, ...], SchemaRegistry] = {}

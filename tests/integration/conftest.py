@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import KafkaException
 
+from pipeline import stack as local_stack
 from pipeline.config import Settings
 from pipeline.kafka.admin import ensure_topics
 from tests.integration.helpers import KafkaNames, WorkerProcess
@@ -49,6 +50,23 @@ def kafka_names(stack, request: pytest.FixtureRequest) -> Iterator[KafkaNames]:
 
 def _log(message: str) -> None:
     print(f"[stack] {message}", file=sys.__stderr__, flush=True)
+
+
+@pytest.fixture(scope="session")
+def schema_registry(stack, request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a real Schema Registry (Apicurio, pipeline/stack/registry.py), up for the
+    session: started like Kafka and Redis when nothing answers at INFERSTREAM_SCHEMA_REGISTRY_URL
+    (default http://127.0.0.1:18081/apis/ccompat/v7), stopped at the end unless --keep-stack or
+    another session still uses it. Not put in os.environ: tests opt in to registry mode through
+    their `env` (tests/integration/test_registry*.py)."""
+    keep = bool(request.config.getoption("--keep-stack"))
+    try:
+        with local_stack.session(
+            Settings.from_env(), log=_log, keep=keep, services=("registry",)
+        ) as info:
+            yield info.registry_url
+    except local_stack.StackError as exc:
+        pytest.fail(f"the local Schema Registry did not come up: {exc}", pytrace=False)
 
 
 @pytest.fixture
