@@ -23,6 +23,8 @@ from functools import cached_property
 import numpy as np
 from scipy.stats import distributions
 
+from pipeline.drift.rank_grid import RankGrid
+
 _SIGN = np.uint32(0x80000000)
 # numpy's quicksort for int32 rows is SIMD-fast up to ~512 elements and several times slower
 # per element beyond; two sorted halves merged by the stable sort (timsort: one merge pass)
@@ -127,6 +129,7 @@ class NumericIndex:
     sorted_ref: np.ndarray  # float32 (d, n_ref)
     mean: np.ndarray  # float64 (d,)
     std: np.ndarray  # float64 (d,)
+    grid: RankGrid | None = None  # fast exact ranks (references with finite values only)
 
     @classmethod
     def build(cls, values: np.ndarray) -> NumericIndex:
@@ -158,6 +161,7 @@ class NumericIndex:
             sorted_ref=np.ascontiguousarray(np.sort(values, axis=0).T),
             mean=np.nan_to_num(mean),
             std=np.where(np.isfinite(std) & (std > 0), std, 1.0),
+            grid=RankGrid.build(values),
         )
 
     @property
@@ -165,7 +169,14 @@ class NumericIndex:
         return int(self.tied.size)
 
     def codes(self, values: np.ndarray) -> np.ndarray:
-        """Codes of a batch (rows, d) float32 -> (rows, d), one vectorised searchsorted."""
+        """Codes of a batch (rows, d) float32 -> (rows, d): the rank grid, or one searchsorted."""
+        values = np.asarray(values, dtype=np.float32)
+        if self.grid is not None and not np.isnan(values).any():
+            return self.grid.codes(values, code_shift(self.n_ref), code_dtype(self.n_ref))
+        return self.searched_codes(values)
+
+    def searched_codes(self, values: np.ndarray) -> np.ndarray:
+        """Codes by one searchsorted over every feature's keys (any values, NaN included)."""
         query = ordered_keys(values).astype(np.uint64)
         query |= self._high
         found = np.searchsorted(self.keys, query)  # never past feature j's end-of-block key

@@ -1,0 +1,77 @@
+"""The rank grid gives exactly the searchsorted codes: ties, extremes, signed zeros, any layout."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.drift.ks import NumericIndex
+from pipeline.drift.rank_grid import LINEAR_WINDOW, RankGrid
+
+
+def _reference(kind: str, rng: np.random.Generator, n: int, d: int) -> np.ndarray:
+    if kind == "normal":
+        values = rng.standard_normal((n, d))
+    elif kind == "few values":  # a fullest cell beyond LINEAR_WINDOW: the binary search
+        values = rng.integers(0, 7, (n, d)).astype(float)
+    elif kind == "heavy tail":
+        values = np.exp(3 * rng.standard_normal((n, d)))
+    elif kind == "rounded with zeros":
+        values = np.round(rng.standard_normal((n, d)), 1)
+        values[:, 0] = 0.0
+    else:  # tiny span
+        values = rng.standard_normal((n, d)) * 1e-30
+    return values.astype(np.float32)
+
+
+def _queries(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    n, d = reference.shape
+    spread = float(np.abs(reference).max()) + 1.0
+    extremes = np.array([np.inf, -np.inf, -0.0, 0.0, 3e38, -3e38], dtype=np.float32)
+    return np.concatenate(
+        [
+            reference[rng.integers(0, n, 300)],  # exact reference values: ties counted
+            (rng.standard_normal((300, d)) * spread).astype(np.float32),
+            np.repeat(extremes[:, None], d, axis=1),
+        ]
+    ).astype(np.float32)
+
+
+@pytest.mark.parametrize(
+    "kind", ["normal", "few values", "heavy tail", "rounded with zeros", "tiny span"]
+)
+def test_grid_codes_equal_searchsorted_codes(kind: str) -> None:
+    rng = np.random.default_rng([5, len(kind)])
+    for n, d in [(1, 1), (7, 3), (500, 4), (5000, 6)]:
+        index = NumericIndex.build(_reference(kind, rng, n, d))
+        assert index.grid is not None
+        queries = _queries(index.sorted_ref.T, rng)
+        with np.errstate(all="raise"):
+            codes = index.codes(queries)
+        np.testing.assert_array_equal(codes, index.searched_codes(queries))
+
+
+def test_both_in_cell_searches_are_exercised() -> None:
+    rng = np.random.default_rng(3)
+    assert RankGrid.build(_reference("normal", rng, 5000, 2)).window <= LINEAR_WINDOW
+    assert RankGrid.build(_reference("few values", rng, 5000, 2)).window > LINEAR_WINDOW
+
+
+def test_column_subsets_and_strided_batches_are_ranked_like_contiguous_ones() -> None:
+    rng = np.random.default_rng(4)
+    index = NumericIndex.build(rng.standard_normal((3000, 3)).astype(np.float32))
+    wide = rng.standard_normal((64, 5)).astype(np.float32)
+    for batch in (wide[:, [0, 2, 4]], wide[::3, 1:4], wide[:, [4, 1, 0]].T.copy().T):
+        np.testing.assert_array_equal(index.codes(batch), index.searched_codes(batch))
+
+
+def test_non_finite_references_and_nan_queries_take_the_searchsorted_path() -> None:
+    rng = np.random.default_rng(6)
+    reference = rng.standard_normal((400, 2)).astype(np.float32)
+    assert NumericIndex.build(reference).grid is not None
+    reference[3, 1] = np.inf
+    assert NumericIndex.build(reference).grid is None
+    index = NumericIndex.build(reference[:, :1])
+    queries = rng.standard_normal((50, 1)).astype(np.float32)
+    queries[7, 0] = np.nan
+    np.testing.assert_array_equal(index.codes(queries), index.searched_codes(queries))
