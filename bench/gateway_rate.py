@@ -7,8 +7,13 @@ path: key, GCRA rate and cost, pending status) receives them one request per POS
 `--concurrency` HTTP connections, and (3) as lists of `--list-size` per POST; (4) a paced open
 loop at half of (2)'s rate gives the submit-to-202 latency; (5) with a worker running, paced
 open loops at 25/50/90 % of (2)'s rate, each request submitted and then long-polled
-(`?wait=`) until done, give the end-to-end submit-to-result latency. A 202 means the broker
-acknowledged the request (acks=all). The stack must be up. Run: `python -m bench.gateway_rate`.
+(`?wait=`) until done, give the end-to-end submit-to-result latency; (6) with
+`--throttled-tenant`, a calm tenant's paced submits at 50 % alone and while another tenant
+floods the gateway and is answered 429 (over its rate limit), in alternating pairs: the
+ratio of the calm tenant's p99 with the flood to without. The gateway process's CPU
+milliseconds per accepted request in (2) come from /proc (robust on a loaded machine). A 202
+means the broker acknowledged the request (acks=all). The stack must be up. Run:
+`python -m bench.gateway_rate`.
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list-size", type=positive_int, default=100, help="requests per list POST")
     p.add_argument("--paced-seconds", type=positive_int, default=5, help="latency part length")
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part (a worker)")
+    p.add_argument(
+        "--throttled-tenant",
+        action="store_true",
+        help="measure a calm tenant's p99 while another tenant is throttled (part 6)",
+    )
+    p.add_argument("--pairs", type=positive_int, default=3, help="alone/flooded pairs in (6)")
     p.add_argument("--json", help="write the numbers to this file too")
     return p
 
@@ -91,9 +102,70 @@ class Gateway:
         if not self.port:
             raise SystemExit(f"{PROG}: error: the gateway did not start")
 
+    def cpu_s(self) -> float:
+        """User + system CPU seconds of the gateway process so far (/proc/<pid>/stat)."""
+        with open(f"/proc/{self.proc.pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def stop(self) -> None:
         os.killpg(self.proc.pid, signal.SIGTERM)
         self.proc.wait(30)
+
+
+async def _flood(url: str, key: str, body: Any, stop: asyncio.Event, concurrency: int) -> int:
+    """Closed-loop POSTs of one throttled tenant until `stop`; how many were answered 429."""
+    headers = {"Authorization": f"Bearer {key}"}
+    refused = 0
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+
+        async def worker() -> None:
+            nonlocal refused
+            while not stop.is_set():
+                async with s.post(url, json=body, headers=headers) as response:
+                    await response.read()
+                    refused += response.status == 429
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return refused
+
+
+async def _calm_with_flood(
+    url: str, calm: str, throttled: str, bodies: list[Any], rate: float, concurrency: int
+) -> tuple[int, list[float], int]:
+    stop = asyncio.Event()
+    flood = asyncio.create_task(_flood(url, throttled, bodies[0], stop, concurrency))
+    await asyncio.sleep(0.5)  # the flood is under way before the calm tenant's first submit
+    accepted, latencies = await _paced(url, calm, bodies, rate)
+    stop.set()
+    return accepted, latencies, await flood
+
+
+def isolation(
+    url: str, calm: str, throttled: str, records: list[Any], rate: float, args: argparse.Namespace
+) -> dict[str, Any]:
+    """Part (6): alternating pairs, alone then flooded, the calm tenant's p99 each."""
+    count = int(rate * args.paced_seconds)
+    pairs = []
+    for i in range(args.pairs):
+        alone_bodies = records[(2 * i) * count : (2 * i + 1) * count]
+        flood_bodies = records[(2 * i + 1) * count : (2 * i + 2) * count]
+        alone_ok, alone = asyncio.run(_paced(url, calm, alone_bodies, rate))
+        flooded_ok, flooded, refused = asyncio.run(
+            _calm_with_flood(url, calm, throttled, flood_bodies, rate, args.concurrency)
+        )
+        pairs.append(
+            {
+                "alone_p99_ms": _ms(alone, 0.99),
+                "flooded_p99_ms": _ms(flooded, 0.99),
+                "ratio": round(_ms(flooded, 0.99) / _ms(alone, 0.99), 2),
+                "calm_accepted": [alone_ok, flooded_ok, count],
+                "throttled_429": refused,
+            }
+        )
+        _log(f"isolation pair {i + 1}: {pairs[-1]}")
+    ratios = sorted(p["ratio"] for p in pairs)
+    return {"rate_per_s": round(rate), "pairs": pairs, "median_ratio": ratios[len(ratios) // 2]}
 
 
 async def _closed_loop(
@@ -203,6 +275,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
     ensure_topics(settings.kafka_bootstrap, ["fraud"], settings.topic_partitions, 1, namespace)
     n = args.requests
     records = _records(n * 3 + 40_000, seed=7)
+    isolation_records = _records(40_000, seed=8) if args.throttled_tenant else []
     plain = plain_producer(settings, records[3 * n + 30_200 : 3 * n + 30_400] + records[:n])
     redis = DegradingRedis(settings, timeout_s=5.0)  # the bench's own calls: a busy machine
     key, _ = KeyStore(redis, namespace).add("bench", rps=1e6, burst=1_000_000, cost_per_hour=1e12)
@@ -212,7 +285,9 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         warm = records[3 * n + 30_000 : 3 * n + 30_200]  # the gateway's first requests
         asyncio.run(_closed_loop(url, key, warm, args.concurrency))
         singles = records[n : 2 * n]
+        cpu = gateway.cpu_s()
         seconds, accepted, lat = asyncio.run(_closed_loop(url, key, singles, args.concurrency))
+        single_cpu_ms = (gateway.cpu_s() - cpu) / max(accepted, 1) * 1000
         single_rate = accepted / seconds
         size = args.list_size
         lists = [records[2 * n + i : 2 * n + i + size] for i in range(0, n, size)]
@@ -220,6 +295,12 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         paced_n = int(single_rate * 0.5 * args.paced_seconds)
         paced_bodies = records[3 * n : 3 * n + paced_n]
         paced_ok, paced_lat = asyncio.run(_paced(url, key, paced_bodies, single_rate * 0.5))
+        isolated: dict[str, Any] = {}
+        if args.throttled_tenant:
+            store = KeyStore(redis, namespace)
+            calm, _ = store.add("calm", rps=1e6, burst=1_000_000)
+            throttled, _ = store.add("throttled", rps=1, burst=1)
+            isolated = isolation(url, calm, throttled, isolation_records, single_rate * 0.5, args)
         e2e: dict[str, Any] = {}
         if not args.no_e2e:
             from pipeline.stack.worker_process import WorkerProcess
@@ -264,6 +345,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         "gateway_single_per_s": round(single_rate),
         "gateway_single_accepted": accepted,
         "gateway_single_p50_p99_ms_flat_out": [_ms(lat, 0.5), _ms(lat, 0.99)],
+        "gateway_single_cpu_ms_per_request": round(single_cpu_ms, 3),
         "gateway_list_records_per_s": round(list_accepted / list_seconds),
         "gateway_list_accepted": list_accepted,
         "ratio_single_to_plain": round(single_rate / plain, 3),
@@ -273,6 +355,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         "paced_sent": paced_n,
         "paced_p50_p99_ms": [_ms(paced_lat, 0.5), _ms(paced_lat, 0.99)],
         "end_to_end_submit_to_result": e2e,
+        "other_tenant_p99_while_one_is_throttled": isolated,
         "concurrency": args.concurrency,
         "list_size": size,
         "cpus": os.cpu_count(),

@@ -657,7 +657,7 @@ async def measured(request: web.Request, handler: Any) -> web.StreamResponse:
         if route == "submit":
             stream = request.match_info.get("stream", "")
             label = stream if stream in gw.intakes else "unknown"
-            gw.metrics.submit_seconds.labels(label).observe(time.perf_counter() - started)
+            gw.metrics.submitted(label, time.perf_counter() - started)
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -11,6 +11,7 @@ INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import threading
 from collections.abc import Mapping, Sequence
@@ -54,6 +55,8 @@ class GatewayProducer:
             name: _Producer(settings, topics, self) for name, topics in streams.items()
         }
         self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
+        # delivery reports of the current poll, handed to the event loop together
+        self._settled: list[tuple[tuple[asyncio.AbstractEventLoop, Any], str | None]] = []
         self._tickets = itertools.count()
         self._lock = threading.Lock()
         # what the sender thread has still to send; one wake-up drains all of it
@@ -70,14 +73,28 @@ class GatewayProducer:
         while not self._stop.is_set():
             for producer in self._producers.values():
                 producer._producer.poll(0.02)
+            self._hand_over()
 
     def _resolve(self, ticket: int, error: str | None) -> None:
         with self._lock:
             entry = self._pending.pop(ticket, None)
-        if entry is None:
-            return
-        loop, future = entry
-        loop.call_soon_threadsafe(_settle, future, error)
+            if entry is not None:
+                self._settled.append((entry, error))
+
+    def _hand_over(self) -> None:
+        """The reports of one poll to their event loops, one call each: one wake-up of the
+        loop (a write to its self-pipe) per poll, not per record."""
+        with self._lock:
+            if not self._settled:
+                return
+            settled, self._settled = self._settled, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, str | None]]] = {}
+        for (loop, future), error in settled:
+            by_loop.setdefault(loop, []).append((future, error))
+        for loop, items in by_loop.items():
+            # a closed loop: nobody waits for these any more
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle_many, items)
 
     async def send(
         self, stream: str, records: Sequence[Mapping[str, Any]], headers: Mapping[str, str]
@@ -120,6 +137,7 @@ class GatewayProducer:
                         producer.send_one(record, headers, ticket)
                     except Exception as exc:  # a record the schema refuses, a full queue
                         self._resolve(ticket, f"{type(exc).__name__}: {exc}")
+            self._hand_over()  # refusals of this batch (delivery reports come from _poll)
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
@@ -129,10 +147,11 @@ class GatewayProducer:
             producer._producer.flush(timeout)
 
 
-def _settle(future: asyncio.Future[None], error: str | None) -> None:
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(RuntimeError(error))
+def _settle_many(items: Sequence[tuple[asyncio.Future[None], str | None]]) -> None:
+    for future, error in items:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(RuntimeError(error))

@@ -35,6 +35,7 @@ class GatewayMetrics:
         registry = self.registry
         self.top_tenants = top_tenants
         self._tenants: set[str] = set()
+        self._children: dict[Any, Any] = {}
         self.requests = Counter(
             name("gateway_requests"),
             "HTTP requests the gateway answered, by route, status code and tenant (top N"
@@ -82,7 +83,17 @@ class GatewayMetrics:
         return OTHER
 
     def answered(self, route: str, status: int, tenant: str | None) -> None:
-        self.requests.labels(route, str(status), self.tenant(tenant)).inc()
+        key = (route, status, self.tenant(tenant))
+        child = self._children.get(key)
+        if child is None:  # labels() costs a lock and a tuple per call: once per series
+            child = self._children[key] = self.requests.labels(route, str(status), key[2])
+        child.inc()
+
+    def submitted(self, stream: str, seconds: float) -> None:
+        child = self._children.get(stream)
+        if child is None:
+            child = self._children[stream] = self.submit_seconds.labels(stream)
+        child.observe(seconds)
 
     def watch(self, redis: Any, breakers: Callable[[], Mapping[str, Any]]) -> None:
         """Scrape-time collectors: Redis's up gauge and every breaker's state."""

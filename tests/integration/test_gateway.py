@@ -147,6 +147,17 @@ def gateway(env: dict[str, str], settings: Settings) -> Iterator[GatewayProcess]
     process.stop()
 
 
+def row_cost(settings: Settings) -> float:
+    """What the gateway reserves per fraud request: the served version's measured cost."""
+    from pipeline.models.manifest import ModelManifest, resolve_model_dir
+    from pipeline.tiers.costs import units_per_row
+
+    model_dir = resolve_model_dir(settings.models_dir, "fraud", None)
+    row = units_per_row(ModelManifest.load(model_dir), model_dir)
+    assert row > 0
+    return row
+
+
 def submit(gw: GatewayProcess, body: Any, key: str | None, **kwargs: Any) -> Answer:
     return http("POST", f"{gw.url}/v1/streams/fraud/requests", body, key, **kwargs)
 
@@ -291,15 +302,16 @@ def test_rate_and_cost_limits_hold_exactly_also_under_a_concurrent_burst(setting
     assert limited.headers["RateLimit-Policy"] == '"requests";q=3;w=3000'
     assert answers[2].headers["RateLimit"].startswith('"requests";r=0;')
 
-    budget, _ = keys.add("budget-tenant", cost_per_hour=5)  # fraud rows cost 1 unit each
+    row = row_cost(settings)  # the served version's measured cost of one fraud row
+    budget, _ = keys.add("budget-tenant", cost_per_hour=5 * row)
     assert submit(gateway, [transaction(i) for i in range(10, 14)], budget).status == 202
     assert submit(gateway, [transaction(20), transaction(21)], budget).status == 429
     assert submit(gateway, transaction(22), budget).status == 202  # exactly the 5th unit
     over = submit(gateway, transaction(23), budget)
     assert over.status == 429 and over.json["error"]["code"] == "budget-exceeded"
-    assert '"cost";q=5;w=3600' in over.headers["RateLimit-Policy"]
+    assert f'"cost";q={5 * row:g};w=3600' in over.headers["RateLimit-Policy"]
 
-    burst, _ = keys.add("burst-tenant", cost_per_hour=50)
+    burst, _ = keys.add("burst-tenant", cost_per_hour=50 * row)
     calm, _ = keys.add("calm-tenant")
     tally = TopicTally(settings.kafka_bootstrap, fraud_topics(settings.topic_namespace).requests)
 
@@ -425,3 +437,134 @@ def test_a_backlog_that_would_miss_the_deadline_is_shed_until_the_worker_catches
         if worker is not None:
             worker.stop()
         gateway.stop()
+
+
+def metric_samples(url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """The gateway's /metrics, parsed: (name, sorted labels) -> value."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    answer = http("GET", f"{url}/metrics")
+    assert answer.status == 200 and answer.headers["Content-Type"].startswith("text/plain")
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(answer.text)
+        for s in family.samples
+    }
+
+
+def answered(samples: dict, status: int, tenant: str, route: str = "submit") -> float:
+    labels = (("route", route), ("status", str(status)), ("tenant", tenant))
+    return samples.get(("inferstream_gateway_requests_total", labels), 0.0)
+
+
+def test_metrics_count_answers_limits_and_the_breaker_and_prometheus_alerts_on_it(
+    env, settings, keys, tmp_path, monkeypatch
+):
+    import pipeline.stack.prometheus as local_prometheus
+
+    acme, _ = keys.add("acme-bank")
+    slow, _ = keys.add("slow-tenant", rps=0.001, burst=1)
+    with socket.socket() as s:  # Kafka where nothing listens: the breaker opens
+        s.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{s.getsockname()[1]}"
+    targets = tmp_path / "targets"
+    gateway = GatewayProcess({
+        **env, "INFERSTREAM_KAFKA_BOOTSTRAP": dead, "INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S": "1",
+        "INFERSTREAM_GATEWAY_BREAKER_FAILURES": "1", "INFERSTREAM_GATEWAY_BREAKER_RESET_S": "600",
+        "INFERSTREAM_METRICS_TARGETS_DIR": str(targets),
+    }).start()  # fmt: skip
+    monkeypatch.setattr(local_prometheus, "RULES", REPO_ROOT / "ops/prometheus/gateway_rules.yml")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        prom_port = s.getsockname()[1]
+    prom = local_prometheus.LocalPrometheus(
+        settings, port=prom_port, targets=targets, directory=tmp_path / "prometheus"
+    )
+    try:
+        before = metric_samples(gateway.url)
+        breaker = ("inferstream_gateway_breaker_open", (("dependency", "kafka"),))
+        assert before[breaker] == 0
+        assert submit(gateway, transaction(1), None).status == 401
+        assert submit(gateway, transaction(2), acme).status == 503  # produce failed: opens
+        assert submit(gateway, transaction(3), slow).status == 503  # circuit open
+        assert submit(gateway, transaction(4), slow).status == 429  # its one request was used
+        after = metric_samples(gateway.url)
+        assert answered(after, 401, "none") == 1
+        assert answered(after, 503, "acme-bank") == 1
+        assert answered(after, 503, "slow-tenant") == 1
+        assert answered(after, 429, "slow-tenant") == 1
+        assert answered(after, 200, "none", route="metrics") >= 1  # the first scrape
+        limited = (("limit", "rate"), ("tenant", "slow-tenant"))
+        assert after[("inferstream_gateway_limited_total", limited)] == 1
+        latency = ("inferstream_gateway_submit_seconds_count", (("stream", "fraud"),))
+        assert after[latency] == 4
+        assert after[breaker] == 1
+        moves = (("dependency", "kafka"), ("from", "closed"), ("to", "open"))
+        assert after[("inferstream_gateway_breaker_transitions_total", moves)] == 1
+        assert after[("inferstream_redis_up", ())] == 1
+        assert acme not in http("GET", f"{gateway.url}/metrics").text
+
+        # the stack's Prometheus finds the gateway in the targets directory (role gateway)
+        # and its breaker alert goes pending at once (firing after `for: 1m`)
+        prom.start(lambda line: print(f"[prometheus] {line}", file=sys.stderr))
+
+        def query(expr: str) -> list[Any]:
+            return prom.query(expr)
+
+        assert wait_for(lambda: query('up{role="gateway"} == 1'), timeout=30, interval=0.5)
+        count = 'sum(inferstream_gateway_requests_total{route="submit",tenant="slow-tenant"})'
+        assert wait_for(lambda: query(count), timeout=30, interval=0.5)
+        assert float(query(count)[0]["value"][1]) == 2
+        alert = 'ALERTS{alertname="InferstreamGatewayBreakerOpen",dependency="kafka"}'
+        assert wait_for(lambda: query(alert), timeout=30, interval=0.5)
+        assert query(alert)[0]["metric"]["alertstate"] in ("pending", "firing")
+    finally:
+        prom.stop()
+        gateway.stop()
+    assert not list(targets.glob("*.json"))  # a stopped gateway removes its target
+
+
+def test_a_request_id_held_by_another_tenant_is_refused_at_submit(settings, keys, gateway):
+    acme, _ = keys.add("acme-bank")
+    globex, _ = keys.add("globex-pay", cost_per_hour=1000)
+    tally = TopicTally(settings.kafka_bootstrap, fraud_topics(settings.topic_namespace).requests)
+    with tally:
+        assert submit(gateway, transaction(1, request_id="order-7"), acme).status == 202
+        taken = submit(gateway, [transaction(2), transaction(3, request_id="order-7")], globex)
+        assert taken.status == 409, taken
+        assert taken.json["error"]["code"] == "request-id-taken"
+        assert "order-7" in taken.json["error"]["message"]
+        assert "\n" not in taken.json["error"]["message"]
+        # the refused list charged nothing and produced nothing; a fresh id goes through
+        mine = submit(gateway, transaction(3, request_id="order-8"), globex)
+        assert mine.status == 202 and mine.headers["RateLimit"].startswith('"cost";r=997;')
+        assert wait_for(lambda: tally.total >= 2, timeout=20)
+        tally.wait_quiet(2.0, timeout=10)
+        assert tally.total == 2
+    assert poll(gateway, "order-7", globex).json["status"] == "unknown"
+
+
+def test_a_dead_letter_refunds_its_reservation_so_the_budget_is_what_was_served(
+    env, settings, keys, gateway
+):
+    row = row_cost(settings)
+    key, _ = keys.add("budget-tenant", cost_per_hour=2 * row)  # exactly two rows an hour
+    worker = WorkerProcess(env).start()
+    try:
+        assert submit(gateway, transaction(1, request_id="dup-9"), key).status == 202
+        assert poll_until_settled(gateway, "dup-9", key).json["status"] == "done"
+        reservation = redis_prefix(settings.topic_namespace) + "resv:dup-9"
+        assert wait_for(lambda: not keys.client.exists(reservation), timeout=30)
+        # the same id again, another body: admitted (the second row), dead-lettered by the
+        # worker (duplicate-request-id), so its reservation is refunded
+        assert submit(gateway, transaction(2, request_id="dup-9"), key).status == 202
+        assert wait_for(lambda: poll(gateway, "dup-9", key).json["status"] == "failed", 60)
+        # exactly one row is free again: two do not fit, one does (the hour barely refills)
+        assert submit(gateway, [transaction(3), transaction(4)], key).status == 429
+        assert wait_for(lambda: submit(gateway, transaction(5), key).status == 202, 30, 0.5)
+        assert submit(gateway, transaction(6), key).status == 429
+    finally:
+        worker.stop()
+    samples = metric_samples(gateway.url)
+    refunded = (("step", "refunded"), ("tenant", "budget-tenant"))
+    assert samples[("inferstream_gateway_cost_units_total", refunded)] == pytest.approx(row)
