@@ -9,7 +9,8 @@ loop at half of (2)'s rate gives the submit-to-202 latency; (5) with a worker ru
 open loops at 25/50/90 % of (2)'s rate, each request submitted and then long-polled
 (`?wait=`) until done, give the end-to-end submit-to-result latency; (6) with
 `--throttled-tenant`, a calm tenant's paced submits at 50 % alone and while another tenant
-floods the gateway and is answered 429 (over its rate limit), in alternating pairs: the
+sends `--flood-x` times as many (open loop) and is answered 429 (over its rate limit), in
+alternating pairs: the
 ratio of the calm tenant's p99 with the flood to without. The gateway process's CPU
 milliseconds per accepted request in (2) come from /proc (robust on a loaded machine). A 202
 means the broker acknowledged the request (acks=all). The stack must be up. Run:
@@ -32,7 +33,7 @@ from typing import Any
 import aiohttp
 import numpy as np
 
-from pipeline.cli import Parser, positive_int
+from pipeline.cli import Parser, positive_float, positive_int
 
 PROG = "python -m bench.gateway_rate"
 
@@ -50,6 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="measure a calm tenant's p99 while another tenant is throttled (part 6)",
     )
     p.add_argument("--pairs", type=positive_int, default=3, help="alone/flooded pairs in (6)")
+    p.add_argument(
+        "--flood-x",
+        type=positive_float,
+        default=1.0,
+        help="the throttled tenant's offered rate in (6), times the calm tenant's (default 1)",
+    )
     p.add_argument("--json", help="write the numbers to this file too")
     return p
 
@@ -113,28 +120,37 @@ class Gateway:
         self.proc.wait(30)
 
 
-async def _flood(url: str, key: str, body: Any, stop: asyncio.Event, concurrency: int) -> int:
-    """Closed-loop POSTs of one throttled tenant until `stop`; how many were answered 429."""
+async def _flood(url: str, key: str, body: Any, stop: asyncio.Event, rate: float) -> int:
+    """Open-loop POSTs of one throttled tenant at `rate` per second until `stop`; how many
+    were answered 429."""
     headers = {"Authorization": f"Bearer {key}"}
     refused = 0
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as s:
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
 
-        async def worker() -> None:
+        async def one() -> None:
             nonlocal refused
-            while not stop.is_set():
-                async with s.post(url, json=body, headers=headers) as response:
-                    await response.read()
-                    refused += response.status == 429
+            async with session.post(url, json=body, headers=headers) as response:
+                await response.read()
+                refused += response.status == 429
 
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        tasks = []
+        start = time.perf_counter()
+        i = 0
+        while not stop.is_set():
+            delay = start + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+            i += 1
+        await asyncio.gather(*tasks)
     return refused
 
 
 async def _calm_with_flood(
-    url: str, calm: str, throttled: str, bodies: list[Any], rate: float, concurrency: int
+    url: str, calm: str, throttled: str, bodies: list[Any], rate: float, flood_rate: float
 ) -> tuple[int, list[float], int]:
     stop = asyncio.Event()
-    flood = asyncio.create_task(_flood(url, throttled, bodies[0], stop, concurrency))
+    flood = asyncio.create_task(_flood(url, throttled, bodies[0], stop, flood_rate))
     await asyncio.sleep(0.5)  # the flood is under way before the calm tenant's first submit
     accepted, latencies = await _paced(url, calm, bodies, rate)
     stop.set()
@@ -152,7 +168,7 @@ def isolation(
         flood_bodies = records[(2 * i + 1) * count : (2 * i + 2) * count]
         alone_ok, alone = asyncio.run(_paced(url, calm, alone_bodies, rate))
         flooded_ok, flooded, refused = asyncio.run(
-            _calm_with_flood(url, calm, throttled, flood_bodies, rate, args.concurrency)
+            _calm_with_flood(url, calm, throttled, flood_bodies, rate, rate * args.flood_x)
         )
         pairs.append(
             {
@@ -165,7 +181,12 @@ def isolation(
         )
         _log(f"isolation pair {i + 1}: {pairs[-1]}")
     ratios = sorted(p["ratio"] for p in pairs)
-    return {"rate_per_s": round(rate), "pairs": pairs, "median_ratio": ratios[len(ratios) // 2]}
+    return {
+        "rate_per_s": round(rate),
+        "flood_rate_per_s": round(rate * args.flood_x),
+        "pairs": pairs,
+        "median_ratio": ratios[len(ratios) // 2],
+    }
 
 
 async def _closed_loop(
