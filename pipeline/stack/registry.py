@@ -76,13 +76,17 @@ def registry_answers(url: str, timeout: float = 2.0) -> bool:
 
 
 def java_candidates(settings: Settings, jvm_dirs: Iterable[Path] = JVM_DIRS) -> list[str]:
-    """Where a Java may be, in the order tried: the setting, JAVA_HOME, PATH, /usr/lib/jvm/*
-    (newest-looking directory names first)."""
-    found: list[str] = []
-    for base in (settings.registry_java, os.environ.get("JAVA_HOME", "")):
-        if base:
-            path = Path(base).expanduser()
-            found.append(str(path / "bin" / "java") if path.is_dir() else str(path))
+    """Where a Java may be, in the order tried: the setting alone when it is set (an explicit
+    choice is not second-guessed), else JAVA_HOME, PATH, /usr/lib/jvm/* (newest-looking
+    directory names first)."""
+
+    def binary(base: str) -> str:
+        path = Path(base).expanduser()
+        return str(path / "bin" / "java") if path.is_dir() else str(path)
+
+    if settings.registry_java:
+        return [binary(settings.registry_java)]
+    found = [binary(os.environ["JAVA_HOME"])] if os.environ.get("JAVA_HOME") else []
     found.append(shutil.which("java") or "")
     for directory in jvm_dirs:
         homes = sorted(directory.glob("*/bin/java"), key=lambda p: p.parts[-3], reverse=True)

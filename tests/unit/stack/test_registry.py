@@ -96,6 +96,13 @@ def test_the_setting_comes_first_as_a_binary_or_a_jdk_home(tmp_path: Path, no_ja
         assert found == str(java)
 
 
+def test_a_java_named_by_the_setting_is_not_second_guessed(tmp_path: Path, no_java: None) -> None:
+    _fake_java(tmp_path / "jvm" / "temurin-25-jdk", "25.0.3")
+    old = _fake_java(tmp_path / "old-jdk", "17.0.2")
+    with pytest.raises(stack.StackError, match=f"{old} is Java 17"):
+        reg.find_registry_java(Settings(registry_java=str(old)), [tmp_path / "jvm"])
+
+
 def test_no_java_21_is_one_line_naming_what_was_found_and_the_alternatives(
     tmp_path: Path, no_java: None
 ) -> None:
