@@ -39,6 +39,7 @@ class Ring:
         self.keep = self.capacity if keep is None else min(int(keep), self.capacity)
         self.data = np.full((rows, 2 * self.capacity), fill, dtype=dtype)
         self.written = 0  # columns pushed since the start (not capped)
+        self.valid_from = 0  # the oldest column number a restore brought back
 
     def push(self, columns: np.ndarray) -> None:
         count = columns.shape[1]
@@ -77,11 +78,16 @@ class Ring:
         """Newest columns (up to `keep`), oldest first, and the total written."""
         return self.last(min(self.written, self.keep)).copy(), self.written
 
+    def oldest(self) -> int:
+        """Number of the oldest column still held."""
+        return max(self.valid_from, self.written - self.capacity, 0)
+
     def restore(self, columns: np.ndarray, written: int) -> None:
         self.data[...] = 0
         self.written = written - columns.shape[1]
         self.push(columns)
         self.written = written
+        self.valid_from = written - columns.shape[1]
 
 
 # Rows a batch is cut into before its checks run: rings keep this much room beyond the largest
@@ -141,6 +147,13 @@ class KSWindows:
         self._edges_w = {w: (cuts[:-1] * w).astype(np.int32)[:, None] for w in self.windows}
         self._tops_w = {w: (tops * w).astype(np.int32) for w in self.windows}
         self.grain = math.gcd(int(check_every), *self.windows)
+        # cumulative bucket counts per grain, kept up to date lazily by `_sync_prefix` (only
+        # batches with checks inside need them): column c counts rows [origin, origin + c grains)
+        self._prefix = Ring(
+            self.series * BUCKETS, (w_max + CHUNK_ROWS) // self.grain + 2, np.int32
+        )
+        self._prefix_origin = 0
+        self._prefix_rows = -1  # rows folded in (absolute row number); -1: nothing yet
         self.forget_bounds()
 
     @property
@@ -221,7 +234,7 @@ class KSWindows:
         # checks are multiples of K and windows multiples of the grain: so is every start
         start = max(int(ends[0]) - max(self.windows), 0)
         view = self.ring.last(seen - start)
-        prefix = self._prefix_counts(view, start)
+        prefix = self._prefix_since(start)
         grain = self.grain
         for k, width in enumerate(self.windows):
             full = ends >= width
@@ -238,19 +251,46 @@ class KSWindows:
             z[:, k] = bound * self.scale[k]
         return z, dist
 
-    def _prefix_counts(self, view: np.ndarray, start: int) -> np.ndarray:
-        """#rows with bucket <= b among the view's first i grains: (series, B, cuts + 1).
+    def _prefix_since(self, start: int) -> np.ndarray:
+        """#rows with bucket <= b among the first i grains from row `start`: (series, B, cuts + 1).
 
         A 2-D prefix sum (over buckets, then over time): any window's "#values up to bucket b"
-        is then one subtraction. The grain divides K and every window, so every window of
-        every check starts and ends on a grain boundary.
+        is then one subtraction. Only the grains completed since the last call are counted
+        (the sums are kept across batches); int32 sums may wrap, their differences stay exact.
         """
         grain = self.grain
         if start % grain:
             raise AssertionError("checks are not aligned to the grain")
-        cuts = view.shape[1] // grain
+        self._sync_prefix()
+        if start < self._prefix_origin:
+            raise AssertionError("a check reaches back before the rows still held")
+        first = (start - self._prefix_origin) // grain
+        width = self._prefix.written - first
+        return self._prefix.last(width).reshape(self.series, BUCKETS, width)
+
+    def _sync_prefix(self) -> None:
+        """Fold the completed grains pushed since the last sync into the prefix sums."""
+        grain, held = self.grain, self.ring.oldest()
+        done = self._prefix_rows
+        if done < held:  # first use, a restore, or more rows than the ring holds went by
+            done = -(-held // grain) * grain
+            self._prefix.written = 0
+            self._prefix.push(np.zeros((self.series * BUCKETS, 1), dtype=np.int32))
+            self._prefix_origin = done
+        new_rows = (self.ring.written // grain) * grain - done
+        if new_rows > 0:
+            counts = self._grain_counts(self.ring.ending(done + new_rows, new_rows))
+            counts += self._prefix.last(1)[:, :, None].reshape(self.series, BUCKETS, 1)
+            self._prefix.push(counts.reshape(self.series * BUCKETS, -1))
+            done += new_rows
+        self._prefix_rows = done
+
+    def _grain_counts(self, codes: np.ndarray) -> np.ndarray:
+        """Whole grains of codes counted, cumulative over buckets and grains: (series, B, cuts)."""
+        grain = self.grain
+        cuts = codes.shape[1] // grain
         rows = self.series
-        buckets = (view[:, : cuts * grain] >> code_shift(self.n_ref)).astype(np.int64)
+        buckets = (codes >> code_shift(self.n_ref)).astype(np.int64)
         buckets *= BUCKETS
         buckets //= self.n_ref + 1
         buckets = buckets.reshape(rows, cuts, grain)
@@ -261,9 +301,8 @@ class KSWindows:
         hist = np.bincount(buckets.ravel(), minlength=rows * BUCKETS * cuts).astype(np.int32)
         hist = hist.reshape(rows, BUCKETS, cuts)
         np.cumsum(hist, axis=1, out=hist)
-        prefix = np.zeros((rows, BUCKETS, cuts + 1), dtype=np.int32)
-        np.cumsum(hist, axis=2, out=prefix[:, :, 1:])
-        return prefix
+        np.cumsum(hist, axis=2, out=hist)
+        return hist
 
     def bucket_bounds(self, upto: np.ndarray, width: int) -> np.ndarray:
         """Upper bound on D from a window's counts up to each bucket (series, B, checks).
@@ -274,11 +313,15 @@ class KSWindows:
         cross differences. Integer arithmetic in units of 1 / (n w); returns (series, checks).
         """
         scaled = upto * np.int32(self.n_ref)
-        down = (scaled - self._edges_w[width]).max(axis=1)
-        below = np.zeros_like(scaled)
-        below[:, 1:] = scaled[:, :-1]
-        up = (self._tops_w[width] - below).max(axis=1)
-        return np.maximum(up, down) / float(self.n_ref * width)
+        tops = self._tops_w[width]
+        gap = scaled - self._edges_w[width]
+        down = gap.max(axis=1)
+        # bucket b's "up" gap is top_b - scaled_b-1 (nothing below the first bucket)
+        np.subtract(tops[:, 1:], scaled[:, :-1], out=gap[:, 1:])
+        up = gap[:, 1:].max(axis=1)
+        np.maximum(up, tops[:, 0], out=up)
+        np.maximum(up, down, out=up)
+        return up / float(self.n_ref * width)
 
     def _exact(
         self,
