@@ -1,4 +1,4 @@
-"""Alert states with hysteresis, and the events that map onto drift_alert.v1.avsc."""
+"""Alert states with hysteresis, and the events that map onto drift_alert.v2.avsc."""
 
 from __future__ import annotations
 
@@ -54,14 +54,20 @@ class AlertEvent:
     window_start_ms: int
     window_end_ms: int
     rows_seen: int
-    # how the threshold was calibrated ("iid" or "block-bootstrap(block=.., rows=..)"); not in
-    # drift_alert.v1 (no field for it): the monitor logs it and puts it in `drift status`
+    # how the threshold was calibrated: "iid", "block-bootstrap(block=.., rows=..)",
+    # "chi2(day)" (the time-of-day watch) or "given" (see calibration_kind)
     calibration: str = "iid"
+    # the settings behind the threshold, so that the record can be read alone (0: unknown)
+    reference_rows: int = 0
+    target_ert: float = 0.0
+    check_every: int = 0
+    windows: tuple[int, ...] = ()
 
     def to_avro_dict(
         self, stream: str, model_name: str, model_version: str, detected_at_ms: int
     ) -> dict[str, Any]:
-        """A record for drift_alert.v1.avsc."""
+        """A record for drift_alert.v2.avsc."""
+        kind, detail = calibration_kind(self.calibration)
         return {
             "stream": stream,
             "model_name": model_name,
@@ -88,7 +94,30 @@ class AlertEvent:
             "window_end": int(self.window_end_ms),
             "rows_seen": int(self.rows_seen),
             "detected_at": int(detected_at_ms),
+            "calibration": kind,
+            "calibration_detail": detail,
+            "reference_rows": int(self.reference_rows),
+            "target_ert": float(self.target_ert),
+            "check_every": int(self.check_every),
+            "windows": [int(w) for w in self.windows],
         }
+
+
+# calibration labels by the name before their parameters -> the kind drift_alert.v2 records
+_KINDS = {
+    "iid": "iid",
+    "block-bootstrap": "block-bootstrap",
+    "chi2": "time-of-day",
+    "given": "given",
+}
+
+
+def calibration_kind(label: str) -> tuple[str, str]:
+    """("block-bootstrap", "block=12, rows=5000") from "block-bootstrap(block=12, rows=5000)"."""
+    name, _, rest = label.partition("(")
+    kind = _KINDS.get(name.strip(), "unknown")
+    detail = rest.removesuffix(")") if kind != "time-of-day" else label
+    return kind, detail
 
 
 @dataclass(frozen=True)

@@ -519,4 +519,8 @@ class DriftDetector:
             window_end_ms=int(times[-1]),
             rows_seen=end,
             calibration=self._kind[j],
+            reference_rows=n_ref,
+            target_ert=self.config.target_ert,
+            check_every=self.config.check_every,
+            windows=self.config.windows,
         )

@@ -177,6 +177,9 @@ class DiurnalWatch:
                 window_end_ms=self._last_ms,
                 rows_seen=self.rows_seen,
                 calibration="chi2(day)",
+                reference_rows=int(self.ref_counts.sum()),
+                target_ert=self.config.target_ert,
+                windows=(rows,),  # checked a day at a time: the day's rows are its window
             )
         ]
 

@@ -101,7 +101,7 @@ def test_avro_record_is_valid(tmp_path) -> None:
     from pipeline.config import REPO_ROOT
 
     schema = fastavro.parse_schema(
-        __import__("json").loads((REPO_ROOT / "schemas" / "drift_alert.v1.avsc").read_text())
+        __import__("json").loads((REPO_ROOT / "schemas" / "drift_alert.v2.avsc").read_text())
     )
     detector, rng = _detector(tmp_path)
     rows = rng.standard_normal((1500, 3)).astype(np.float32)
@@ -112,3 +112,48 @@ def test_avro_record_is_valid(tmp_path) -> None:
         record = event.to_avro_dict("fraud", "fraud-gbm", "3", 1_700_000_000_000)
         assert fastavro.validation.validate(record, schema, strict=True)
         assert record["reference_version"] == detector.reference.version
+
+
+def test_alert_records_say_how_the_threshold_was_set_and_v1_stays_readable(tmp_path) -> None:
+    from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
+    from pipeline.codec.registry import LocalRegistry
+    from pipeline.config import REPO_ROOT
+
+    catalog = SchemaCatalog(REPO_ROOT / "schemas")
+    registry = LocalRegistry(catalog)
+    latest = catalog.latest("drift_alert")
+    assert latest.version >= 2
+    v1 = next(v for v in catalog.versions("drift_alert") if v.version == 1)
+    detector, rng = _detector(tmp_path)
+    rows = rng.standard_normal((1500, 3)).astype(np.float32)
+    rows[1000:, 2] -= 1.0
+    event = _feed(detector, rows)[0]
+    record = event.to_avro_dict("fraud", "fraud-gbm", "3", 1_700_000_000_000)
+    assert record["calibration"] == "given"  # thresholds were passed in, not calibrated
+    assert record["reference_rows"] == 2000
+    assert record["check_every"] == 10 and record["windows"] == [100, 300]
+    assert record["target_ert"] == detector.config.target_ert
+    assert record["window"] in record["windows"]
+    read = AvroDeserializer(registry, latest)
+    assert read(AvroSerializer(registry, latest, "drift.alerts")(record))["calibration"] == "given"
+    # an alert written with v1 (no calibration fields) decodes with the defaults
+    old = {k: v for k, v in record.items() if k in {f["name"] for f in v1.parsed["fields"]}}
+    decoded = read(AvroSerializer(registry, v1, "drift.alerts")(old))
+    assert decoded["calibration"] == "unknown" and decoded["windows"] == []
+    assert decoded["z"] == record["z"]
+
+
+@pytest.mark.parametrize(
+    ("label", "kind", "detail"),
+    [
+        ("iid", "iid", ""),
+        ("block-bootstrap(block=12, rows=5000)", "block-bootstrap", "block=12, rows=5000"),
+        ("chi2(day)", "time-of-day", "chi2(day)"),
+        ("given", "given", ""),
+        ("something new", "unknown", ""),
+    ],
+)
+def test_calibration_labels_map_to_the_recorded_kind(label: str, kind: str, detail: str) -> None:
+    from pipeline.drift.alerts import calibration_kind
+
+    assert calibration_kind(label) == (kind, detail)
