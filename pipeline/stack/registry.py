@@ -166,7 +166,7 @@ def ensure_archive(settings: Settings, log: Log) -> Path:
             archive.extractall(app, filter="data")
         if not (app / "quarkus-run.jar").is_file():
             raise StackError(f"{archives[0]} holds no quarkus-run.jar")
-        archives[0].unlink()  # 159 MB; the unpacked copy is what runs
+        shutil.rmtree(download)  # 159 MB; the unpacked copy is what runs
         marker.write_text(f"{REGISTRY_VERSION} {ARCHIVE_SHA256}\n")
         log(f"done in {time.monotonic() - started:.1f} s")
     return app
