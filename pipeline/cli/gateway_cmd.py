@@ -48,7 +48,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--cost-per-hour",
         type=non_negative_float,
         default=0.0,
-        help="cost units (model-ms) per hour (0: unlimited)",
+        help="cost units per hour, as the served model version's measured cost per row counts"
+        " them (0: unlimited)",
     )
     add.add_argument(
         "--priority",

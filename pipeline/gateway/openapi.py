@@ -135,7 +135,10 @@ def openapi_spec(streams: list[str]) -> dict[str, Any]:
                         "401": _answer("no, an invalid or a revoked API key"),
                         "403": _answer("the API key may not use this stream"),
                         "404": _answer("unknown stream"),
-                        "409": _answer("the Idempotency-Key is still being processed"),
+                        "409": _answer(
+                            "the Idempotency-Key is still being processed, or a request_id is"
+                            " held by another tenant (request-id-taken)"
+                        ),
                         "413": _answer("body or request count over the limit"),
                         "415": _answer("not application/json"),
                         "422": _answer("the Idempotency-Key was used with another body"),
@@ -179,6 +182,14 @@ def openapi_spec(streams: list[str]) -> dict[str, Any]:
                     "summary": "the process is alive",
                     "security": [],
                     "responses": {"200": {"description": "alive"}},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus text format: requests by route/status/tenant, submit"
+                    " latency, limit refusals, cost reserved/refunded/settled, breaker state",
+                    "security": [],
+                    "responses": {"200": {"description": "the metrics (text/plain)"}},
                 }
             },
             "/ready": {
