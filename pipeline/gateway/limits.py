@@ -109,10 +109,12 @@ if budget > 0 then
   local ctat = tonumber(redis.call('GET', cost_key)) or now
   if ctat < now then ctat = now end
   new_ctat = ctat + cost * cinterval
-  if new_ctat - now > ctau + 1e-6 then
+  -- nothing to charge (every request answered from the cache) is never refused, even when
+  -- settled costs above the estimates took the tenant past its budget
+  if cost > 0 and new_ctat - now > ctau + 1e-6 then
     return {'cost', tenant, string.format('%.3f', new_ctat - ctau - now), info[1], info[2], info[3]}
   end
-  cost_left = (ctau - (new_ctat - now)) / cinterval
+  cost_left = math.max(0, (ctau - (new_ctat - now)) / cinterval)
   cost_reset = new_ctat - now
 end
 if rps > 0 then

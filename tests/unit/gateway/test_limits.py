@@ -161,3 +161,14 @@ def test_a_request_id_held_by_another_tenant_is_refused_before_anything_is_charg
     assert ok.outcome == "ok" and int(ok.cost_remaining) == 9
     # the same tenant reusing its own id is the worker's rule (duplicate-request-id)
     assert _reserve(limits, hash_key(acme), ["shared-1"], 1.0).outcome == "ok"
+
+
+def test_a_tenant_settled_past_its_budget_still_gets_what_costs_nothing(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", cost_per_hour=4)
+    digest = hash_key(key)
+    assert _reserve(limits, digest, ["p", "q"], 2.0).outcome == "ok"  # the whole budget
+    assert limits.settle([("p", 3.0), ("q", 3.0)]) == [("acme", 1.0), ("acme", 1.0)]  # 6 of 4
+    assert limits.admit(digest, "fraud", 1, 0.01).outcome == "cost"
+    cached = limits.admit(digest, "fraud", 1, 0.0)  # answered from the cache: no cost
+    assert cached.outcome == "ok" and cached.cost_remaining == 0
