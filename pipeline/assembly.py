@@ -159,6 +159,7 @@ def _scoring(
     from pipeline.redis.cache import ResultCache
     from pipeline.redis.request_ids import RequestIdRegistry
     from pipeline.scoring.handler import ScoringHandler
+    from pipeline.scoring.provenance import RequestCosts
     from pipeline.scoring.scorer import BatchScorer
 
     cache = (
@@ -188,6 +189,7 @@ def _scoring(
         max_batch_tokens=settings.max_batch_tokens,
         router=router,
         shadow=shadow,
+        costs=RequestCosts.from_settings(settings),
     )
     publisher = Publisher.from_settings(settings)  # one per engine: its flush is its batch's
     deliver = wrap_deliver(publisher.publish) if wrap_deliver else publisher.publish

@@ -261,11 +261,14 @@ class Settings:
         default=10,
         metadata=meta("tenants with a label of their own; the rest count as `other`", ge=0),
     )
+    # one price for every cost figure (pipeline/scoring/provenance.py): 1 unit = 1 CPU-us,
+    # the price the model build scripts write into manifests (a manifest's own price wins)
     cost_per_cpu_second: float = field(
-        default=1.0, metadata=meta("cost units per CPU-second of model time", ge=0)
+        default=1e6,
+        metadata=meta("cost units per CPU-second of model time (a manifest's price wins)", ge=0),
     )
     cost_per_gpu_second: float = field(
-        default=1.0, metadata=meta("cost units per GPU-second of model time", ge=0)
+        default=1e6, metadata=meta("cost units per GPU-second of model time", ge=0)
     )
     prometheus_url: str = field(
         default="http://127.0.0.1:9090",

@@ -59,9 +59,6 @@ class ProcessMetrics:
                 stream,
                 tenant_field=getattr(plugin or handler.scorer.plugin, "tenant_field", None),
                 top_tenants=s.metrics_top_tenants,
-                inference_threads=s.inference_threads,
-                cost_per_cpu_second=s.cost_per_cpu_second,
-                cost_per_gpu_second=s.cost_per_gpu_second,
             )
 
     def watch_redis(self, redis: Any) -> None:

@@ -12,18 +12,17 @@ The core calls these through tiny hooks (an optional `observer` attribute), alwa
 Consumer lag, drift state and health are read when /metrics is scraped (collectors below), so
 nothing runs for them between scrapes.
 
-Cost model: a batch's model time (wall seconds of its model calls) is CPU-seconds x the
-ONNX Runtime intra-op threads on CPU providers, GPU-seconds on CUDA/TensorRT; times the
-configured price per second (`INFERSTREAM_COST_PER_CPU_SECOND`, `..._GPU_SECOND`, default 1:
-units are seconds). A batch's cost is shared equally by its freshly scored requests; cache
-hits cost nothing. Tenants: the first `top_tenants` distinct tenants seen keep their own
-label (a counter's label cannot move later), every other one counts as `other`.
+Cost: the scorer meters each batch once (pipeline/scoring/provenance.py RequestCosts: model
+CPU- or GPU-seconds x price, shared by its freshly scored requests) and writes every request's
+share into its provenance record; the counters here add up those same numbers (the batch's
+total, and per tenant the shares of its requests), so provenance and metrics agree. Tenants:
+the first `top_tenants` distinct tenants seen keep their own label (a counter's label cannot
+move later), every other one counts as `other`.
 """
 
 from __future__ import annotations
 
 import collections
-import operator
 import threading
 import time
 from collections.abc import Iterable
@@ -35,7 +34,6 @@ from prometheus_client.registry import Collector
 
 from pipeline.metrics.families import HELP, Families, name
 
-GPU_PROVIDERS = frozenset({"CUDAExecutionProvider", "TensorrtExecutionProvider"})
 DEAD_LETTER_REASON = "dlq.reason"  # pipeline/scoring/dead_letters.py HEADER_PREFIX + reason
 
 
@@ -137,17 +135,11 @@ class ScoringObserver:
         *,
         tenant_field: str | None = "tenant",
         top_tenants: int = 10,
-        inference_threads: int = 1,
-        cost_per_cpu_second: float = 1.0,
-        cost_per_gpu_second: float = 1.0,
     ) -> None:
         self.stream = stream
         self.f = families
         self.tenant_field = tenant_field
         self.top_tenants = top_tenants
-        self.inference_threads = inference_threads
-        self.cost_per_cpu_second = cost_per_cpu_second
-        self.cost_per_gpu_second = cost_per_gpu_second
         self._scored = families.events.labels(stream, "scored")
         self._dead = families.events.labels(stream, "dead_lettered")
         self._hits = families.cache_hits.labels(stream)
@@ -156,12 +148,6 @@ class ScoringObserver:
         self._tenant_children: dict[str, tuple[Any, Any]] = {}
         self._model_children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
-
-    def cost_of(self, provider: str, model_s: float) -> float:
-        """Cost units of `model_s` seconds of model time on `provider`."""
-        if provider in GPU_PROVIDERS:
-            return model_s * self.cost_per_gpu_second
-        return model_s * self.inference_threads * self.cost_per_cpu_second
 
     def batch_scored(self, prepared: Any, scored: Any, inference_ms: float, model: Any) -> None:
         stream = self.stream
@@ -178,41 +164,44 @@ class ScoringObserver:
             self._hits.inc(scored.cache_hits)
         if getattr(prepared, "degraded", False) and scored.scored:
             self._degraded.inc(scored.scored)
-        if not getattr(prepared, "model_calls", 0) or not scored.scored:
+        if not scored.scored:
+            return
+        cost = getattr(scored, "cost", None)
+        if self.tenant_field:  # every scored event, cache hits too (they cost 0)
+            self._per_tenant(scored, cost)
+        if not getattr(prepared, "model_calls", 0):
             return
         manifest = model.manifest
         provider = str(getattr(model, "provider", ""))
-        model_s = inference_ms / 1000.0
         labels = (stream, manifest.name, manifest.version, provider)
-        self.f.model_inference.observe(labels, model_s)
-        cost = self.cost_of(provider, model_s)
-        child = self._model_children.get(labels)
-        if child is None:
-            child = self._model_children[labels] = self.f.cost.labels(*labels)
-        child.inc(cost)
-        if self.tenant_field:
-            self._per_tenant(prepared, cost)
+        self.f.model_inference.observe(labels, inference_ms / 1000.0)
+        if cost is not None and cost.total_units:
+            child = self._model_children.get(labels)
+            if child is None:
+                child = self._model_children[labels] = self.f.cost.labels(*labels)
+            child.inc(cost.total_units)
 
-    def _per_tenant(self, prepared: Any, cost: float) -> None:
-        requests = prepared.requests
-        hits = prepared.cached_outputs
-        get = operator.methodcaller("get", self.tenant_field)
-        events = collections.Counter(map(get, requests))
-        if hits and any(h is not None for h in hits):
-            fresh = collections.Counter(
-                get(r) for r, h in zip(requests, hits, strict=False) if h is None
-            )
-        else:
-            fresh = events
-        n_fresh = sum(fresh.values())
-        per_request = cost / n_fresh if n_fresh else 0.0
+    def _per_tenant(self, scored: Any, cost: Any) -> None:
+        """Events and cost units per tenant label: the scored requests' own shares, summed with
+        one bincount per batch (the rows are the provenance records' rows)."""
+        tenants = getattr(scored, "tenants", None) or []
+        if not tenants:
+            return
+        distinct, inverse = np.unique(np.asarray(tenants, dtype=object).astype(str),
+                                      return_inverse=True)  # fmt: skip
+        counts = np.bincount(inverse, minlength=len(distinct)).tolist()
+        units = (
+            np.bincount(inverse, weights=cost.row_units(), minlength=len(distinct)).tolist()
+            if cost is not None and cost.total_units
+            else [0.0] * len(distinct)
+        )
         by_label: collections.Counter[str] = collections.Counter()
         cost_by_label: collections.Counter[str] = collections.Counter()
         with self._lock:
-            for tenant, count in events.items():
-                label = self._label(tenant)
+            for tenant, count, tenant_units in zip(distinct.tolist(), counts, units, strict=True):
+                label = self._label(None if tenant == "None" else tenant)
                 by_label[label] += count
-                cost_by_label[label] += fresh.get(tenant, 0) * per_request
+                cost_by_label[label] += tenant_units
         for label, count in by_label.items():
             child = self._tenant_children.get(label)
             if child is None:

@@ -23,7 +23,7 @@ from pipeline.core.messages import InboundMessage, OutboundMessage
 from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics
 from pipeline.scoring.dead_letters import dead_letter
-from pipeline.scoring.provenance import data_hashes
+from pipeline.scoring.provenance import BatchCost, RequestCosts, data_hashes
 from pipeline.scoring.stores import AdmissionRule, OutputCache, RequestIdRule
 from pipeline.scoring.token_budget import Predict, pool_rows, run_by_length
 from pipeline.tiers.cascade import Routed, TierRouter, tier_defaults
@@ -65,6 +65,7 @@ class PreparedBatch:
     fields: dict[str, list[Any]] = field(default_factory=dict)  # preprocessing's result fields
     model_calls: int = 0  # set by infer: token budgets can split a window into several
     routing: Routed | None = None  # set by infer under a routing policy (pipeline/tiers)
+    cache_keys: list[str | None] = field(default_factory=list)  # looked up (router's scopes)
 
 
 @dataclass
@@ -79,6 +80,8 @@ class ScoredBatch:
     messages: list[InboundMessage] = field(default_factory=list)
     request_ids: list[str] = field(default_factory=list)
     hashes: list[str] = field(default_factory=list)
+    cost: BatchCost | None = None  # metered model cost (provenance v4; the cost counter)
+    tenants: list[Any] = field(default_factory=list)  # per scored request, when the stream has
 
 
 class BatchScorer:
@@ -97,6 +100,7 @@ class BatchScorer:
         max_batch_tokens: int = 1024,  # Settings.max_batch_tokens
         router: TierRouter | None = None,  # model tiers: which version scores which row
         shadow: Any = None,  # pipeline.tiers.shadow.ShadowScorer: after delivery, off path
+        costs: RequestCosts | None = None,  # the cost model (RequestCosts.from_settings)
     ) -> None:
         plugin.check_model(model.manifest)
         self.plugin = plugin
@@ -124,6 +128,7 @@ class BatchScorer:
         # a dense stream's tiers (a token stream keeps its one model and its token budgets)
         self.router = router if model.manifest.input.kind == "dense" else None
         self.shadow = shadow
+        self.costs = costs or RequestCosts()
         self._tier = tier_defaults(model)
 
     # -- stage 1: bytes -> feature matrix -------------------------------------------------
@@ -179,8 +184,14 @@ class BatchScorer:
             row_request=getattr(features, "row_request", None),
             fields={k: list(v) for k, v in (getattr(features, "fields", None) or {}).items()},
         )
-        if self.cache is not None and prepared.hashes and self.router is None:
-            cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
+        if self.cache is not None and prepared.hashes:
+            if self.router is None:
+                cached = self.cache.get_many([self._cache_key(h) for h in prepared.hashes])
+            else:  # keyed by what decides the answer under the policy (pipeline/tiers/cached.py)
+                keys = [r.get(self.plugin.key_field) for r in prepared.requests]
+                prepared.cache_keys, cached = self.router.cache_lookup(
+                    self.cache, prepared.hashes, keys
+                )
             prepared.degraded = prepared.degraded or cached is None
             prepared.cached_outputs = cached or []
         return prepared
@@ -231,9 +242,14 @@ class BatchScorer:
         n = len(prepared.messages)
         if n == 0:
             return np.empty((0, 0))
-        if self.router is not None:  # the policy's tiers (no cache: a row's tier is per call)
+        if self.router is not None:  # the policy's tiers, and the hits valid under it
             keys = [r.get(self.plugin.key_field) for r in prepared.requests]
-            prepared.routing = routed = self.router.route(prepared.matrix, keys)
+            with_cache = self.cache is not None and bool(prepared.cache_keys)
+            prepared.routing = routed = self.router.route(
+                prepared.matrix, keys, prepared.hashes if with_cache else None,
+                prepared.cached_outputs, prepared.cache_keys,
+            )  # fmt: skip
+            prepared.cached_outputs = routed.cached_rows  # the hits the router served
             prepared.model_calls = routed.model_calls
             return routed.outputs
         predict = predict or self.model.predict
@@ -306,7 +322,12 @@ class BatchScorer:
             fields = {**prepared.fields, **routing.fields}
         messages, requests = prepared.messages, prepared.requests
         tenant = plugin.tenant_field
+        tenants = [r.get(tenant) for r in requests] if tenant else [None] * n
         request_ids = [r["request_id"] for r in requests]
+        cost = self.costs.of_batch(
+            self.model, inference_ms / 1000.0 if prepared.model_calls else 0.0, n,
+            hits if any(hits) else None, routing.cost_units if routing is not None else None,
+        )  # fmt: skip
         stamps = np.fromiter((m.timestamp_ms for m in messages), dtype=np.int64, count=n)
         # fields with one value per batch are encoded once (pipeline/codec/columns.py)
         results = self.encode_result.encode(
@@ -320,7 +341,7 @@ class BatchScorer:
                 **tier_columns,
                 "request_id": request_ids,
                 "key": [r.get(plugin.key_field) for r in requests],
-                "tenant": [r.get(tenant) for r in requests] if tenant else [None] * n,
+                "tenant": tenants,
                 "latency_ms": (served_at - stamps).astype(np.float64),
                 **fields,
             },
@@ -339,6 +360,7 @@ class BatchScorer:
                 "inference_ms": inference_ms,
                 "degraded": prepared.degraded,
                 "served_at": served_at,
+                **cost.constants,
             },
             {
                 "request_id": request_ids,
@@ -350,6 +372,7 @@ class BatchScorer:
                 "queue_wait_ms": np.maximum(0, inference_started_ms - stamps).astype(np.float64),
                 "cache_hit": hits,
                 **tier_columns,
+                **cost.columns,
             },
         )
         results_topic, provenance_topic = self.topics.results, self.topics.provenance
@@ -370,13 +393,18 @@ class BatchScorer:
                 self.cache.put_many(
                     [self._cache_key(prepared.hashes[i]) for i in misses], outputs[misses]
                 )
+        elif self.cache is not None and not prepared.degraded and routing is not None:
+            from pipeline.tiers.cached import entries
+
+            for keys, rows in entries(routing):
+                self.cache.put_many(keys, rows)
         if self.shadow is not None:  # runs once `outbound` is delivered (assembly's deliver)
             outbound = self.shadow.attach(
                 outbound, prepared, outputs, fields, tier, tier_columns, served_at, inference_ms
             )
         return ScoredBatch(
             outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, fields,
-            messages, request_ids, prepared.hashes,
+            messages, request_ids, prepared.hashes, cost, tenants if tenant else [],
         )  # fmt: skip
 
     def _without_reused_ids(

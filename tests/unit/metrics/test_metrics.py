@@ -22,8 +22,17 @@ from pipeline.metrics.observer import EngineObserver, ScoringObserver
 from pipeline.metrics.targets import prune, read_targets, write_target
 from pipeline.scoring import BatchScorer
 from pipeline.scoring.handler import ScoringHandler
+from pipeline.scoring.provenance import RequestCosts
 from pipeline.streams.fraud.generator import TransactionGenerator
-from tests.unit.scoring.test_scorer import PLUGIN, REGISTRY, SPEC, Delivered, FakeModel, messages
+from tests.unit.scoring.test_scorer import (
+    DECODE,
+    PLUGIN,
+    REGISTRY,
+    SPEC,
+    Delivered,
+    FakeModel,
+    messages,
+)
 
 
 def samples(registry) -> dict[tuple[str, tuple], float]:
@@ -101,8 +110,8 @@ def test_engine_observer_ages_every_event_in_every_phase():
     assert abs(publish - 7 * 0.003) < 1e-9
 
 
-def _handler(model, families, **kw):
-    scorer = BatchScorer(PLUGIN, SPEC, model, REGISTRY, worker_id="w")
+def _handler(model, families, costs=None, **kw):
+    scorer = BatchScorer(PLUGIN, SPEC, model, REGISTRY, worker_id="w", costs=costs)
     handler = ScoringHandler(scorer, Delivered(), 5.0, 0, retry_backoff_s=0)
     handler.observer = ScoringObserver(families, "fraud", **kw)
     return handler
@@ -110,7 +119,8 @@ def _handler(model, families, **kw):
 
 def test_scoring_observer_counts_outcomes_reasons_tenants_and_cost_exactly():
     registry, families = new_registry()
-    handler = _handler(FakeModel(), families, top_tenants=2, cost_per_cpu_second=2.0)
+    handler = _handler(FakeModel(), families, RequestCosts(cpu_threads=3, cpu_price=2.0),
+                       top_tenants=2)
     records = TransactionGenerator(seed=5).generate(20).records
     for i, r in enumerate(records):
         r["tenant"] = ["a", "b", "c", "d"][i % 4]
@@ -136,12 +146,18 @@ def test_scoring_observer_counts_outcomes_reasons_tenants_and_cost_exactly():
     assert value(registry, "inferstream_model_inference_seconds_count", **labels) == 1
     model_s = value(registry, "inferstream_model_inference_seconds_sum", **labels)
     cost = value(registry, "inferstream_cost_units_total", **labels)
-    assert abs(cost - 2.0 * model_s) < 1e-12
+    assert cost > 0 and abs(cost - 3 * 2.0 * model_s) < 1e-9  # 3 threads x price 2
     tenant_cost = sum(
         value(registry, "inferstream_tenant_cost_units_total", stream="fraud", tenant=t)
         for t in ("a", "b", "c", "d", "other")
     )
-    assert abs(tenant_cost - cost) < 1e-12
+    assert abs(tenant_cost - cost) < 1e-9
+    # the counter is the sum of what the 17 provenance records carry
+    records = [DECODE(m.value) for m in scored.outbound
+               if m.topic == SPEC.provenance]  # fmt: skip
+    assert len(records) == 17
+    assert abs(sum(r["metered_cost_units"] for r in records) - cost) < 1e-9
+    assert abs(sum(r["cpu_seconds"] for r in records) - 3 * model_s) < 1e-9
 
 
 def test_a_failed_model_batch_counts_its_reason_and_costs_nothing():
@@ -157,19 +173,10 @@ def test_a_failed_model_batch_counts_its_reason_and_costs_nothing():
     assert "inferstream_cost_units_total" not in {k[0] for k in samples(registry)}
 
 
-def test_gpu_seconds_use_the_gpu_price():
-    _, families = new_registry()
-    observer = ScoringObserver(families, "s", inference_threads=4, cost_per_cpu_second=1.0,
-                               cost_per_gpu_second=10.0)  # fmt: skip
-    assert observer.cost_of("CPUExecutionProvider", 0.5) == 2.0  # 4 intra-op threads busy
-    assert observer.cost_of("CUDAExecutionProvider", 0.5) == 5.0
-
-
 def test_metrics_endpoint_serves_valid_exposition(tmp_path):
     settings = SimpleNamespace(metrics_bind="127.0.0.1", metrics_port=0, app_id="t",
                                metrics_targets_dir=str(tmp_path), state_dir=tmp_path,
-                               metrics_top_tenants=10, inference_threads=1,
-                               cost_per_cpu_second=1.0, cost_per_gpu_second=1.0)  # fmt: skip
+                               metrics_top_tenants=10)  # fmt: skip
     metrics = ProcessMetrics(settings, "score", ["fraud"])
     engine = SimpleNamespace(running=False, _consumer=None, tracker=None)
     scorer = BatchScorer(PLUGIN, SPEC, FakeModel(), REGISTRY, worker_id="w")
