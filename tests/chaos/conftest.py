@@ -1,5 +1,6 @@
-"""The chaos cases' private stack: its own Kafka and Redis on free ports, in the test's state
-directory, so a case may stop and restart them without touching the stack other tests share."""
+"""The chaos cases' private stack: its own Kafka and Redis on free ports, in a state directory
+of the session, so a case may stop and restart them without touching the stack other tests
+share. One stack serves every case of the session."""
 
 from __future__ import annotations
 
@@ -26,8 +27,10 @@ def _free(port: int) -> bool:
     return True
 
 
-@pytest.fixture
-def private_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+@pytest.fixture(scope="session")
+def chaos_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """One private stack for every chaos case of the session (a broker start is the slowest
+    part of a small case); each case works in topics of its own namespace."""
     rng = random.Random()
     while True:
         kafka, redis_port = rng.randrange(40000, 50000, 2), rng.randrange(50001, 60000, 2)
@@ -37,19 +40,32 @@ def private_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
         Settings.from_env(),
         kafka_bootstrap=f"127.0.0.1:{kafka}",
         redis_url=f"redis://127.0.0.1:{redis_port}/0",
-        state_dir=tmp_path / "state",
+        state_dir=tmp_path_factory.mktemp("chaos-stack") / "state",
     )
-    monkeypatch.setenv("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")  # a second broker on this box
     log: list[str] = []
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")  # a second broker on this box
+        try:
+            local_stack.ensure_up(settings, log.append)
+        except local_stack.StackError as exc:
+            local_stack.down(settings, log.append)
+            pytest.fail(f"the private stack did not start: {exc}")
+        try:
+            yield settings
+        finally:
+            local_stack.down(settings, log.append)
+
+
+@pytest.fixture
+def private_stack(chaos_stack: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The session's private stack, up: a case that stops Kafka or Redis and fails before it
+    started them again leaves them down; the next case starts them first."""
+    monkeypatch.setenv("KAFKA_HEAP_OPTS", "-Xms128m -Xmx512m")
     try:
-        local_stack.ensure_up(settings, log.append)
+        local_stack.ensure_up(chaos_stack, lambda _line: None)
     except local_stack.StackError as exc:
-        local_stack.down(settings, log.append)
-        pytest.fail(f"the private stack did not start: {exc}")
-    try:
-        yield settings
-    finally:
-        local_stack.down(settings, log.append)
+        pytest.fail(f"the private stack did not come back: {exc}")
+    return chaos_stack
 
 
 def worker_env(settings: Settings, tmp_path: Path) -> dict[str, str]:

@@ -286,6 +286,7 @@ class PacedProducer:
         self.reserve = reserve
         self.released = threading.Event()
         self.ids: list[str] = []
+        self._end = len(self.records)  # end_after() brings it forward
         self._stop = threading.Event()
         self.finished = threading.Event()
         self._error: BaseException | None = None
@@ -303,10 +304,10 @@ class PacedProducer:
         try:
             with RequestSender(self.settings) as producer:
                 started = time.monotonic()
-                while len(self.ids) < len(self.records) and not self._stop.is_set():
-                    limit = len(self.records)
+                while len(self.ids) < self._end and not self._stop.is_set():
+                    limit = self._end
                     if not self.released.is_set():
-                        limit -= self.reserve
+                        limit = min(limit, len(self.records) - self.reserve)
                     due = min(limit, int((time.monotonic() - started) * self.rate))
                     for record in self.records[len(self.ids) : due]:
                         self.ids.append(producer.send(record))
@@ -315,6 +316,13 @@ class PacedProducer:
             self._error = exc
         finally:
             self.finished.set()
+
+    def end_after(self, tail: int) -> None:
+        """End the stream `tail` requests (at the rate) from now, so that a test ends it when
+        what had to happen mid-stream happened, instead of sizing it for the slowest machine;
+        releases the reserve."""
+        self._end = min(len(self.records), self.sent + tail)
+        self.release()
 
     def release(self) -> None:
         """Let the held-back `reserve` go out too."""
