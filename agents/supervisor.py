@@ -5,7 +5,9 @@ spreads the partitions over them. A child that dies is restarted (after a pause 
 while it keeps dying young); SIGTERM or SIGINT is passed to every child, which delivers and
 commits its in-flight batches before it exits, and the supervisor waits for all of them.
 The children's log lines pass through; their `ready` lines become `process-ready`, and the
-supervisor says `ready` itself once every child is.
+supervisor says `ready` itself once every child is. With metrics on, the supervisor serves
+`inferstream_worker_restarts_total{stream,child}` itself (pipeline/metrics/supervisor.py):
+the children's own counters restart with them.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from pipeline.logs import lifecycle_event
 
@@ -25,11 +28,23 @@ STOP_TIMEOUT_S = 120.0
 
 
 class Supervisor:
-    def __init__(self, command: Sequence[str], processes: int) -> None:
+    def __init__(
+        self,
+        command: Sequence[str],
+        processes: int,
+        role: str = "score",
+        streams: Sequence[str] = (),
+        settings: Any = None,  # Settings: with metrics on, the supervisor serves its own
+    ) -> None:
         if processes < 1:
             raise ValueError(f"--processes must be at least 1, got {processes}")
         self.command = list(command)
         self.processes = processes
+        self.metrics: Any = None
+        if settings is not None and settings.metrics != "off":
+            from pipeline.metrics.supervisor import SupervisorMetrics
+
+            self.metrics = SupervisorMetrics(settings, role, streams, processes)
         self._children: list[subprocess.Popen[str] | None] = [None] * processes
         self._ready: set[int] = set()
         self._announced = False
@@ -39,6 +54,9 @@ class Supervisor:
     def run(self) -> int:
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_signal)
+        metrics_url = self.metrics.serve() if self.metrics is not None else None
+        if metrics_url:
+            lifecycle_event("supervisor-metrics", "supervisor /metrics", metrics=metrics_url)
         for index in range(self.processes):
             self._spawn(index)
         failures = [0] * self.processes
@@ -66,8 +84,14 @@ class Supervisor:
                     break
                 self._spawn(index)
                 started[index] = time.monotonic()
+                if self.metrics is not None:
+                    self.metrics.restarted(index)
             self._stopping.wait(0.2)
-        return self._stop_all()
+        try:
+            return self._stop_all()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
 
     def _spawn(self, index: int) -> None:
         env = dict(os.environ)

@@ -82,7 +82,7 @@ def run_worker(args: argparse.Namespace, role: str, command: list[str]) -> int:
             child.append("--no-cache")
         if args.log_level:
             child += ["--log-level", args.log_level]
-        return Supervisor(child, processes).run()
+        return Supervisor(child, processes, role, streams, cfg).run()
 
     from agents.worker import build_worker
     from pipeline.kafka.admin import cluster_metadata

@@ -69,6 +69,10 @@ HELP = {
     "redis_up": "1 while the process's Redis client is not degraded",
     "kafka_up": "1 while the engine's consumer has reported no broker error in the last 30 s",
     "info": "Build and model information",
+    "worker_restarts_total": (
+        "Worker child processes the `--processes N` supervisor restarted after they exited,"
+        " by child slot (served by the supervisor: a child's own counters restart with it)"
+    ),
 }
 
 

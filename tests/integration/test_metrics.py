@@ -12,17 +12,21 @@ headless chromium shows the figures; `inferstream top --once` prints them.
 from __future__ import annotations
 
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
 from confluent_kafka import Consumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.metrics.families import AGE_BUCKETS
@@ -30,7 +34,15 @@ from pipeline.stack.prometheus import LocalPrometheus
 from pipeline.stack.worker_process import WorkerProcess
 from pipeline.streams.fraud.generator import TransactionGenerator
 from tests.integration.browser import chromium
-from tests.integration.helpers import PacedProducer, RequestSender, fraud_topics, wait_for
+from tests.integration.helpers import (
+    PacedProducer,
+    RequestSender,
+    fraud_topics,
+    log_events,
+    read_all,
+    values,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -121,19 +133,26 @@ def bucket_bounds(value: float) -> tuple[float, float]:
     return bounds[max(0, i - 2)], bounds[min(len(bounds) - 1, i + 1)]
 
 
-def rule_and_panel_expressions() -> list[str]:
+SUPERVISOR_METRIC = "inferstream_worker_restarts_total"  # served only under --processes N
+
+
+def rule_and_panel_expressions(supervised: bool = False) -> list[str]:
+    """Every rule's and panel's expression; `supervised`: only those over the supervisor's
+    metric (checked where a supervisor runs), else all the others."""
     exprs = []
     rules = yaml.safe_load((REPO_ROOT / "ops/prometheus/rules.yml").read_text())
     for group in rules["groups"]:
         for rule in group["rules"]:
             expr = rule["expr"]
             if "alert" in rule:  # the signal, without its threshold: it must return a series
-                expr = re.sub(r"\s*(>|<|==)\s*[\d.]+(\s*\*\s*[\d.]+)?", "", expr)
-            exprs.append(expr)
+                expr = re.sub(r"\s*(>|<|==|>=)\s*[\d.]+(\s*\*\s*[\d.]+)?", "", expr)
+            if (SUPERVISOR_METRIC in expr) == supervised:
+                exprs.append(expr)
     dashboard = json.loads((REPO_ROOT / "ops/grafana/dashboards/inferstream.json").read_text())
     for panel in dashboard["panels"]:
-        exprs += [t["expr"] for t in panel.get("targets", [])]
-    assert len(exprs) > 20
+        exprs += [t["expr"] for t in panel.get("targets", [])
+                  if (SUPERVISOR_METRIC in t["expr"]) == supervised]  # fmt: skip
+    assert len(exprs) > (1 if supervised else 20)
     return exprs
 
 
@@ -241,18 +260,88 @@ def test_a_restarted_worker_drops_up_and_returns_with_fresh_counters(
     worker.stop()
 
 
-def test_processes_each_list_their_own_target_and_one_job_scrapes_them_all(
+def scrape(url: str) -> dict[tuple[str, tuple], float]:
+    """One scrape of a real /metrics endpoint: (sample name, sorted labels) -> value."""
+    body = urllib.request.urlopen(f"{url}/metrics", timeout=10).read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(body)
+        for s in family.samples
+    }
+
+
+def total(samples: dict[tuple[str, tuple], float], name: str, **labels: str) -> float:
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def test_provenance_costs_add_up_to_the_cost_counter(env, settings, worker_factory):
+    scorer = worker_factory("score")
+    records = TransactionGenerator(seed=155).generate(600).records
+    for i, r in enumerate(records):
+        r["tenant"] = f"tenant-{i % 4}"
+    with RequestSender(settings) as sender:
+        sender.send_many(records)
+    provenance = values(read_all(settings, fraud_topics(settings.topic_namespace).provenance,
+                                 expected=600))  # fmt: skip
+    assert len(provenance) == 600
+    counted = 'inferstream_events_total'
+    assert wait_for(lambda: total(scrape(scorer.metrics_url), counted, outcome="scored") == 600,
+                    30, 0.5)  # fmt: skip
+    metrics = scrape(scorer.metrics_url)
+    metered = sum(p["metered_cost_units"] for p in provenance)
+    assert metered > 0 and all(p["cpu_seconds"] > 0 for p in provenance)
+    assert total(metrics, "inferstream_cost_units_total", stream="fraud") == pytest.approx(
+        metered, rel=1e-9
+    )
+    assert total(metrics, "inferstream_tenant_cost_units_total") == pytest.approx(metered, rel=1e-9)
+    # CPU-seconds x the fraud model's manifest price (1 unit per CPU-us)
+    cpu = sum(p["cpu_seconds"] for p in provenance)
+    assert metered == pytest.approx(cpu * 1e6, rel=1e-9)
+    # each batch's records share its model time: their CPU-seconds add up to the batch's
+    by_batch: dict[str, list[dict]] = {}
+    for p in provenance:
+        by_batch.setdefault(p["batch_id"], []).append(p)
+    for rows in by_batch.values():
+        model_s = rows[0]["inference_ms"] / 1000 * settings.inference_threads
+        assert sum(r["cpu_seconds"] for r in rows) == pytest.approx(model_s, rel=1e-9)
+    scorer.stop()
+
+
+def test_processes_list_their_targets_and_the_supervisor_counts_a_killed_child(
     env, settings, targets, prometheus
 ):
     worker = MetricsWorker(dict(env), "fraud", "--processes", "2").start(timeout=180)
     try:
-        assert wait_for(lambda: len(list(targets.glob("*.json"))) == 2, 30)
+        # two children and the supervisor, each its own file_sd target
+        assert wait_for(lambda: len(list(targets.glob("*.json"))) == 3, 30)
         up = 'count(up{job="inferstream",role="score"} == 1)'
         assert wait_value(prometheus, up, 2) == 2
         with RequestSender(settings) as sender:
             sender.send_many(TransactionGenerator(seed=154).generate(400).records)
         scored = 'sum(inferstream_events_total{outcome="scored"})'
         assert wait_value(prometheus, scored, 400) == 400
+
+        events = log_events(worker.lines)
+        supervisor_url = next(
+            e["metrics"] for e in events if e.get("event") == "supervisor-metrics"
+        )
+        children = {e["index"]: e["pid"] for e in events if e.get("event") == "process-ready"}
+        restarts = "inferstream_worker_restarts_total"
+        before = scrape(supervisor_url)
+        assert total(before, restarts, stream="fraud", child="1") == 0  # there from the start
+        os.kill(children[1], signal.SIGKILL)
+        assert wait_for(
+            lambda: total(scrape(supervisor_url), restarts, stream="fraud", child="1") == 1, 60
+        ), worker.lines
+        assert total(scrape(supervisor_url), restarts, stream="fraud", child="0") == 0
+        # through Prometheus too, and the restart-loop alert's signal returns the series
+        counted = f'sum({restarts}{{role="score-supervisor",stream="fraud",child="1"}})'
+        assert wait_value(prometheus, counted, 1) == 1
+        for expr in rule_and_panel_expressions(supervised=True):
+            assert wait_for(lambda e=expr: bool(prometheus.query(e)), 30, 1), expr
+        # the restarted child serves again: both children up
+        assert wait_value(prometheus, up, 2) == 2
     finally:
         worker.stop()
     assert wait_for(lambda: not list(targets.glob("*.json")), 30)  # each removed its own
