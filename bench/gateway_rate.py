@@ -178,18 +178,29 @@ def _calm_with_flood(
 
 
 def isolation(
-    url: str, calm: str, throttled: str, records: list[Any], rate: float, args: argparse.Namespace
+    url: str,
+    calm: str,
+    throttled: str,
+    records: list[Any],
+    rate: float,
+    args: argparse.Namespace,
+    cpu_s: Any,
 ) -> dict[str, Any]:
-    """Part (6): alternating pairs, alone then flooded, the calm tenant's p99 each."""
+    """Part (6): alternating pairs, alone then flooded, the calm tenant's p99 each; and the
+    gateway's CPU per 429: (CPU flooded - CPU alone) / refusals."""
     count = int(rate * args.paced_seconds)
     pairs = []
     for i in range(args.pairs):
         alone_bodies = records[(2 * i) * count : (2 * i + 1) * count]
         flood_bodies = records[(2 * i + 1) * count : (2 * i + 2) * count]
+        cpu = cpu_s()
         alone_ok, alone = asyncio.run(_paced(url, calm, alone_bodies, rate))
+        cpu_alone = cpu_s() - cpu
+        cpu = cpu_s()
         flooded_ok, flooded, refused = _calm_with_flood(
             url, calm, throttled, flood_bodies, rate, rate * args.flood_x
         )
+        cpu_flooded = cpu_s() - cpu
         pairs.append(
             {
                 "alone_p99_ms": _ms(alone, 0.99),
@@ -197,15 +208,18 @@ def isolation(
                 "ratio": round(_ms(flooded, 0.99) / _ms(alone, 0.99), 2),
                 "calm_accepted": [alone_ok, flooded_ok, count],
                 "throttled_429": refused,
+                "cpu_ms_per_429": round((cpu_flooded - cpu_alone) / max(refused, 1) * 1000, 3),
             }
         )
         _log(f"isolation pair {i + 1}: {pairs[-1]}")
     ratios = sorted(p["ratio"] for p in pairs)
+    per_429 = sorted(p["cpu_ms_per_429"] for p in pairs)
     return {
         "rate_per_s": round(rate),
         "flood_rate_per_s": round(rate * args.flood_x),
         "pairs": pairs,
         "median_ratio": ratios[len(ratios) // 2],
+        "median_cpu_ms_per_429": per_429[len(per_429) // 2],
     }
 
 
@@ -341,7 +355,9 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
             store = KeyStore(redis, namespace)
             calm, _ = store.add("calm", rps=1e6, burst=1_000_000)
             throttled, _ = store.add("throttled", rps=1, burst=1)
-            isolated = isolation(url, calm, throttled, isolation_records, single_rate * 0.5, args)
+            isolated = isolation(
+                url, calm, throttled, isolation_records, single_rate * 0.5, args, gateway.cpu_s
+            )
         e2e: dict[str, Any] = {}
         if not args.no_e2e:
             from pipeline.stack.worker_process import WorkerProcess
