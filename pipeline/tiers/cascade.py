@@ -72,6 +72,10 @@ class Routed:
     policy: str = ""  # digest of the policy the batch ran under
     escalated_rows: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    # the result cache (pipeline/tiers/cached.py): per row the key to store it under (None:
+    # not stored), and the cached rows that were served (None: scored now)
+    put_keys: list[str | None] = field(default_factory=list)
+    cached_rows: list[Any] = field(default_factory=list)
 
     def tier_values(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(per-batch constants, per-row columns) for the encoders: uniform values stay
@@ -110,6 +114,8 @@ class Routed:
             sub(self.cost_units), self.model_calls, self.policy,
             sum(sub(self.escalated)) if isinstance(self.escalated, list)
             else len(index) if self.escalated else 0,
+            put_keys=sub(self.put_keys) if self.put_keys else [],
+            cached_rows=sub(self.cached_rows) if self.cached_rows else [],
         )  # fmt: skip
 
 
@@ -192,10 +198,37 @@ class TierRouter:
     def policy(self) -> RoutingPolicy | None:
         return self.watcher.current() if self.watcher else None
 
-    def route(self, matrix: np.ndarray, keys: Sequence[Any] | None = None) -> Routed:
+    def route(
+        self,
+        matrix: np.ndarray,
+        keys: Sequence[Any] | None = None,
+        hashes: Sequence[str] | None = None,
+        cached: Sequence[np.ndarray | None] = (),
+        looked_up: Sequence[str | None] = (),
+    ) -> Routed:
         """Outputs and tiers of a batch's rows; `keys` (the requests' keys) place rows in or
-        out of a canary."""
+        out of a canary. With `hashes` (the rows' data hashes) the result cache takes part:
+        `cached` and `looked_up` are what `cache_lookup` found, and the Routed says which rows
+        to store (pipeline/tiers/cached.py)."""
         policy = self.policy
+        if hashes is None:
+            return self._route(policy, matrix, keys)
+        from pipeline.tiers.cached import route_with_cache
+
+        return route_with_cache(self, policy, matrix, keys, hashes, cached, looked_up)
+
+    def cache_lookup(
+        self, cache: Any, hashes: Sequence[str], keys: Sequence[Any] | None
+    ) -> tuple[list[str | None], list[np.ndarray | None] | None]:
+        """(keys looked up, rows found or None per row; None: cache unavailable) under the
+        current policy: the scorer's prepare stage calls it, `route` checks the keys again."""
+        from pipeline.tiers.cached import lookup
+
+        return lookup(cache, self, hashes, keys)
+
+    def _route(
+        self, policy: RoutingPolicy | None, matrix: np.ndarray, keys: Sequence[Any] | None
+    ) -> Routed:
         self.batches += 1
         self.rows += len(matrix)
         canary = None
