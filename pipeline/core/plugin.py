@@ -95,6 +95,9 @@ class GeneratorOption:
 
 
 GeneratorFactory = Callable[[int, DriftInjection | None, Mapping[str, float]], RequestGenerator]
+# a model version's labelled held-out rows: (model input matrix, 0/1 labels), in stream order;
+# ValueError naming what is missing (e.g. the manifest does not say how it was trained)
+HeldOut = Callable[[ModelManifest], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,6 +116,9 @@ class StreamPlugin:
     driftable_fields: tuple[str, ...] = ()  # request fields the generator can drift
     generator: GeneratorFactory | None = None
     generator_options: tuple[GeneratorOption, ...] = ()
+    # labelled held-out data of a model version (what `models calibrate-cascade` fits the
+    # cascade band on); None: the stream's tiers cannot be calibrated
+    heldout: HeldOut | None = None
     tenant_field: str | None = "tenant"  # request field copied to the result's `tenant`
     # request headers copied onto the outputs (trace context and tenant travel with a request)
     passed_headers: frozenset[str] = frozenset({"traceparent", "tenant"})

@@ -1,9 +1,9 @@
 """The cascade's escalation band, calibrated on held-out data for a decision-agreement target.
 
-Held-out data: the large model's own held-out transactions, regenerated from its manifest
-(`training.seed`, `training.generator`, `metrics.rows_train/rows_test`: the last rows_test of the
-stream, later in event time than all training rows). Their first half calibrates, the second
-half evaluates, so the reported agreement is not the one the band was fitted on.
+Held-out data: the large model's own labelled held-out rows, from the stream plug-in's
+`heldout` hook (the fraud stream regenerates the last `rows_test` transactions of its training
+stream from the manifest). Their first half calibrates, the second half evaluates, so the
+reported agreement is not the one the band was fitted on.
 
 A row served by the small model gets the small model's decision (its own thresholds); an
 escalated row the large model's. Sorting the calibration rows by small score, the band is the
@@ -200,33 +200,20 @@ def evaluate(
 
 
 def heldout(manifest: Any, plugin: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(inputs, labels) of `manifest`'s held-out rows, regenerated with the stream's generator
-    from the manifest's training section (seed, generator options, train/test rows)."""
-    training, metrics = manifest.training, manifest.metrics
+    """(inputs, labels) of `manifest`'s held-out rows, from the stream plug-in's `heldout`
+    hook (pipeline/core/plugin.py): how they are made is the stream's business."""
+    if plugin is None or plugin.heldout is None:
+        name = getattr(plugin, "name", None)
+        raise CalibrationError(f"stream {name!r} gives no labelled held-out data to calibrate on")
     try:
-        seed = int(training["seed"])
-        rows_test = int(metrics["rows_test"])
-        rows = int(metrics["rows_train"]) + rows_test
-    except (KeyError, TypeError, ValueError):
+        x, y = plugin.heldout(manifest)
+    except ValueError as exc:
+        raise CalibrationError(f"stream {plugin.name!r}: {exc}") from None
+    if len(x) != len(y):
         raise CalibrationError(
-            f"model {manifest.version}: manifest lacks training.seed / metrics.rows_train/test "
-            "to regenerate its held-out data"
-        ) from None
-    if plugin.generator is None or plugin.preprocess is None:
-        raise CalibrationError(f"stream {plugin.name!r} has no generator to calibrate on")
-    params = training.get("generator") or {}
-    options = {o.dest: params[o.dest] for o in plugin.generator_options if o.dest in params}
-    source = plugin.generator(seed, None, options)
-    # labelled batches: the generator behind the plug-in's record source (GeneratedBatch)
-    labelled = getattr(source, "generator", source)
-    batch = labelled.generate(rows)
-    if getattr(batch, "labels", None) is None:
-        raise CalibrationError(f"stream {plugin.name!r}: its generator gives no labels")
-    features = plugin.preprocess(batch.records)
-    x = features.matrix
-    y = np.asarray(batch.labels)[features.valid_index].astype(np.int64)
-    cut = len(y) - rows_test
-    return x[cut:], y[cut:]
+            f"stream {plugin.name!r}: held-out data has {len(x)} rows but {len(y)} labels"
+        )
+    return np.asarray(x), np.asarray(y).astype(np.int64)
 
 
 def calibrate(

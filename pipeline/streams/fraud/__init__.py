@@ -1,7 +1,8 @@
 """The fraud stream: card transactions scored per event, in order per card.
 
 Everything fraud-specific lives here: the versioned features (`features.py`), the decision head
-(`head.py`), the synthetic transaction generator (`generator.py`) and the plug-in value below.
+(`head.py`), the synthetic transaction generator (`generator.py`), a model's labelled held-out
+rows regenerated from it (`heldout.py`) and the plug-in value below.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pipeline.streams.fraud.generator import (
     TransactionGenerator,
 )
 from pipeline.streams.fraud.head import decision_head
+from pipeline.streams.fraud.heldout import heldout_rows
 
 FRAUD_SHARE = GeneratorOption(
     name="fraud-share",
@@ -66,6 +68,7 @@ PLUGIN = StreamPlugin(
     driftable_fields=DRIFTABLE_FIELDS,
     generator=make_generator,
     generator_options=(FRAUD_SHARE,),
+    heldout=heldout_rows,
     flagged=lambda result: result.get("decision") != "approve",
     about="card transactions -> fraud probability and approve/review/decline",
 )

@@ -61,3 +61,30 @@ def test_widening_restores_the_auc_and_the_cost_follows_the_deferral():
     assert report["roc_auc_delta"] >= -0.005
     assert report["agreement"] >= 0.99
     assert report["cost_ratio"] == pytest.approx((1.0 + report["deferral"] * 4.0) / 4.0, abs=1e-3)
+
+
+def test_held_out_rows_come_from_the_plug_ins_hook():
+    from dataclasses import replace
+
+    from pipeline.config import REPO_ROOT
+    from pipeline.core.registry import get_plugin
+    from pipeline.models.runtime import load_model
+    from pipeline.tiers.calibrate import heldout
+
+    fraud = get_plugin("fraud")
+    model = load_model(REPO_ROOT / "models" / "fraud" / "1.0.0")
+    x, y = heldout(model.manifest, fraud)
+    assert len(x) == len(y) == model.manifest.metrics["rows_test"]
+    assert set(np.unique(y)) == {0, 1}
+    # the rows the manifest's held-out quality was measured on
+    auc = roc_auc(y, model.predict(x)[:, 1])
+    assert auc == pytest.approx(model.manifest.metrics["roc_auc"], abs=1e-4)
+
+    with pytest.raises(CalibrationError, match="gives no labelled held-out data"):
+        heldout(model.manifest, replace(fraud, heldout=None))
+
+    def unlabelled(manifest):
+        raise ValueError("manifest lacks training.seed")
+
+    with pytest.raises(CalibrationError, match="stream 'fraud': manifest lacks training.seed"):
+        heldout(model.manifest, replace(fraud, heldout=unlabelled))
