@@ -178,6 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             "rows": int(n_reference),
             "sha256": _sha256(out_dir / "reference.npy"),
             "source": "random sample of the held-out rows (no drift)",
+            # the sampled rows keep the stream's order: drift calibrates by block bootstrap
+            "order": "arrival",
         },
         # A few reference rows with scikit-learn's probability, so that tests and operators can
         # check the ONNX model (on any execution provider) against the trained estimator.

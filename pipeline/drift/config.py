@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 CALIBRATIONS = ("auto", "iid", "block-bootstrap")
@@ -99,3 +99,16 @@ class DriftConfig:
             "resolve_rows": self.resolve_after,
             "cooldown_rows": self.cooldown,
         }
+
+
+def config_for_reference(order: str, config: DriftConfig | None = None) -> DriftConfig:
+    """The drift worker's config for a model whose reference rows are in `order`.
+
+    A reference stored in arrival order (manifest `reference.order`, see
+    pipeline.models.manifest.ReferenceSample) is an ordered stationary sample: "auto" becomes
+    "block-bootstrap" on it. An explicit "iid" or "block-bootstrap" is kept as given.
+    """
+    config = config or DriftConfig()
+    if config.calibration == "auto":
+        return replace(config, calibration="block-bootstrap" if order == "arrival" else "iid")
+    return config

@@ -142,3 +142,25 @@ class DependentNull:
             reference[s] = self._resample(rng, column, n_ref)
             values[s] = self._resample(rng, column, total)
         return reference, values
+
+
+def dependent_columns(sample: np.ndarray) -> tuple[np.ndarray, DependentNull | None]:
+    """Columns of an ordered sample with measurable serial dependence, and their null.
+
+    One feature with long memory (e.g. a transaction count that follows the time of day) must
+    not lengthen the blocks, and so raise the threshold, of features whose rows are independent:
+    those (block length 1) keep the iid calibration; the others share one block bootstrap with
+    the longest block among them. Returns (indices, None) when no column is dependent.
+    """
+    values = np.asarray(sample, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < MIN_ROWS:
+        raise ValueError(
+            f"block-bootstrap calibration needs an ordered sample of >= {MIN_ROWS} rows, "
+            f"got shape {values.shape}"
+        )
+    ranks = _ranks(values)
+    blocks = np.array([block_length(ranks[:, j : j + 1]) for j in range(ranks.shape[1])])
+    dependent = np.flatnonzero(blocks > 1)
+    if not dependent.size:
+        return dependent, None
+    return dependent, DependentNull(ranks[:, dependent], int(blocks[dependent].max()))

@@ -26,7 +26,7 @@ from pipeline.drift.alerts import (
 from pipeline.drift.calibration import Calibrator
 from pipeline.drift.categorical import CategoricalIndex, GWindows, g_p_value
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.dependence import DependentNull
+from pipeline.drift.dependence import dependent_columns
 from pipeline.drift.ks import NumericIndex, ks_p_value
 from pipeline.drift.reference import Reference
 from pipeline.drift.snapshot import pack, unpack
@@ -269,8 +269,8 @@ class DriftDetector:
         if len(self._kind) != self._d:
             raise ValueError("one calibration label per feature expected")
 
-    def _dependence(self) -> DependentNull | None:
-        """The ordered sample behind a block-bootstrap calibration, or None for iid."""
+    def _ordered_sample(self) -> np.ndarray | None:
+        """The ordered numeric sample behind a block-bootstrap calibration, or None for iid."""
         mode = self.config.calibration
         if mode == "iid" or (mode == "auto" and self._null_sample is None):
             return None
@@ -279,18 +279,23 @@ class DriftDetector:
             raise ValueError(
                 f"null sample must have the reference's {self._d} features, got {sample.shape}"
             )
-        return DependentNull.from_sample(sample[:, self._num])
+        return sample[:, self._num]
 
     def _calibrate(self) -> tuple[np.ndarray, list[str]]:
         out = np.zeros(self._d)
         kind = ["iid"] * self._d
         if self._num.size:
-            dependence = self._dependence()
-            out[self._num] = self._calibrator.ks_threshold(
-                self.config, self._reference.n_ref, self._d, dependence
+            cal, n_ref = self._calibrator, self._reference.n_ref
+            sample = self._ordered_sample()
+            dependent, dependence = (
+                (np.zeros(0, np.int64), None) if sample is None else dependent_columns(sample)
             )
-            for j in self._num:
-                kind[j] = "iid" if dependence is None else dependence.label
+            out[self._num] = cal.ks_threshold(self.config, n_ref, self._d)
+            if dependence is not None:
+                columns = self._num[dependent]
+                out[columns] = cal.ks_threshold(self.config, n_ref, self._d, dependence)
+                for j in columns:
+                    kind[j] = dependence.label
         for i, j in enumerate(self._cat):
             out[j] = self._calibrator.g_threshold(self.config, self._cindex.ref_counts[i], self._d)
         return out, kind

@@ -23,6 +23,7 @@ from pipeline.core.messages import InboundMessage, OutboundMessage
 from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics, drift_alerts_topic
 from pipeline.drift import AlertEvent, AlertState, DriftConfig, DriftDetector, Reference
+from pipeline.drift.config import config_for_reference
 from pipeline.drift.diurnal import DiurnalWatch, hours_from_cyclic
 from pipeline.scoring.scorer import now_ms
 
@@ -97,6 +98,8 @@ class DriftMonitor:
         self.columns = monitored_columns(model.manifest.feature_names, plugin.drift_exempt)
         reference = reference_for(model, self.columns)
         self.checkpoint_key = f"{topics.prefix}:{self.model_version}:{reference.version}"
+        # a reference in arrival order calibrates by block bootstrap (manifest reference.order)
+        config = config_for_reference(model.manifest.reference.order, config)
         self.detector = self._restore(reference, calibration_cache, config)
         # time of day is exempt from the row windows (it is not stationary over minutes) and
         # watched a day at a time instead (pipeline/drift/diurnal.py)
@@ -187,7 +190,7 @@ class DriftMonitor:
         if event.state == AlertState.RESOLVED:
             self.open_alerts.pop(event.feature, None)
         else:
-            # drift_alert.v1 has no field for it; the status carries how the threshold was set
+            # the full label (with the block length): `drift status` shows it
             self.open_alerts[event.feature] = {**record, "calibration": event.calibration}
         log.warning(
             "drift %s",

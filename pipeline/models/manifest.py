@@ -22,13 +22,22 @@ MODEL_FILE = "model.onnx"
 _SEMVER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?$")
 
 
+REFERENCE_ORDERS = ("unordered", "arrival")
+
+
 @dataclass(frozen=True)
 class ReferenceSample:
-    """Model inputs (float32 .npy) drawn from held-out, drift-free data, for drift detection."""
+    """Model inputs (float32 .npy) drawn from held-out, drift-free data, for drift detection.
+
+    `order`: "arrival" when the rows are stored in the order the stream produced them (serial
+    dependence such as per-card bursts kept: drift calibrates its thresholds by block bootstrap
+    of them); "unordered" (the default) when nothing can be learnt from their order.
+    """
 
     file: str
     rows: int
     sha256: str
+    order: str = "unordered"
 
 
 InputKind = Literal["dense", "tokens"]
@@ -131,6 +140,7 @@ class ModelManifest:
                 file=need("reference.file", str),
                 rows=need("reference.rows", int),
                 sha256=need("reference.sha256", str).lower(),
+                order=_reference_order(data, source),
             ),
             metrics=dict(data.get("metrics") or {}),
             training=dict(data.get("training") or {}),
@@ -152,6 +162,16 @@ class ModelManifest:
         if not isinstance(data, Mapping):
             raise ManifestError(f"{path}: expected a JSON object")
         return replace(cls.from_dict(data, source=str(path)), directory=Path(model_dir))
+
+
+def _reference_order(data: Mapping[str, Any], source: str) -> str:
+    order = data["reference"].get("order", "unordered")
+    if order not in REFERENCE_ORDERS:
+        raise ManifestError(
+            f"{source}: field 'reference.order' is {order!r}, expected one of "
+            + ", ".join(REFERENCE_ORDERS)
+        )
+    return str(order)
 
 
 def _model_input(raw: Any, source: str) -> ModelInput:

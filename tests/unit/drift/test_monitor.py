@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.codec import AvroDeserializer, AvroSerializer, SchemaCatalog
@@ -129,4 +130,56 @@ def test_time_of_day_is_watched_a_day_at_a_time(model, tmp_path):
     assert watcher.diurnal.days >= 8
     assert watcher.checkpoint()
     status = __import__("json").loads(watcher.store.blobs[f"status:{watcher.checkpoint_key}"])
-    assert status["calibration"] == "iid" and status["diurnal"]["days"] == watcher.diurnal.days
+    # the fraud reference is in arrival order: txn_count_1h block-bootstrapped, the rest iid
+    assert status["calibration"].startswith("block-bootstrap(block=")
+    assert status["calibration"].endswith(", iid")
+    assert status["diurnal"]["days"] == watcher.diurnal.days
+
+
+def _rows(model, drifting: DriftMonitor, feature: str, shift: float, rows: int = 3000):
+    """Reference rows of the monitored columns in stored order, `feature` shifted after 1000."""
+    from pipeline.drift.monitor import DriftRows
+
+    matrix = np.tile(model.reference[:, drifting.columns], (-(-rows // len(model.reference)), 1))
+    matrix = np.ascontiguousarray(matrix[:rows])
+    matrix[1000:, list(drifting.detector.feature_names).index(feature)] += shift
+    index = np.arange(rows, dtype=np.int64)
+    return DriftRows(matrix, index, 1_795_400_000_000 + index)
+
+
+def test_a_reference_in_arrival_order_calibrates_by_block_bootstrap_and_alerts_say_so(
+    model, tmp_path
+):
+    assert model.manifest.reference.order == "arrival"  # models/fraud: sampled in stream order
+    drifting = monitor(model, MemoryStore(), tmp_path)
+    kinds = dict(zip(drifting.detector.feature_names, drifting.detector.calibration, strict=True))
+    # txn_count_1h follows the time of day (memory over hundreds of rows): block bootstrap;
+    # the features without measurable serial dependence keep the iid threshold
+    assert kinds["txn_count_1h"].startswith("block-bootstrap(block=")
+    assert kinds["log_amount"] == "iid"
+    detector = drifting.detector
+    thresholds = dict(zip(detector.feature_names, detector.thresholds, strict=True))
+    assert thresholds["txn_count_1h"] > thresholds["log_amount"]
+    out = drifting.update(_rows(model, drifting, "txn_count_1h", 3.0))
+    alerts = [AvroDeserializer(REGISTRY)(m.value) for m in out]
+    counted = [a for a in alerts if a["feature"] == "txn_count_1h" and a["state"] == "OPEN"]
+    assert counted, [a["feature"] for a in alerts]
+    assert counted[0]["calibration"] == "block-bootstrap"
+    assert counted[0]["calibration_detail"].startswith("block=")
+    assert counted[0]["threshold"] == pytest.approx(thresholds["txn_count_1h"])
+    amount = monitor(model, MemoryStore(), tmp_path).update(
+        _rows(model, drifting, "log_amount", 1.0)
+    )
+    first = AvroDeserializer(REGISTRY)(amount[0].value)
+    assert first["feature"] == "log_amount" and first["calibration"] == "iid"
+
+
+def test_an_unordered_reference_calibrates_iid(model, tmp_path):
+    from dataclasses import replace
+
+    manifest = replace(
+        model.manifest, reference=replace(model.manifest.reference, order="unordered")
+    )
+    unordered = monitor(replace(model, manifest=manifest), MemoryStore(), tmp_path)
+    assert set(unordered.detector.calibration) == {"iid"}
+    assert unordered.detector.config.calibration == "iid"
