@@ -2,7 +2,9 @@
 
 The archive (`io.apicurio:apicurio-registry-app:<version>:tar.gz:all`, pinned by sha256) is
 fetched once with Maven, as Kafka's jars are, and unpacked under the cache directory;
-`java -jar quarkus-run.jar` runs it with in-memory storage, every rule-less subject checked
+`java -jar quarkus-run.jar` runs it with its H2 database in a file under the state directory
+(as Kafka's data: the ids on the topics must still resolve after a restart; in memory, a
+restarted registry would hand the same ids to other schemas), every rule-less subject checked
 BACKWARD (without a global rule Apicurio checks nothing), its Confluent-compatible API at
 `/apis/ccompat/v7` (confluent-kafka's SchemaRegistryClient and serdes talk to it) and health
 on the management port (the HTTP port + 1). It needs Java 21 or newer.
@@ -175,13 +177,17 @@ def ensure_archive(settings: Settings, log: Log) -> Path:
 # ---------------------------------------------------------------- the server
 
 
-def server_properties(*, host: str, port: int, management_port: int, cache_dir: Path) -> dict:
+def server_properties(
+    *, host: str, port: int, management_port: int, cache_dir: Path, data_dir: Path
+) -> dict[str, str]:
     return {
         "quarkus.http.host": host,
         "quarkus.http.port": str(port),
         "quarkus.management.host": host,
         "quarkus.management.port": str(management_port),
         "vertx.cacheDirBase": str(cache_dir),
+        "apicurio.datasource.url": f"jdbc:h2:file:{data_dir / 'registry'}",
+        "quarkus.http.access-log.enabled": "false",  # a line per request: logs stay quiet
         # without a global rule Apicurio accepts any change; Confluent's default is BACKWARD
         "apicurio.rules.global.compatibility": "BACKWARD",
     }
@@ -200,6 +206,7 @@ class RegistryService:
         self.dir = settings.state_dir / "stack" / f"registry-{self.port}"
         self.pid_file = self.dir / "registry.pid"
         self.log_file = self.dir / "registry.log"
+        self.data_dir = self.dir / "data"
 
     @property
     def address(self) -> str:
@@ -230,6 +237,7 @@ class RegistryService:
             port=self.port,
             management_port=self.management_port,
             cache_dir=self.dir / "vertx",
+            data_dir=self.data_dir,
         )
         argv = [
             self._java, *DEFAULT_HEAP_OPTS.split(), "-XX:+ExitOnOutOfMemoryError",

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
@@ -240,11 +240,24 @@ def test_stack_up_registry_is_idempotent_shown_by_status_and_stopped_by_down(
         health = f"http://127.0.0.1:{port + 1}/health/ready"
         with urllib.request.urlopen(health, timeout=5) as reply:
             assert json.loads(reply.read())["status"] == "UP"
-    finally:
+        catalog = registry_from_settings(Settings()).catalog  # type: ignore[attr-defined]
+        schema = catalog.latest("drift_alert")
+        client = SchemaRegistryClient({"url": url})
+        schema_id = client.register_schema("x-value", Schema(schema.json, "AVRO"))
+
         down = _cli(env, "stack", "down")
-    assert down.returncode == 0, down.stdout + down.stderr
-    assert "registry: stopped" in down.stdout
-    assert down.stdout.count("not started by inferstream; left running") == 2
+        assert down.returncode == 0, down.stdout + down.stderr
+        assert "registry: stopped" in down.stdout
+        assert down.stdout.count("not started by inferstream; left running") == 2
+        assert not pid_file.exists() and not port_open("127.0.0.1", port)
+
+        # restarted, it still knows the ids it issued (the topics still carry them)
+        assert _cli(env, "stack", "up", timeout=180).returncode == 0
+        found = SchemaRegistryClient({"url": url}).get_schema(schema_id)
+        assert json.loads(found.schema_str) == json.loads(schema.json)
+    finally:
+        final = _cli(env, "stack", "down")
+    assert final.returncode == 0, final.stdout + final.stderr
     assert not pid_file.exists() and not port_open("127.0.0.1", port)
 
 

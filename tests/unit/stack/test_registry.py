@@ -46,12 +46,18 @@ def test_default_url_and_ports(tmp_path: Path) -> None:
 
 def test_server_properties_bind_loopback_and_check_backward(tmp_path: Path) -> None:
     props = reg.server_properties(
-        host="127.0.0.1", port=18081, management_port=18082, cache_dir=tmp_path
+        host="127.0.0.1",
+        port=18081,
+        management_port=18082,
+        cache_dir=tmp_path,
+        data_dir=tmp_path / "data",
     )
     assert props["quarkus.http.host"] == props["quarkus.management.host"] == "127.0.0.1"
     assert (props["quarkus.http.port"], props["quarkus.management.port"]) == ("18081", "18082")
     assert props["apicurio.rules.global.compatibility"] == "BACKWARD"
     assert props["vertx.cacheDirBase"] == str(tmp_path)
+    # on disk, as Kafka's data: ids on the topics resolve after a restart
+    assert props["apicurio.datasource.url"] == f"jdbc:h2:file:{tmp_path / 'data' / 'registry'}"
 
 
 @pytest.mark.parametrize(
