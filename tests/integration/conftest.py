@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 import uuid
 from collections.abc import Iterator
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.integration
 # INFERSTREAM_TOPIC_NAMESPACE / INFERSTREAM_APP_ID works in `demo.*` with groups
 # `inferstream-demo*` (test_demo.py). Deleted at the end only where the session created them.
 FIXED_PREFIXES = ("demo.", "inferstream-demo")
+TEST_SUBJECT = re.compile(r"^t[0-9a-f]{8}\.")  # `<namespace fixture's topic>-value`
 
 
 @pytest.fixture(scope="session")
@@ -64,9 +66,35 @@ def schema_registry(stack, request: pytest.FixtureRequest) -> Iterator[str]:
         with local_stack.session(
             Settings.from_env(), log=_log, keep=keep, services=("registry",)
         ) as info:
+            before = set(_subjects(info.registry_url))
             yield info.registry_url
+            if not request.config.getoption("--keep-topics"):
+                _delete_test_subjects(info.registry_url, before)
     except local_stack.StackError as exc:
         pytest.fail(f"the local Schema Registry did not come up: {exc}", pytrace=False)
+
+
+def _subjects(url: str) -> list[str]:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    return SchemaRegistryClient({"url": url}).get_subjects()
+
+
+def _delete_test_subjects(url: str, before: set[str]) -> None:
+    """The subjects of the session's test namespaces (`namespace` fixture), deleted with their
+    topics: the registry keeps its data on disk, and they would pile up there."""
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+
+    client = SchemaRegistryClient({"url": url})
+    ours = [s for s in client.get_subjects() if s not in before and TEST_SUBJECT.match(s)]
+    try:
+        for subject in ours:
+            client.delete_subject(subject)
+            client.delete_subject(subject, permanent=True)
+    except Exception as exc:  # the client raises its own error types; cleanup is best effort
+        _log(f"could not delete the session's Schema Registry subjects: {exc}")
+        return
+    _log(f"deleted the session's {len(ours)} Schema Registry subjects")
 
 
 @pytest.fixture
