@@ -176,16 +176,6 @@ class ConfluentRegistry:
                 "accept any change to it, including ones that break readers of older records"
             )
 
-    def compatibility(self, subject: str) -> str | None:
-        """The subject's compatibility level as the registry reports it (None if it says none)."""
-        try:
-            level = self._client.get_compatibility(subject)
-        except Exception as exc:
-            if _registry_error(exc):
-                return None
-            raise self._unavailable(exc) from None
-        return str(getattr(level, "value", level)).upper()
-
     def writer_schema(self, schema_id: int) -> Any:
         with self._lock:
             if schema_id in self._schemas:
