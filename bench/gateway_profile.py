@@ -31,10 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=positive_int, default=32)
     p.add_argument("--top", type=positive_int, default=35, help="rows of the profile")
     p.add_argument("--no-profile", action="store_true", help="CPU time only, no cProfile")
+    p.add_argument(
+        "--throttled",
+        action="store_true",
+        help="a key over its rate limit: every POST after the first is a 429 (what a"
+        " flooding tenant costs)",
+    )
     return p
 
 
-async def _run(args: argparse.Namespace, settings: Any, key: str, records: list[Any]) -> float:
+async def _run(
+    args: argparse.Namespace, settings: Any, key: str, slow_key: str, records: list[Any]
+) -> float:
     from aiohttp import web
 
     from pipeline.gateway.app import make_app
@@ -48,6 +56,7 @@ async def _run(args: argparse.Namespace, settings: Any, key: str, records: list[
     port = runner.addresses[0][1]
     url = f"http://127.0.0.1:{port}/v1/streams/fraud/requests"
     headers = {"Authorization": f"Bearer {key}"}
+    throttled = {"Authorization": f"Bearer {slow_key}"}
     try:
         async with aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=args.concurrency)
@@ -58,13 +67,20 @@ async def _run(args: argparse.Namespace, settings: Any, key: str, records: list[
                     body = bodies.pop()
                     async with session.post(url, json=body, headers=headers) as response:
                         await response.read()
-                        if response.status != 202:
+                        if response.status != expected:
                             raise SystemExit(f"{PROG}: error: {response.status}")
+
+            expected = 202
 
             async def part(bodies: list[Any]) -> None:
                 await asyncio.gather(*(send(bodies) for _ in range(args.concurrency)))
 
             await part(records[:300])  # warm up
+            if args.throttled:
+                async with session.post(url, json=records[0], headers=throttled) as response:
+                    await response.read()  # its one request
+                headers.update(throttled)
+                expected = 429
             profile = None if args.no_profile else cProfile.Profile()
             cpu = time.process_time()
             if profile is not None:
@@ -99,9 +115,10 @@ def main(argv: list[str] | None = None) -> int:
     ensure_topics(settings.kafka_bootstrap, ["fraud"], settings.topic_partitions, 1, namespace)
     redis = DegradingRedis(settings, timeout_s=5.0)
     key, _ = KeyStore(redis, namespace).add("bench", rps=1e6, burst=1_000_000, cost_per_hour=1e12)
+    slow_key, _ = KeyStore(redis, namespace).add("throttled", rps=0.001, burst=1)
     records = _records(args.requests + 300, seed=11)
     try:
-        cpu = asyncio.run(_run(args, settings, key, records))
+        cpu = asyncio.run(_run(args, settings, key, slow_key, records))
     finally:
         names = redis.call(lambda c: list(c.scan_iter(redis_prefix(namespace) + "*"))) or []
         if names:
