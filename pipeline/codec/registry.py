@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -75,6 +76,8 @@ class SchemaRejected(InferstreamError):
 
 NOT_FOUND_CODES = frozenset({40401, 40402, 40403})  # subject, version, schema not found
 MAX_UNKNOWN_IDS = 10_000  # ids the registry did not know, remembered (no lookup per record)
+# ... for this long: a registry's follower may not know an id its leader issued a moment ago
+UNKNOWN_ID_RETRY_S = 30.0
 
 
 def _not_found(exc: Exception) -> bool:
@@ -116,16 +119,14 @@ class ConfluentRegistry:
         self.catalog = catalog
         self.local = LocalRegistry(catalog)
         # bounded: a registry that is down costs one timeout, not a storm of retries
-        self._client = SchemaRegistryClient(
-            {"url": url, "timeout": timeout_s, "max.retries": 0}
-        )
+        self._client = SchemaRegistryClient({"url": url, "timeout": timeout_s, "max.retries": 0})
         # where a subject at compatibility NONE is reported (the CLI prints it instead)
         self.warn: Callable[[str], None] = warn or (
             lambda message: log.warning(message, extra={"registry": self.shown_url})
         )
         self._ids: dict[tuple[str, str], int] = {}
         self._schemas: dict[int, Any] = {}
-        self._unknown: set[int] = set()
+        self._unknown: dict[int, float] = {}  # id -> when the registry last did not know it
         self._lock = threading.Lock()
 
     def id_for(self, subject: str, schema: SchemaVersion) -> int:
@@ -180,7 +181,8 @@ class ConfluentRegistry:
         with self._lock:
             if schema_id in self._schemas:
                 return self._schemas[schema_id]
-            if schema_id not in self._unknown:
+            missed_at = self._unknown.get(schema_id)
+            if missed_at is None or time.monotonic() - missed_at >= UNKNOWN_ID_RETRY_S:
                 try:
                     found = self._client.get_schema(schema_id)
                 except Exception as exc:  # the client raises its own error types per failure
@@ -192,8 +194,8 @@ class ConfluentRegistry:
                             f"schema id {schema_id}: Schema Registry at {self.shown_url}: "
                             f"{getattr(exc, 'error_message', exc)}",
                         ) from None
-                    if len(self._unknown) < MAX_UNKNOWN_IDS:
-                        self._unknown.add(schema_id)
+                    if len(self._unknown) < MAX_UNKNOWN_IDS or schema_id in self._unknown:
+                        self._unknown[schema_id] = time.monotonic()
                 else:
                     parsed = fastavro.parse_schema(json.loads(found.schema_str), named_schemas={})
                     self._schemas[schema_id] = parsed

@@ -176,6 +176,26 @@ def test_an_id_nobody_knows_is_unknown_schema_naming_id_and_registry(
     assert client.lookups == [424242], "a miss is remembered: no lookup per record"
 
 
+def test_a_miss_is_asked_again_after_a_while(
+    registry: ConfluentRegistry, client: FakeClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A follower of a registry may not know an id its leader issued a moment ago."""
+    import pipeline.codec.registry as module
+
+    now = [1000.0]
+    monkeypatch.setattr(module.time, "monotonic", lambda: now[0])
+    with pytest.raises(DecodeError):
+        registry.writer_schema(1)
+    schema = CATALOG.latest("fraud_request")
+    assert registry.id_for("x.requests-value", schema) == 1  # registered meanwhile
+    now[0] += module.UNKNOWN_ID_RETRY_S / 2
+    with pytest.raises(DecodeError):
+        registry.writer_schema(1)
+    now[0] += module.UNKNOWN_ID_RETRY_S
+    assert registry.writer_schema(1)["name"] == schema.parsed["name"]
+    assert client.lookups == [1, 1]
+
+
 def test_compatibility_none_warns_once_per_subject(
     registry: ConfluentRegistry, client: FakeClient, warnings: list[str]
 ) -> None:
