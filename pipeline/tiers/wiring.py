@@ -1,13 +1,17 @@
 """Putting a stream's tiers together from Settings (what pipeline/assembly.py calls).
 
-Tiers exist only for a dense stream whose model directory has a routing.json when the worker
-starts: without one the scorer keeps its single-model path, unchanged (cache included). Once a
-policy is there, any change to the file is picked up without a restart (PolicyWatcher); the
-first policy of a stream needs one restart.
+Every dense stream gets a router, with or without a routing.json: without one it serves the
+worker's model exactly as the single-model path does (same cache keys and values, the same
+provenance), and it watches for the file, so a stream's first policy (and any later change,
+or its removal) is taken without a restart (PolicyWatcher, checked at most once a second).
+A token stream (documents: several rows per request, token budgets) keeps its one model.
+The shadow scorer's producer is made on its first shadow batch: a stream that never shadows
+has no second producer.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pipeline.config import Settings
@@ -16,7 +20,7 @@ from pipeline.core.topics import StreamTopics
 from pipeline.models.manifest import resolve_model_dir
 from pipeline.scoring.model_calls import ModelCaller
 from pipeline.tiers.cascade import TierRouter
-from pipeline.tiers.policy import PolicyWatcher, policy_path
+from pipeline.tiers.policy import PolicyWatcher
 
 POLICY_CHECK_S = 1.0  # how often the policy file's mtime is looked at (on the infer thread)
 
@@ -30,10 +34,7 @@ def tiers_for(
     redis: Any = None,
 ) -> tuple[TierRouter | None, Any, Any]:
     """(router, shadow scorer, deliver wrapper), or (None, None, None) without a policy."""
-    if (
-        plugin.message_cost is not None
-        or not policy_path(settings.models_dir, plugin.model_name).is_file()
-    ):
+    if plugin.message_cost is not None or model.manifest.input.kind != "dense":
         return None, None, None
     from pipeline.models.runtime import load_model
 
@@ -76,7 +77,7 @@ def tiers_for(
         router.tier,
         ColumnEncoder(registry, registry.catalog.latest("shadow_result"), topics.shadow),
         topics.shadow,
-        Publisher.from_settings(settings).publish,  # its own producer: never the serving one's
+        lazy_publish(lambda: Publisher.from_settings(settings)),  # never the serving producer
         plugin.model_name,
         plugin.key_field,
     )
@@ -95,6 +96,18 @@ def tier_events(registry: Any, topics: StreamTopics, worker: str) -> Any:
 
     schema = registry.catalog.latest("tier_event")
     return TierEvents(AvroSerializer(registry, schema, topics.events), topics.events, worker)
+
+
+def lazy_publish(make: Callable[[], Any]) -> Callable[[Sequence[Any]], None]:
+    """`publish` of a publisher made on the first call (only the shadow thread calls it)."""
+    made: list[Any] = []
+
+    def publish(messages: Sequence[Any]) -> None:
+        if not made:
+            made.append(make())
+        made[0].publish(messages)
+
+    return publish
 
 
 def canary_prefix(settings: Settings) -> str:

@@ -174,3 +174,58 @@ def test_the_canary_gate_decides_by_itself_and_keeps_it_in_redis(
         last = max(provenance, key=lambda p: p["served_at"])
         assert (last["model_version"], last["route"]) == (candidate, "primary")
         assert len(served) > len(in_canary)
+
+
+def test_a_stream_started_without_a_policy_takes_its_first_one_and_caches_under_it(
+    settings, env, models_dir
+):
+    """No routing.json at start; a cascade policy written mid-stream is taken without a
+    restart, nothing is lost; the same transactions again are answered from the cache with
+    the cascade's own answer (tier by tier), which the version-only key could not tell."""
+    assert not (models_dir / "fraud" / "routing.json").exists()
+    worker = WorkerProcess({**env, "INFERSTREAM_MODELS_DIR": str(models_dir)}).start()
+    spec = stream_topics("fraud", settings.topic_namespace)
+    n = 1000
+    # a seed of this run's own: on a reused Redis, fixed transactions may be cached already
+    records = TransactionGenerator(seed=time.time_ns() % 2**48, fraud_share=0.05).generate(2 * n)
+    records = records.records
+    try:
+        ids_a = produce(settings, records[:n])
+        assert len(read_all(settings, spec.results, expected=n)) == n
+        write_policy(
+            models_dir, {"primary": LARGE, "cascade": {"small": SMALL, "large": LARGE,
+                                                      "bands": BANDS}},
+        )  # fmt: skip
+        policy = load_policy(models_dir, "fraud")
+        time.sleep(1.5)  # the watcher looks at the file's mtime at most once a second
+        ids_b = produce(settings, records[n:])
+        assert len(read_all(settings, spec.results, expected=2 * n)) == 2 * n
+        again = [{**r, "request_id": "again-" + r["request_id"]} for r in records[n:]]
+        ids_c = produce(settings, again)
+        results = values(read_all(settings, spec.results, expected=3 * n))
+        provenance = values(read_all(settings, spec.provenance, expected=3 * n))
+    finally:
+        worker.stop()
+    ids = ids_a + ids_b + ids_c
+    assert sorted(r["request_id"] for r in results) == sorted(ids), "nothing lost or doubled"
+    assert read_all(settings, spec.dlq, idle_timeout=2) == []
+    by_id = {p["request_id"]: p for p in provenance}
+    result_by_id = {r["request_id"]: r for r in results}
+    before = [by_id[i] for i in ids_a]
+    assert {(p["routing_policy"], p["route"], p["model_version"]) for p in before} == {
+        ("", "primary", LARGE)
+    }
+    features = build_features(records[n:]).matrix
+    band = escalated_mask(load_model(FRAUD / SMALL).predict(features)[:, 1],
+                          [tuple(b) for b in BANDS])  # fmt: skip
+    assert 0 < band.sum() < n
+    for i, (rid, again_id) in enumerate(zip(ids_b, ids_c, strict=True)):
+        first, repeat = by_id[rid], by_id[again_id]
+        want = ("cascade-large", True, LARGE) if band[i] else ("cascade-small", False, SMALL)
+        assert first["routing_policy"] == policy.digest, (i, first)
+        assert (first["route"], first["escalated"], first["model_version"]) == want, (i, first)
+        assert not first["cache_hit"]
+        assert repeat["cache_hit"], (i, repeat)
+        assert (repeat["route"], repeat["escalated"], repeat["model_version"]) == want
+        assert result_by_id[again_id]["score"] == result_by_id[rid]["score"]
+        assert result_by_id[again_id]["decision"] == result_by_id[rid]["decision"]
