@@ -52,7 +52,7 @@ fuzz: $(STAMP)
 # Fault cases against a private Kafka + Redis with worker subprocesses and a live stream;
 # each prints one CHAOS {...} line (sent, results, dead letters, lost, duplicates, recovery).
 chaos: $(STAMP)
-	CHAOS_REQUESTS=6000 CHAOS_KILLS=10 CHAOS_CHURN_ROUNDS=10 $(BIN)/pytest -q -s -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
+	CHAOS_REQUESTS=6000 CHAOS_KILLS=10 CHAOS_CHURN_ROUNDS=10 CHAOS_FAULTS=10 $(BIN)/pytest -q -s -p no:cacheprovider tests/chaos $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -68,8 +68,8 @@ def test_a_faulty_model_dead_letters_its_batches_and_the_stream_goes_on(
         "INFERSTREAM_MODEL_RETRIES": str(MODEL_RETRIES),
     }
     worker = WorkerProcess(env).start(timeout=120)
-    results = TopicTally(settings.kafka_bootstrap, topics.results).start()
-    dead = TopicTally(settings.kafka_bootstrap, topics.dlq).start()
+    results = TopicTally(settings, topics.results).start()
+    dead = TopicTally(settings, topics.dlq).start()
     records = TransactionGenerator(seed=94).generate(int(RATE * (30 + 10 * FAULTS))).records
     triggers = [
         faulty_model.trigger(r) for r in TransactionGenerator(seed=93).generate(FAULTS).records
@@ -91,7 +91,7 @@ def test_a_faulty_model_dead_letters_its_batches_and_the_stream_goes_on(
                 backlog = stream.sent
                 assert wait_for(lambda b=backlog: results.distinct + dead.distinct >= b, 60)
         sent_after_faults = stream.sent
-        stream.end_after(int(RATE * 2))
+        stream.end_after(int(RATE * 1))
         ids = stream.join(timeout=300)
         everything = {*ids, *trigger_ids}
         wait_for(lambda: results.distinct + dead.distinct >= len(everything), 120, interval=0.1)

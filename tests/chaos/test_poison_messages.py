@@ -45,8 +45,8 @@ def test_poison_messages_are_refused_or_dead_lettered_and_the_stream_goes_on(
     topics = stream_topics("fraud", namespace)
     ensure_topics(settings, ["fraud"], 2, 1, namespace)
     worker = WorkerProcess(worker_env(settings, tmp_path)).start(timeout=120)
-    results = TopicTally(settings.kafka_bootstrap, topics.results).start()
-    dead = TopicTally(settings.kafka_bootstrap, topics.dlq).start()
+    results = TopicTally(settings, topics.results).start()
+    dead = TopicTally(settings, topics.dlq).start()
     records = TransactionGenerator(seed=96).generate(VALID).records
     poison_ids = ["poison-expanding", "poison-headers"]
     try:
@@ -78,7 +78,7 @@ def test_poison_messages_are_refused_or_dead_lettered_and_the_stream_goes_on(
             180,
             interval=0.2,
         )
-        results.wait_quiet(3.0, 60)
+        results.wait_quiet(2.0, 60)
         alive = worker.running
     finally:
         worker.stop()
