@@ -8,6 +8,8 @@ from collections.abc import Callable
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
+from pipeline.kafka.client_config import client_config
+
 
 class Collector(threading.Thread):
     """Reads `topic` from the beginning on its own thread; `arrivals[request_id]` = first seen."""
@@ -20,7 +22,7 @@ class Collector(threading.Thread):
         self.on_first: Callable[[], None] | None = None
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **client_config(bootstrap),
                 "group.id": "inferstream-bench-collector",  # never committed
                 "enable.auto.commit": False,
                 "fetch.wait.max.ms": 5,

@@ -23,6 +23,7 @@ from pipeline.config import Settings
 from pipeline.core.registry import stream_topics
 from pipeline.core.topics import StreamTopics
 from pipeline.kafka.admin import ensure_topics
+from pipeline.kafka.client_config import client_config
 from pipeline.kafka.producer import RequestProducer
 from pipeline.stack.worker_process import WorkerProcess
 
@@ -129,7 +130,7 @@ def _wait_logged(collector: Collector, expected: int, timeout_s: float, log: Any
 
 def delete_space(bootstrap: str, space: Space) -> None:
     """The space's topics (and Faust's, prefixed by its app id) and its consumer groups."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     names = {
         t
         for t in admin.list_topics(timeout=15).topics

@@ -10,6 +10,7 @@ from confluent_kafka import Producer
 from pipeline.codec import AvroSerializer, registry_from_settings
 from pipeline.config import Settings
 from pipeline.core.registry import stream_topics
+from pipeline.kafka.client_config import client_config
 from pipeline.kafka.producer import produce_waiting
 from pipeline.streams.fraud.generator import TransactionGenerator
 
@@ -54,7 +55,7 @@ def request_producer(bootstrap: str) -> Producer:
     """Producer settings of `RequestProducer`, with linger 1 ms so it adds little latency."""
     return Producer(
         {
-            "bootstrap.servers": bootstrap,
+            **client_config(bootstrap),
             "enable.idempotence": True,
             "linger.ms": 1,
             "compression.type": "lz4",

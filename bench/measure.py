@@ -21,6 +21,7 @@ from pipeline.config import Settings
 from pipeline.core.registry import stream_topics
 from pipeline.core.topics import StreamTopics
 from pipeline.kafka.admin import ensure_topics, topic_names
+from pipeline.kafka.client_config import client_config
 from pipeline.kafka.reader import read_topic
 from pipeline.stack.worker_process import WorkerProcess
 
@@ -313,7 +314,7 @@ def _size_stats(sizes: list[int]) -> dict[str, Any]:
 
 def delete_topics(bootstrap: str, namespace: str) -> None:
     """The config's topics, Faust's own (`<app id>-__assignor-__leader`, ...) and its groups."""
-    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin = AdminClient(client_config(bootstrap))
     app_id = f"inferstream-{namespace}"
     names = set(topic_names(["fraud"], namespace))
     names |= {t for t in admin.list_topics(timeout=15).topics if t.startswith(app_id)}

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from confluent_kafka import Consumer, TopicPartition
 
+from pipeline.kafka.client_config import client_config
+
 
 @dataclass(frozen=True, slots=True)
 class Sample:
@@ -34,7 +36,7 @@ class OffsetSampler(threading.Thread):
         self.samples: list[Sample] = []
         self.error: str | None = None
         self._consumer = Consumer(
-            {"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False}
+            {**client_config(bootstrap), "group.id": group, "enable.auto.commit": False}
         )
         metadata = self._consumer.list_topics(topic, timeout=15).topics[topic]
         self._partitions = [TopicPartition(topic, p) for p in sorted(metadata.partitions)]

@@ -21,13 +21,14 @@ from bench.events import EventPool, load_backlog
 from pipeline.config import settings
 from pipeline.core.registry import stream_topics
 from pipeline.kafka.admin import ensure_topics
+from pipeline.kafka.client_config import client_config
 from pipeline.replay.ranges import TimeRange
 from pipeline.replay.run import replay
 from pipeline.stack.worker_process import WorkerProcess
 
 
 def end_total(bootstrap: str, topic: str, partitions: int) -> int:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-replay-rate"})
+    consumer = Consumer({**client_config(bootstrap), "group.id": "bench-replay-rate"})
     try:
         return sum(
             consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]

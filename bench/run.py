@@ -18,6 +18,7 @@ from bench.events import EventPool
 from bench.measure import Plan, run_target
 from bench.targets import ROLE_DOC, Target
 from pipeline.config import REPO_ROOT, Settings
+from pipeline.kafka.client_config import client_config
 
 DRIFT_COMMIT_INTERVAL_S = 0.05
 
@@ -74,13 +75,13 @@ def warm_up(settings: Any, log: Any = print) -> float:
     topic = f"bench-warmup-{int(started * 1000)}"
     create_topic(settings.kafka_bootstrap, topic, 1, 1)
     try:
-        producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
+        producer = Producer({**client_config(settings),
                              "enable.idempotence": True})  # fmt: skip
         for i in range(100):
             producer.produce(topic, b"warm-up", str(i).encode())
         if producer.flush(60):
             raise RuntimeError("warm-up records not delivered")
-        consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
+        consumer = Consumer({**client_config(settings),
                              "group.id": f"{topic}-group", "auto.offset.reset": "earliest",
                              "enable.auto.commit": False})  # fmt: skip
         consumer.subscribe([topic])
@@ -90,7 +91,7 @@ def warm_up(settings: Any, log: Any = print) -> float:
         consumer.commit(asynchronous=False)
         consumer.close()
     finally:
-        admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap})
+        admin = AdminClient(client_config(settings))
         for future in admin.delete_topics([topic]).values():
             future.result(30)
         for future in admin.delete_consumer_groups([f"{topic}-group"]).values():

@@ -31,6 +31,7 @@ from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.core.registry import stream_topics
 from pipeline.core.topics import StreamTopics
+from pipeline.kafka.client_config import KafkaTarget, bootstrap_of, client_config
 from pipeline.kafka.producer import RequestProducer, traceparent
 from pipeline.kafka.reader import ReadRecord, read_topic
 from pipeline.stack.worker_process import WorkerProcess
@@ -95,7 +96,7 @@ def read_all(
     records: list[ReadRecord] = []
     deadline = time.monotonic() + deadline_s
     for record in read_topic(
-        settings.kafka_bootstrap,
+        settings,
         topic,
         registry,
         "beginning",
@@ -161,9 +162,10 @@ class TopicTally:
 
     A background consumer reads every partition without a consumer group, so tests can watch
     results arrive while workers are killed and restarted, and count duplicates at the end.
+    `target`: Settings, or a bare bootstrap with the process's security settings (client_config).
     """
 
-    def __init__(self, bootstrap: str, topic: str, header: str = "request_id") -> None:
+    def __init__(self, target: KafkaTarget, topic: str, header: str = "request_id") -> None:
         self.topic = topic
         self.header = header
         self._counts: Counter[str] = Counter()
@@ -174,7 +176,7 @@ class TopicTally:
         self._error: BaseException | None = None
         self._consumer = Consumer(
             {
-                "bootstrap.servers": bootstrap,
+                **client_config(target),
                 "group.id": f"tally-{uuid.uuid4().hex[:8]}",  # never committed
                 "enable.auto.commit": False,
                 "enable.partition.eof": False,
@@ -370,12 +372,12 @@ class KafkaNames:
     was made, so that a user's own topics and groups on a reused broker are left alone.
     """
 
-    def __init__(self, bootstrap: str, timeout: float = 30.0) -> None:
-        self.bootstrap = bootstrap
+    def __init__(self, target: KafkaTarget, timeout: float = 30.0) -> None:
+        self.bootstrap = bootstrap_of(target)
         self.timeout = timeout
         self.prefixes: set[str] = set()
         self.new_only: set[str] = set()
-        self._admin = AdminClient({"bootstrap.servers": bootstrap})
+        self._admin = AdminClient(client_config(target))  # secured stacks too
         self._existed_topics = self._topics()
         self._existed_groups = self._groups()
 
