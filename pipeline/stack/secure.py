@@ -9,7 +9,8 @@ it runs beside the plaintext stack. The certificates come from `openssl` (a CA v
 and a server certificate for 127.0.0.1 / localhost signed by it); `keytool` (Java's) builds
 the broker's truststore. Kafka has one SASL_SSL listener (SCRAM-SHA-512, also between the
 broker and itself) and a loopback PLAINTEXT controller listener; the SCRAM users are written
-into the metadata when the storage is formatted (`kafka-storage format --add-scram`). Redis
+into the metadata when the storage is formatted (`kafka-storage format --add-scram`, its
+arguments in a Java argument file so that no password is on a command line). Redis
 listens on TLS only (`port 0`), with `requirepass`. Passwords are random, kept in files of
 mode 0600 next to the certificates, and never printed: only their file names are.
 """
@@ -282,15 +283,25 @@ def _launch_kafka(stack: SecureStack, settings: Settings, log: Log) -> int:
     data = stack.dir / "kafka-data"
     if not (data / "meta.properties").exists():
         shutil.rmtree(data, ignore_errors=True)
-        # SCRAM users go into the bootstrap metadata; the passwords pass through argv of this
-        # short-lived, local process only (StorageTool reads them nowhere else)
-        argv = [
-            java, "-cp", classpath, "kafka.tools.StorageTool", "format", "--standalone",
+        # SCRAM users go into the bootstrap metadata. StorageTool takes their passwords only
+        # as arguments, which any local user sees in `ps`/proc: the main class and its
+        # arguments go in a Java argument file instead (`java @file`, mode 0600, removed once
+        # the tool ran), so the command line holds only the file's name
+        tool_args = [
+            "kafka.tools.StorageTool", "format", "--standalone",
             "-t", new_cluster_id(), "-c", str(properties),
             "--add-scram", f"{MECHANISM}=[name={BROKER_USER},password={broker_password}]",
             "--add-scram", f"{MECHANISM}=[name={CLIENT_USER},password={client_password}]",
         ]  # fmt: skip
-        result = subprocess.run(argv, capture_output=True, text=True, timeout=180, check=False)
+        args_file = stack.dir / "kafka-format.args"
+        _private(args_file, "".join(f'"{arg}"\n' for arg in tool_args))
+        argv = [java, "-cp", classpath, f"@{args_file}"]
+        try:
+            result = subprocess.run(
+                argv, capture_output=True, text=True, timeout=180, check=False
+            )
+        finally:
+            args_file.unlink(missing_ok=True)
         if result.returncode != 0:
             tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-10:])
             for secret in (broker_password, client_password):
