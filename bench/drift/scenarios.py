@@ -261,6 +261,7 @@ def worker_rates(rows: int = 20_000, batch: int = 256) -> dict:
     """
     from pipeline.config import REPO_ROOT
     from pipeline.core.registry import get_plugin
+    from pipeline.drift.config import config_for_reference
     from pipeline.drift.monitor import monitored_columns, reference_for
     from pipeline.models.manifest import resolve_model_dir
     from pipeline.models.runtime import load_model
@@ -281,7 +282,9 @@ def worker_rates(rows: int = 20_000, batch: int = 256) -> dict:
         model.predict(matrix)
     out["score_rows_per_s"] = rows / (time.process_time() - started)
     columns = monitored_columns(model.manifest.feature_names, plugin.drift_exempt)
-    detector = DriftDetector(reference_for(model, columns), DriftConfig())
+    # as the drift worker configures it (block bootstrap when the reference is in arrival order)
+    config = config_for_reference(model.manifest.reference.order)
+    detector = DriftDetector(reference_for(model, columns), config)
     detector.update(np.concatenate(matrices[:5])[:, columns])
     started = time.process_time()
     for matrix in matrices:

@@ -125,6 +125,10 @@ class GWindows:
         self.windows = tuple(int(w) for w in windows)
         w_max = max(self.windows)
         self.ring = Ring(index.n_features, w_max + CHUNK_ROWS, np.int32, keep=w_max)
+        # running category counts (column r: rows [origin, origin + r)), brought up to date by
+        # `_sync_counts` when a batch has checks inside: only the new rows are counted
+        self._counts = Ring(index.n_features * index.width, w_max + CHUNK_ROWS + 1, np.int32)
+        self._counted = -1  # rows folded into the running counts; -1: nothing yet
 
     @property
     def rows_seen(self) -> int:
@@ -161,21 +165,41 @@ class GWindows:
             return z, js
         seen = self.rows_seen
         start = max(int(ends[0]) - max(self.windows), 0, seen - self.ring.capacity)
-        view = self.ring.last(seen - start)
+        self._sync_counts()
         width = self.index.width
-        cumulative = np.zeros((d, view.shape[1] + 1, width), dtype=np.int32)
-        for category in range(width):
-            np.cumsum(view == category, axis=1, out=cumulative[:, 1:, category])
+        origin = self._counted - (self._counts.written - 1)  # the row of column 0
+        if start < origin:
+            raise AssertionError("a check reaches back before the rows still held")
+        columns = seen - start + 1
+        cumulative = self._counts.last(columns).reshape(d, width, columns)
         for k, w in enumerate(self.windows):
             full = ends >= w
             if not full.any():
                 continue
             stop = ends[full] - start
-            counts = cumulative[:, stop] - cumulative[:, stop - w]  # (d, checks, width)
-            g, dist = g_test(self.index.ref_counts[:, None, :], counts)
+            counts = (cumulative[:, :, stop] - cumulative[:, :, stop - w]).transpose(0, 2, 1)
+            g, dist = g_test(self.index.ref_counts[:, None, :], counts)  # counts (d, checks, width)
             z[full, k] = np.sqrt(g).T
             js[full, k] = dist.T
         return z, js
+
+    def _sync_counts(self) -> None:
+        """Fold the rows pushed since the last sync into the running category counts."""
+        d, width = self.index.n_features, self.index.width
+        done, held = self._counted, self.ring.oldest()
+        if done < held:  # first use, a restore, or more rows than the ring holds went by
+            self._counts.written = 0
+            self._counts.push(np.zeros((d * width, 1), dtype=np.int32))
+            done = held
+        new = self.ring.written - done
+        if new > 0:
+            codes = self.ring.ending(self.ring.written, new)
+            counts = np.empty((d, width, new), dtype=np.int32)
+            for category in range(width):
+                np.cumsum(codes == category, axis=1, out=counts[:, category])
+            counts += self._counts.last(1).reshape(d, width, 1)
+            self._counts.push(counts.reshape(d * width, new))
+        self._counted = self.ring.written
 
     def evaluate(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(z = sqrt(G), JS distance, G) per window and feature; zeros while a window fills."""

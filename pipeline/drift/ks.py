@@ -30,6 +30,9 @@ _SIGN = np.uint32(0x80000000)
 # per element beyond; two sorted halves merged by the stable sort (timsort: one merge pass)
 # is faster there.
 _SPLIT_SORT_ABOVE = 512
+# the rank grid's dozen array ops pay off from about this many values a batch; below, the one
+# searchsorted costs less (10 rows x 20 features: 30 us against 44 us)
+GRID_FROM_VALUES = 400
 
 
 def ordered_keys(values: np.ndarray) -> np.ndarray:
@@ -171,7 +174,11 @@ class NumericIndex:
     def codes(self, values: np.ndarray) -> np.ndarray:
         """Codes of a batch (rows, d) float32 -> (rows, d): the rank grid, or one searchsorted."""
         values = np.asarray(values, dtype=np.float32)
-        if self.grid is not None and not np.isnan(values).any():
+        if (
+            self.grid is not None
+            and values.size >= GRID_FROM_VALUES
+            and not np.isnan(values).any()
+        ):
             return self.grid.codes(values, code_shift(self.n_ref), code_dtype(self.n_ref))
         return self.searched_codes(values)
 

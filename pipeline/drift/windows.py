@@ -10,7 +10,7 @@ import math
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 
 from pipeline.drift.ks import code_dtype, code_shift, ks_scale, sort_rows
 
@@ -339,6 +339,15 @@ class KSWindows:
             return
         starts = ends[checks] - width - first
         # whole contiguous runs copied per pair, not one fancy index per element
-        window = sliding_window_view(view, width, axis=1)[rows, starts]
+        # (series, start, width) windows as a read-only strided view: sliding_window_view's
+        # argument checks cost more than the gather for the few pairs a check needs
+        series, time_stride = view.strides
+        windows = as_strided(
+            view,
+            shape=(view.shape[0], view.shape[1] - width + 1, width),
+            strides=(series, time_stride, time_stride),
+            writeable=False,
+        )
+        window = windows[rows, starts]
         out[checks, rows] = self._distance(sort_rows(window), rows)
         exact[checks, rows] = True

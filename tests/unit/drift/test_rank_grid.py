@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.drift.ks import NumericIndex
+from pipeline.drift.ks import GRID_FROM_VALUES, NumericIndex, code_dtype, code_shift
 from pipeline.drift.rank_grid import LINEAR_WINDOW, RankGrid
 
 
@@ -22,6 +22,12 @@ def _reference(kind: str, rng: np.random.Generator, n: int, d: int) -> np.ndarra
     else:  # tiny span
         values = rng.standard_normal((n, d)) * 1e-30
     return values.astype(np.float32)
+
+
+def _grid_codes(index: NumericIndex, values: np.ndarray) -> np.ndarray:
+    """The grid's codes whatever the batch size (`codes` takes it from GRID_FROM_VALUES on)."""
+    assert index.grid is not None
+    return index.grid.codes(values, code_shift(index.n_ref), code_dtype(index.n_ref))
 
 
 def _queries(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -47,8 +53,9 @@ def test_grid_codes_equal_searchsorted_codes(kind: str) -> None:
         assert index.grid is not None
         queries = _queries(index.sorted_ref.T, rng)
         with np.errstate(all="raise"):
-            codes = index.codes(queries)
+            codes = _grid_codes(index, queries)
         np.testing.assert_array_equal(codes, index.searched_codes(queries))
+        np.testing.assert_array_equal(index.codes(queries), codes)
 
 
 def test_both_in_cell_searches_are_exercised() -> None:
@@ -62,7 +69,9 @@ def test_column_subsets_and_strided_batches_are_ranked_like_contiguous_ones() ->
     index = NumericIndex.build(rng.standard_normal((3000, 3)).astype(np.float32))
     wide = rng.standard_normal((64, 5)).astype(np.float32)
     for batch in (wide[:, [0, 2, 4]], wide[::3, 1:4], wide[:, [4, 1, 0]].T.copy().T):
-        np.testing.assert_array_equal(index.codes(batch), index.searched_codes(batch))
+        np.testing.assert_array_equal(_grid_codes(index, batch), index.searched_codes(batch))
+    big = np.repeat(wide, 1 + GRID_FROM_VALUES // wide.size, axis=0)[:, [3, 0, 1]]
+    np.testing.assert_array_equal(index.codes(big), index.searched_codes(big))
 
 
 def test_non_finite_references_and_nan_queries_take_the_searchsorted_path() -> None:
