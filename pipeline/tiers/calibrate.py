@@ -1,9 +1,9 @@
 """The cascade's escalation band, calibrated on held-out data for a decision-agreement target.
 
 Held-out data: the large model's own labelled held-out rows, from the stream plug-in's
-`heldout` hook (the fraud stream regenerates the last `rows_test` transactions of its training
-stream from the manifest). Their first half calibrates, the second half evaluates, so the
-reported agreement is not the one the band was fitted on.
+`heldout` hook (a stream with a synthetic generator can regenerate the last rows of the
+model's training stream from its manifest). Their first half calibrates, the second half
+evaluates, so the reported agreement is not the one the band was fitted on.
 
 A row served by the small model gets the small model's decision (its own thresholds); an
 escalated row the large model's. Sorting the calibration rows by small score, the band is the
