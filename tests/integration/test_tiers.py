@@ -229,3 +229,26 @@ def test_a_stream_started_without_a_policy_takes_its_first_one_and_caches_under_
         assert (repeat["route"], repeat["escalated"], repeat["model_version"]) == want
         assert result_by_id[again_id]["score"] == result_by_id[rid]["score"]
         assert result_by_id[again_id]["decision"] == result_by_id[rid]["decision"]
+
+
+def test_a_decision_by_hand_is_stored_and_published_once(settings, models_dir, monkeypatch):
+    from pipeline.assembly import redis_client
+    from pipeline.cli import main
+    from pipeline.tiers.canary import CanaryStore, GateRule
+    from pipeline.tiers.wiring import canary_prefix
+
+    write_policy(models_dir, {"primary": LARGE,
+                              "canary": {"version": CANDIDATE, "share_percent": 10}})  # fmt: skip
+    monkeypatch.setenv("INFERSTREAM_MODELS_DIR", str(models_dir))
+    assert main(["models", "canary", "promote", "--reason", "looked fine on the dashboard"]) == 0
+    spec = stream_topics("fraud", settings.topic_namespace)
+    (event,) = values(read_all(settings, spec.events, idle_timeout=3))
+    assert (event["kind"], event["automatic"], event["reason"]) == (
+        "promote",
+        False,
+        "looked fine on the dashboard",
+    )
+    assert (event["stable"], event["candidate"]) == (LARGE, CANDIDATE)
+    assert event["worker"].startswith("cli@")
+    store = CanaryStore(redis_client(settings), canary_prefix(settings))
+    assert store.load("fraud", LARGE, CANDIDATE, GateRule()).state == "promoted"
