@@ -8,7 +8,8 @@ Everything lives in `<state dir>/stack/secure/` (its own ports, data, pid files 
 it runs beside the plaintext stack. The certificates come from `openssl` (a CA valid 30 days
 and a server certificate for 127.0.0.1 / localhost signed by it); `keytool` (Java's) builds
 the broker's truststore. Kafka has one SASL_SSL listener (SCRAM-SHA-512, also between the
-broker and itself) and a loopback PLAINTEXT controller listener; the SCRAM users are written
+broker and itself) and a loopback controller listener on mutual TLS (a certificate of the
+stack's CA required); the SCRAM users are written
 into the metadata when the storage is formatted (`kafka-storage format --add-scram`, its
 arguments in a Java argument file so that no password is on a command line). Redis
 listens on TLS only (`port 0`), with `requirepass`. Passwords are random, kept in files of
@@ -244,8 +245,11 @@ def _kafka_properties(stack: SecureStack, broker_password: str, store_password: 
         "advertised.listeners": f"SASL_SSL://{host}:{port}",
         "controller.listener.names": "CONTROLLER",
         "inter.broker.listener.name": "SASL_SSL",
-        # the controller quorum is this one process, on loopback
-        "listener.security.protocol.map": "CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL",
+        # the controller quorum is this one process, on loopback; its listener is TLS with a
+        # client certificate required (the broker's own, signed by the stack's CA), so no
+        # other local process can reach the metadata quorum
+        "listener.security.protocol.map": "CONTROLLER:SSL,SASL_SSL:SASL_SSL",
+        "listener.name.controller.ssl.client.auth": "required",
         "sasl.enabled.mechanisms": MECHANISM,
         "sasl.mechanism.inter.broker.protocol": MECHANISM,
         f"listener.name.sasl_ssl.{MECHANISM.lower()}.sasl.jaas.config": jaas,

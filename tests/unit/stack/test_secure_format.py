@@ -47,3 +47,15 @@ def test_scram_passwords_stay_off_the_command_line(
     assert f"password={broker}]" in call["text"] and f"password={client}]" in call["text"]
     assert '"kafka.tools.StorageTool"\n"format"\n' in call["text"]
     assert not (stack.dir / "kafka-format.args").exists(), "the argument file is removed"
+
+
+def test_the_controller_listener_requires_a_client_certificate(tmp_path: Path) -> None:
+    stack = secure._layout(Settings(state_dir=tmp_path), 29092, 29379)
+    props = dict(
+        line.split("=", 1)
+        for line in secure._kafka_properties(stack, "b", "s").splitlines()
+        if line and not line.startswith("#")
+    )
+    protocols = dict(p.split(":") for p in props["listener.security.protocol.map"].split(","))
+    assert protocols == {"CONTROLLER": "SSL", "SASL_SSL": "SASL_SSL"}  # no PLAINTEXT listener
+    assert props["listener.name.controller.ssl.client.auth"] == "required"
