@@ -1,5 +1,6 @@
-# inferstream developer entry points. Needs python3 (3.11+); `make test` also needs Java 17+
-# and Maven (the local Kafka comes from Maven Central) and installs redis-server when it can.
+# inferstream developer entry points. Needs python3 (3.11+); `make test` also needs Maven and
+# Java 17+ for the local Kafka, Java 21+ for the local Schema Registry (both from Maven
+# Central; INFERSTREAM_REGISTRY_JAVA names the JDK), and installs redis-server when it can.
 
 SHELL := /bin/bash
 PYTHON ?= python3
