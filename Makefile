@@ -43,7 +43,7 @@ models: $(STAMP)
 	$(BIN)/python models/build_docs.py --out models/docs/1.0.0
 
 test: deps lint models
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(BIN)/pytest -q --durations=30 $(PYTEST_ARGS)
 
 # The fuzz targets (tests/fuzz) with >= 100,000 generated inputs each (`make test` runs a
 # few thousand); PYTEST_ARGS=--hypothesis-seed=N replays one run.
