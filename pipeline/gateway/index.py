@@ -10,8 +10,8 @@ no result is lost from the index. Any gateway replica answers a poll from Redis 
 
 With `limits` it also consumes `<stream>.provenance` and settles each served request's cost
 reservation (pipeline/gateway/limits.py `settle`): the provenance record's `cost_units`, 0
-when the worker answered from its cache; a dead letter refunds its reservation. Settling is
-idempotent, so records seen again after a restart change nothing.
+when the worker answered from its cache; a dead letter refunds its reservation. Each
+reservation is settled once, so records seen again after a restart change nothing.
 """
 
 from __future__ import annotations

@@ -16,7 +16,8 @@ any number of gateway processes cannot pass a limit between a read and a write:
 4. a caller-chosen request id whose status record belongs to another tenant is refused
    (`taken`), before anything is written;
 5. the pending status of every request id is written (SET NX: a result indexed first wins),
-   and, under a cost budget, each request's reservation (`resv:<id>` = tenant, budget, cost).
+   and, under a cost budget, each request's reservation (pushed on the list `resv:<id>`:
+   tenant, budget, cost).
 
 Settling (`settle`, called by the result index, pipeline/gateway/index.py): once the worker
 served a request, its reservation is replaced by what it really cost - the provenance record's
@@ -130,10 +131,13 @@ local costs = {}
 for c in string.gmatch(ARGV[12] or '', '([^\n]+)') do costs[#costs + 1] = c end
 for i, id in ipairs(ids) do
   redis.call('SET', prefix .. 'req:' .. id, pending, 'NX', 'EX', ttl)
-  -- the reservation of each request, settled (or refunded) once the worker served it
+  -- the reservation of each request, settled (or refunded) once the worker served it; a
+  -- list: the same tenant may reuse an id (the worker dead-letters the repeat), and each
+  -- submission's reservation is then settled by one of the id's outcomes, none lost
   if budget > 0 and costs[i] and tonumber(costs[i]) > 0 then
-    redis.call('SET', prefix .. 'resv:' .. id, tenant .. '\n' .. rec[5] .. '\n' .. costs[i],
-               'EX', ttl)
+    local name = prefix .. 'resv:' .. id
+    redis.call('RPUSH', name, tenant .. '\n' .. rec[5] .. '\n' .. costs[i])
+    redis.call('EXPIRE', name, ttl)
   end
 end
 return {'ok', tenant, info[1], info[2], info[3], tostring(rate_left),
@@ -145,7 +149,7 @@ return {'ok', tenant, info[1], info[2], info[3], tostring(rate_left),
 # idempotency key so that a retry is admitted again; KEYS[3..]: its requests' reservations
 _REFUND = r"""
 local cost_key, budget, cost, idem_key = KEYS[1], tonumber(ARGV[1]), tonumber(ARGV[2]), KEYS[2]
-for i = 3, #KEYS do redis.call('DEL', KEYS[i]) end
+for i = 3, #KEYS do redis.call('RPOP', KEYS[i]) end  -- its own: the last one pushed
 if budget > 0 and cost > 0 then
   local ctat = tonumber(redis.call('GET', cost_key))
   if ctat then
@@ -161,8 +165,9 @@ return 1
 
 
 # settle served requests against their reservations: ARGV = prefix, then (request id, served
-# cost) pairs; a served cost of '' keeps the estimate. Each reservation is settled once (it
-# is deleted), so a result indexed twice changes nothing. The tenant's cost TAT moves by
+# cost) pairs; a served cost of '' keeps the estimate. Each reservation is settled once (the
+# oldest of the id's list is popped), so a result indexed again finds none - unless its tenant
+# reused the id, when each outcome settles one submission's reservation. The cost TAT moves by
 # (served - reserved) x the budget's interval: a refund never below now, a cost above the
 # estimate is charged even past the budget (it was served).
 _SETTLE = r"""
@@ -171,10 +176,8 @@ local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
 local out = {}
 for i = 2, #ARGV - 1, 2 do
-  local name = prefix .. 'resv:' .. ARGV[i]
-  local held = redis.call('GET', name)
+  local held = redis.call('LPOP', prefix .. 'resv:' .. ARGV[i])  -- the oldest reservation
   if held then
-    redis.call('DEL', name)
     local tenant, budget, reserved = string.match(held, '^(.*)\n([^\n]*)\n([^\n]*)$')
     budget, reserved = tonumber(budget) or 0, tonumber(reserved) or 0
     local served = tonumber(ARGV[i + 1]) or reserved

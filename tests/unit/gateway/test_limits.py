@@ -172,3 +172,18 @@ def test_a_tenant_settled_past_its_budget_still_gets_what_costs_nothing(redis, n
     assert limits.admit(digest, "fraud", 1, 0.01).outcome == "cost"
     cached = limits.admit(digest, "fraud", 1, 0.0)  # answered from the cache: no cost
     assert cached.outcome == "ok" and cached.cost_remaining == 0
+
+
+def test_an_id_its_tenant_reuses_has_one_reservation_per_submission(redis, namespace):
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", cost_per_hour=10)
+    digest = hash_key(key)
+    for _ in range(3):
+        assert _reserve(limits, digest, ["dup"], 2.0).outcome == "ok"  # 6 of 10
+    limits.refund("acme", 10, 2.0, "", ["dup"])  # the third was never produced: 4 of 10
+    # the first was served (at its estimate), the repeat dead-lettered: refunded
+    assert limits.settle([("dup", 2.0)]) == [("acme", 0.0)]
+    assert limits.settle([("dup", 0.0)]) == [("acme", -2.0)]
+    assert limits.settle([("dup", 0.0)]) == []  # none left: indexed again, nothing changes
+    assert limits.admit(digest, "fraud", 1, 8.0).outcome == "ok"  # exactly 2 spent
+    assert limits.admit(digest, "fraud", 1, 0.01).outcome == "cost"
