@@ -23,6 +23,9 @@ import numpy as np
 
 # cells per reference value: more cells, fewer values left to search inside a cell
 CELLS_PER_REF = 8
+# cells of all features together (8 bytes each): a big reference gets fewer cells per value,
+# i.e. more values to search inside a cell, rather than a table of hundreds of MB
+MAX_TABLE_CELLS = 1 << 22
 # crowded queries compare against the fullest cell's count of values, up to this many; beyond
 # (a value repeated many times), a binary search in the cell
 LINEAR_WINDOW = 16
@@ -47,7 +50,7 @@ class RankGrid:
         n_ref, d = values.shape
         if not n_ref or not d or not np.isfinite(values).all():
             return None
-        cells = CELLS_PER_REF * n_ref
+        cells = max(1, min(CELLS_PER_REF * n_ref, MAX_TABLE_CELLS // d))
         ordered = np.sort(values, axis=0).T  # (d, n)
         low = ordered[:, 0].copy()
         span = ordered[:, -1].astype(np.float64) - low

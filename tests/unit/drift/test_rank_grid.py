@@ -84,3 +84,15 @@ def test_non_finite_references_and_nan_queries_take_the_searchsorted_path() -> N
     queries = rng.standard_normal((50, 1)).astype(np.float32)
     queries[7, 0] = np.nan
     np.testing.assert_array_equal(index.codes(queries), index.searched_codes(queries))
+
+
+def test_a_big_reference_gets_a_bounded_table_and_stays_exact(monkeypatch) -> None:
+    import pipeline.drift.rank_grid as rank_grid
+
+    monkeypatch.setattr(rank_grid, "MAX_TABLE_CELLS", 3000)  # as if the reference were huge
+    rng = np.random.default_rng(8)
+    index = NumericIndex.build(rng.standard_normal((5000, 3)).astype(np.float32))
+    assert index.grid is not None and index.grid.first.size <= 3000 + 3
+    assert index.grid.window > LINEAR_WINDOW  # a few cells hold many values: binary search
+    queries = _queries(index.sorted_ref.T, rng)
+    np.testing.assert_array_equal(_grid_codes(index, queries), index.searched_codes(queries))
