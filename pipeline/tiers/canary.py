@@ -19,7 +19,8 @@ sequential gate that promotes or rolls back by itself.
   as JSON in Redis (DegradingRedis: Redis down keeps the in-memory state), read at start so a
   restart keeps a decision. Promoted: the candidate serves every row; rolled back: none.
 - Events: each decision is also a TierEvent record on `<stream>.events` (pipeline/tiers/
-  events.py), produced with the worker's next delivered batch.
+  events.py), produced with the worker's next delivered batch; so is one "hold" when the gate
+  has its minimum sample but cannot decide yet ("need N more pairs").
 - Several workers on one canary: each keeps its own gate counters (its own share of the
   pairs) and saves the whole state under the same key, last writer wins. The first worker
   whose gate decides saves the decision; the others take a stored decision over within
@@ -199,6 +200,7 @@ class CanaryState:
     share_percent: float
     state: str = RUNNING
     served_by_candidate: int = 0
+    held: bool = False  # the gate reached its minimum sample undecided (one "hold" event)
     gate: CanaryGate = field(default_factory=CanaryGate)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -278,6 +280,11 @@ class Canary:
 
     def decide(self, state: CanaryState, verdict: Verdict) -> None:
         if verdict.decision == "continue":
+            # told once: the minimum sample is there but the gate cannot tell yet (why a canary
+            # on low traffic looks stuck); the reason says how many more pairs it needs
+            if not state.held and state.gate.pairs >= state.gate.rule.min_sample:
+                state.held = True
+                self.event(state, "hold", verdict.reason, automatic=True)
             return
         state.state = PROMOTED if verdict.decision == "promote" else ROLLED_BACK
         self.event(state, verdict.decision, verdict.reason, automatic=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from pipeline.core.messages import OutboundMessage
 
-_KINDS = {"promote", "rollback"}
+_KINDS = {"promote", "rollback", "hold"}
 
 
 def event_record(

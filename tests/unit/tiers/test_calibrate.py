@@ -86,5 +86,5 @@ def test_held_out_rows_come_from_the_plug_ins_hook():
     def unlabelled(manifest):
         raise ValueError("manifest lacks training.seed")
 
-    with pytest.raises(CalibrationError, match="stream 'fraud': manifest lacks training.seed"):
+    with pytest.raises(CalibrationError, match=r"stream 'fraud': manifest lacks training\.seed"):
         heldout(model.manifest, replace(fraud, heldout=unlabelled))

@@ -191,3 +191,23 @@ def test_a_running_worker_takes_over_a_stored_decision_instead_of_overwriting_it
     mine.save()  # its in-memory state still says running
     assert store.load("fraud", LARGE, CANDIDATE, GateRule()).state == ROLLED_BACK
     assert mine.state.state == ROLLED_BACK
+
+
+def test_an_undecided_gate_at_its_minimum_sample_says_hold_once():
+    published = []
+
+    class Sink:
+        def add(self, event, share):
+            published.append((event["event"], event["reason"]))
+
+    canary = Canary("fraud", None, events=Sink())
+    state = canary.current(LARGE, CANDIDATE, 10, {"min_sample": 400})
+    flips = np.zeros(100, bool)
+    flips[:3] = True  # 3 %: right at the limit, the interval cannot leave it
+    for _ in range(8):
+        state.gate.observe(flips, np.zeros(100), 1.0, 1.0)
+        canary.decide(state, state.gate.verdict())
+    assert state.state == "running" and state.held
+    ((kind, reason),) = published
+    assert kind == "hold" and "need" in reason and "more pairs" in reason
+    assert [e["event"] for e in state.events] == ["hold"]
