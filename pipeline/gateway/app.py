@@ -57,6 +57,7 @@ class Gateway:
     notifier: Any = None  # index.Notifier: wakes long polls
     lag: Any = None  # shedding.LagMonitor, when INFERSTREAM_GATEWAY_SHED_WAIT_S > 0
     metrics: Any = None  # pipeline.metrics.gateway.GatewayMetrics, unless INFERSTREAM_METRICS=off
+    process_metrics: Any = None  # pipeline.metrics.ProcessMetrics: serves them (server.py)
     redis_pool: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(8, thread_name_prefix="gateway-redis")
     )
@@ -697,19 +698,6 @@ async def measured(request: web.Request, handler: Any) -> web.StreamResponse:
             gw.metrics.submitted(label, time.perf_counter() - started)
 
 
-async def metrics(request: web.Request) -> web.Response:
-    """Prometheus text format; rendered on a thread (a scrape never stalls a submit)."""
-    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-
-    gw: Gateway = request.app["gateway"]
-    if gw.metrics is None:
-        return error(404, "metrics-off", "metrics are off (INFERSTREAM_METRICS=off)")
-    body = await asyncio.get_running_loop().run_in_executor(
-        None, generate_latest, gw.metrics.registry
-    )
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
 @web.middleware
 async def one_line_errors(request: web.Request, handler: Any) -> web.StreamResponse:
     """An unexpected exception is a 500 with one line, logged without request headers."""
@@ -738,5 +726,4 @@ def make_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/healthz", health)
     app.router.add_get("/ready", ready, name="ready")
     app.router.add_get("/openapi.json", openapi, name="openapi")
-    app.router.add_get("/metrics", metrics, name="metrics")
     return app

@@ -184,14 +184,6 @@ def openapi_spec(streams: list[str]) -> dict[str, Any]:
                     "responses": {"200": {"description": "alive"}},
                 }
             },
-            "/metrics": {
-                "get": {
-                    "summary": "Prometheus text format: requests by route/status/tenant, submit"
-                    " latency, limit refusals, cost reserved/refunded/settled, breaker state",
-                    "security": [],
-                    "responses": {"200": {"description": "the metrics (text/plain)"}},
-                }
-            },
             "/ready": {
                 "get": {
                     "summary": "Redis up, Kafka breaker not open, index assigned",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 from collections.abc import Sequence
-from pathlib import Path
 
 from aiohttp import web
 
@@ -26,10 +24,8 @@ from pipeline.gateway.limits import Limits
 from pipeline.gateway.producer import GatewayProducer
 from pipeline.gateway.shedding import LagMonitor
 from pipeline.logs import lifecycle_event
+from pipeline.metrics import ProcessMetrics
 from pipeline.metrics.gateway import GatewayMetrics
-from pipeline.metrics.targets import remove_target, targets_dir, write_target
-
-log = logging.getLogger("inferstream.gateway")
 
 
 def group_id(settings: Settings) -> str:
@@ -81,32 +77,14 @@ def build_gateway(
         indexer=indexer,
     )
     if settings.metrics == "on":
-        gateway.metrics = gateway_metrics(gateway, streams)
+        # the workers' process metrics (registry, /metrics server, targets file), role gateway
+        gateway.process_metrics = ProcessMetrics(settings, "gateway", list(streams))
+        gateway.metrics = GatewayMetrics(
+            gateway.process_metrics.registry, settings.metrics_top_tenants
+        )
+        gateway.metrics.watch(redis, gateway.breakers)
         indexer.on_cost = gateway.cost
     return gateway
-
-
-def gateway_metrics(gateway: Gateway, streams: Sequence[str]) -> GatewayMetrics:
-    from pipeline import __version__
-
-    metrics = GatewayMetrics(gateway.settings.metrics_top_tenants)
-    metrics.families.info.labels(__version__, "gateway", ",".join(streams)).set(1)
-    metrics.families.ready.labels("gateway").set(0)
-    metrics.watch(gateway.redis, gateway.breakers)
-    return metrics
-
-
-def list_target(gateway: Gateway, host: str, port: int) -> Path | None:
-    """The gateway's /metrics in the file_sd targets directory (role gateway), as the
-    workers list theirs; None when the directory is not writable (logged)."""
-    s = gateway.settings
-    directory = Path(s.metrics_targets_dir or targets_dir(s.state_dir))
-    address = f"{'127.0.0.1' if host in ('', '0.0.0.0', '::') else host}:{port}"
-    try:
-        return write_target(directory, address, {"role": "gateway", "app": s.app_id})
-    except OSError as exc:
-        log.warning("could not write the Prometheus targets file: %s", exc)
-        return None
 
 
 async def serve(gateway: Gateway, host: str, port: int) -> None:
@@ -121,7 +99,8 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
         await runner.cleanup()
         raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
     bound = runner.addresses[0][1] if runner.addresses else port
-    target = list_target(gateway, host, bound) if gateway.metrics is not None else None
+    process_metrics = gateway.process_metrics
+    metrics_url = process_metrics.serve() if process_metrics is not None else None
     gateway.indexer.start()
     if gateway.lag is not None:
         gateway.lag.start()
@@ -136,8 +115,8 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
         if gateway.indexer.assigned.is_set() or stop.is_set():
             break
         await asyncio.sleep(0.1)
-    if gateway.metrics is not None:
-        gateway.metrics.families.ready.labels("gateway").set(1)
+    if process_metrics is not None:
+        process_metrics.set_ready()
     lifecycle_event(
         "ready",
         "gateway listening",
@@ -145,12 +124,13 @@ async def serve(gateway: Gateway, host: str, port: int) -> None:
         port=bound,
         streams=sorted(gateway.intakes),
         result_index="assigned" if gateway.indexer.assigned.is_set() else "waiting",
+        metrics=metrics_url,
     )
     try:
         await stop.wait()
     finally:
-        if target is not None:
-            remove_target(target)
+        if process_metrics is not None:
+            process_metrics.close()
         await runner.cleanup()
         await loop.run_in_executor(None, gateway.indexer.stop)
         await loop.run_in_executor(None, gateway.notifier.stop)

@@ -1,10 +1,12 @@
 """The HTTP gateway's metrics: requests by route/status/tenant, submit latency, limit
 refusals, cost reserved/refunded/settled, and its dependencies' breakers.
 
-The same stack as the workers' (one registry from `families.new_registry`, so `info`,
-`ready`, `redis_up` and the process collectors are there too), served by the gateway's own
-aiohttp app at `/metrics` on its port and listed in the file_sd targets directory with
-`role="gateway"`, so the stack's Prometheus finds every gateway as it finds every worker.
+The same stack as the workers': these families go on the registry of the gateway process's
+`ProcessMetrics` (role `gateway`: `info`, `ready`, `redis_up` and the process collectors come
+with it), which serves `/metrics` on its own thread at INFERSTREAM_METRICS_BIND /
+INFERSTREAM_METRICS_PORT (loopback, any free port by default - tenant names are not for the
+gateway's public port) and lists it in the file_sd targets directory, so the stack's
+Prometheus finds every gateway as it finds every worker.
 
 Per request the gateway does a handful of counter increments and one histogram observation
 (~1 us each): cheap next to its HTTP parsing. Breaker state is read at scrape time.
@@ -15,14 +17,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from pipeline.metrics.families import AGE_BUCKETS, name, new_registry
 from pipeline.metrics.observer import RedisCollector
 
-ROUTES = ("submit", "status", "health", "ready", "openapi", "metrics", "other")
 NO_TENANT = "none"  # requests refused before their tenant is known (no key, a wrong key)
 OTHER = "other"
 
@@ -30,9 +31,10 @@ OTHER = "other"
 class GatewayMetrics:
     """The gateway process's registry and instruments (one per process)."""
 
-    def __init__(self, top_tenants: int = 10) -> None:
-        self.registry, self.families = new_registry()
-        registry = self.registry
+    def __init__(self, registry: CollectorRegistry | None = None, top_tenants: int = 10) -> None:
+        if registry is None:  # standalone (tests): a registry of its own
+            registry, _ = new_registry()
+        self.registry = registry
         self.top_tenants = top_tenants
         self._tenants: set[str] = set()
         self._children: dict[Any, Any] = {}

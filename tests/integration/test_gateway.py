@@ -40,6 +40,7 @@ class GatewayProcess:
         self.proc: subprocess.Popen[str] | None = None
         self.lines: deque[str] = deque(maxlen=500)
         self.port = 0
+        self.metrics_url = ""
         self._ready = threading.Event()
 
     def start(self, timeout: float = 60) -> GatewayProcess:
@@ -66,6 +67,7 @@ class GatewayProcess:
                 continue
             if isinstance(entry, dict) and entry.get("event") == "ready":
                 self.port = int(entry["port"])
+                self.metrics_url = entry.get("metrics") or ""
                 self._ready.set()
 
     @property
@@ -481,19 +483,21 @@ def test_metrics_count_answers_limits_and_the_breaker_and_prometheus_alerts_on_i
         settings, port=prom_port, targets=targets, directory=tmp_path / "prometheus"
     )
     try:
-        before = metric_samples(gateway.url)
+        assert gateway.metrics_url.startswith("http://127.0.0.1:")  # loopback, not the API port
+        assert http("GET", f"{gateway.url}/metrics").status == 404
+        before = metric_samples(gateway.metrics_url)
         breaker = ("inferstream_gateway_breaker_open", (("dependency", "kafka"),))
         assert before[breaker] == 0
         assert submit(gateway, transaction(1), None).status == 401
         assert submit(gateway, transaction(2), acme).status == 503  # produce failed: opens
         assert submit(gateway, transaction(3), slow).status == 503  # circuit open
         assert submit(gateway, transaction(4), slow).status == 429  # its one request was used
-        after = metric_samples(gateway.url)
+        after = metric_samples(gateway.metrics_url)
         assert answered(after, 401, "none") == 1
         assert answered(after, 503, "acme-bank") == 1
         assert answered(after, 503, "slow-tenant") == 1
         assert answered(after, 429, "slow-tenant") == 1
-        assert answered(after, 200, "none", route="metrics") >= 1  # the first scrape
+        assert answered(after, 404, "none", route="other") == 1  # /metrics is not on this port
         limited = (("limit", "rate"), ("tenant", "slow-tenant"))
         assert after[("inferstream_gateway_limited_total", limited)] == 1
         latency = ("inferstream_gateway_submit_seconds_count", (("stream", "fraud"),))
@@ -502,7 +506,7 @@ def test_metrics_count_answers_limits_and_the_breaker_and_prometheus_alerts_on_i
         moves = (("dependency", "kafka"), ("from", "closed"), ("to", "open"))
         assert after[("inferstream_gateway_breaker_transitions_total", moves)] == 1
         assert after[("inferstream_redis_up", ())] == 1
-        assert acme not in http("GET", f"{gateway.url}/metrics").text
+        assert acme not in http("GET", f"{gateway.metrics_url}/metrics").text
 
         # the stack's Prometheus finds the gateway in the targets directory (role gateway)
         # and its breaker alert goes pending at once (firing after `for: 1m`)
@@ -565,6 +569,6 @@ def test_a_dead_letter_refunds_its_reservation_so_the_budget_is_what_was_served(
         assert submit(gateway, transaction(6), key).status == 429
     finally:
         worker.stop()
-    samples = metric_samples(gateway.url)
+    samples = metric_samples(gateway.metrics_url)
     refunded = (("step", "refunded"), ("tenant", "budget-tenant"))
     assert samples[("inferstream_gateway_cost_units_total", refunded)] == pytest.approx(row)
