@@ -87,6 +87,8 @@ class Supervisor:
                 if self.metrics is not None:
                     self.metrics.restarted(index)
             self._stopping.wait(0.2)
+        if self.metrics is not None:
+            self.metrics.unlist()
         try:
             return self._stop_all()
         finally:

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, ProcessCollector
 
 from pipeline.metrics.families import HELP, name
 from pipeline.metrics.http import MetricsServer
-from pipeline.metrics.targets import remove_target, targets_dir, write_target
+from pipeline.metrics.targets import prune, remove_target, targets_dir, write_target
 
 log = logging.getLogger("inferstream.metrics")
 
@@ -60,10 +60,16 @@ class SupervisorMetrics:
             log.warning("could not write the Prometheus targets file: %s", exc)
         return server.url
 
-    def close(self) -> None:
+    def unlist(self) -> None:
+        """Out of the targets directory: called as the stop begins, since the children may take
+        longer to stop than whoever stops the supervisor waits (and then kills it)."""
         if self._target is not None:
             remove_target(self._target)
+            prune(self._target.parent)  # the files of children killed meanwhile
             self._target = None
+
+    def close(self) -> None:
+        self.unlist()
         if self.server is not None:
             self.server.close()
             self.server = None

@@ -340,11 +340,18 @@ def test_processes_list_their_targets_and_the_supervisor_counts_a_killed_child(
         assert wait_value(prometheus, counted, 1) == 1
         for expr in rule_and_panel_expressions(supervised=True):
             assert wait_for(lambda e=expr: bool(prometheus.query(e)), 30, 1), expr
-        # the restarted child serves again: both children up
+        # the restarted child serves again, and is ready (stopped mid-start, a child can take
+        # longer than a plain stop waits: its group is still rebalancing)
+        def readied() -> int:
+            events = log_events(worker.lines)
+            return sum(e.get("event") == "process-ready" and e.get("index") == 1 for e in events)
+
+        assert wait_for(lambda: readied() == 2, 120), list(worker.lines)[-10:]
         assert wait_value(prometheus, up, 2) == 2
     finally:
-        worker.stop()
-    assert wait_for(lambda: not list(targets.glob("*.json")), 30)  # each removed its own
+        worker.stop(timeout=150)  # the supervisor waits up to 120 s for its children
+    left = lambda: {p.name: p.read_text() for p in targets.glob("*.json")}  # noqa: E731
+    assert wait_for(lambda: not left(), 30), (left(), list(worker.lines)[-15:])  # each its own
 
 
 @pytest.fixture
