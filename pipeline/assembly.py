@@ -137,7 +137,8 @@ def _tiers(
     settings: Settings, plugin: StreamPlugin, topics: StreamTopics, model: LoadedModel,
     registry: SchemaRegistry, redis: DegradingRedis,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
-    """(router, shadow, deliver wrapper) when the stream has a routing.json, else Nones."""
+    """(router, shadow, deliver wrapper) for a dense stream (the router watches for its
+    routing.json, so a first policy needs no restart); Nones for token streams."""
     from pipeline.tiers.wiring import tiers_for
 
     return tiers_for(settings, plugin, topics, model, registry, redis)
