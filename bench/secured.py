@@ -6,7 +6,8 @@ TLS + password), alternating A B B A ... so that drift in the machine's load fal
 alike. Every Kafka client of the bench and of the worker takes its security settings from the
 environment (pipeline/kafka/client_config.py), so the same bench code measures both. Reported:
 flat-out events/s and CPU per 1,000 events of each run, the ratio secured / plaintext of each
-pair and pooled (sum of events over sum of seconds), and the load average of each run.
+pair and pooled (sum of events over sum of seconds), and the load average of each run. A short
+run on each stack comes first and is not counted (warm-up).
 
     python -m bench.secured --events 30000 --pairs 2
 """
@@ -104,11 +105,17 @@ def main(argv: list[str] | None = None) -> int:
     stack = secure.up(settings, lambda line: print(line, file=sys.stderr))
     runs = []
     with tempfile.TemporaryDirectory(prefix="bench-secured-") as tmp:
+        # one short run on each stack first, not counted: a broker just started (the secured
+        # one, usually) runs its TLS and request paths in the JIT's interpreter for a while
+        warmups = [
+            _run_reference(kind, stack, max(1000, args.events // 4), Path(tmp) / f"w{kind}.json")
+            for kind in ("secured", "plaintext")
+        ]
         for i, kind in enumerate(order(args.pairs)):
             run = _run_reference(kind, stack, args.events, Path(tmp) / f"{i}.json")
             print(json.dumps(run), file=sys.stderr, flush=True)
             runs.append(run)
-    result = {"runs": runs, **compare(runs)}
+    result = {"warmups": warmups, "runs": runs, **compare(runs)}
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
