@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -56,6 +57,10 @@ def test_drifted_stream_opens_an_alert_naming_the_shifted_feature(settings, env)
     assert opened[0]["ranked_features"][0]["feature"] in AMOUNT_FEATURES
     assert opened[0]["first_offset"] >= 0 and opened[0]["window_end"] >= opened[0]["window_start"]
     assert opened[0]["stream"] == "fraud" and opened[0]["model_version"] == "1.0.0"
+    # drift_alert.v2 reads alone: how its threshold was set and the settings behind it
+    assert opened[0]["calibration"] == "iid"  # amount has no serial dependence in the reference
+    assert opened[0]["reference_rows"] == 5000 and opened[0]["windows"] == [100, 300, 1000]
+    assert opened[0]["check_every"] == 10 and opened[0]["target_ert"] > 0
 
     status = subprocess.run(
         [sys.executable, "-m", "pipeline", "drift", "status", "--json"],
@@ -66,6 +71,11 @@ def test_drifted_stream_opens_an_alert_naming_the_shifted_feature(settings, env)
     )
     assert status.returncode == 0, status.stderr
     assert '"rows_seen": ' in status.stdout and opened[0]["feature"] in status.stdout
+    # the fraud reference is in arrival order (manifest reference.order): the worker
+    # block-bootstraps the serially dependent feature and says so
+    features = {f["feature"]: f for f in json.loads(status.stdout)[0]["features"]}
+    assert features["txn_count_1h"]["calibration"].startswith("block-bootstrap(block=")
+    assert features["log_amount"]["calibration"] == "iid"
 
 
 def test_stationary_stream_raises_no_alert(settings, env):
