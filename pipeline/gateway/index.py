@@ -158,7 +158,11 @@ class ResultIndexer:
 
     def _served_cost(self, message: Message) -> tuple[str, float | None] | None:
         """(request id, what serving it cost: 0 from the worker's cache, the provenance's
-        cost_units, None when unknown - the estimate stands)."""
+        cost_units, None when unknown - the estimate stands).
+
+        cost_units, not metered_cost_units: the served versions' price per row (both tiers
+        for an escalated request) is what a tenant is charged; the metered CPU share depends
+        on how full the batch was, i.e. on other tenants' traffic."""
         _, _, decode = self._by_topic[message.topic()]
         assert decode is not None
         try:
