@@ -23,6 +23,7 @@ move later), every other one counts as `other`.
 from __future__ import annotations
 
 import collections
+import operator
 import threading
 import time
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ from prometheus_client.registry import Collector
 
 from pipeline.metrics.families import HELP, Families, name
 
+_TIMESTAMP = operator.attrgetter("timestamp_ms")
 DEAD_LETTER_REASON = "dlq.reason"  # pipeline/scoring/dead_letters.py HEADER_PREFIX + reason
 
 
@@ -102,7 +104,8 @@ class EngineObserver:
             return
         now_mono, now_wall = time.monotonic(), time.time()
         to_wall = now_wall - now_mono
-        stamps = np.fromiter((m.timestamp_ms for m in messages), np.float64, n) / 1000.0
+        # map + attrgetter: half the instructions of a generator expression per event
+        stamps = np.fromiter(map(_TIMESTAMP, messages), np.float64, n) / 1000.0
         if arrivals:
             counts = np.fromiter((c for c, _ in arrivals), np.int64, len(arrivals))
             ats = np.fromiter((a for _, a in arrivals), np.float64, len(arrivals))
