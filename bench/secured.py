@@ -102,24 +102,40 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.from_env()
     if settings.kafka_security_protocol != "PLAINTEXT" or settings.redis_url.startswith("rediss"):
         parser.error("the environment's stack must be the plaintext one (the baseline)")
-    stack = secure.up(settings, lambda line: print(line, file=sys.stderr))
-    runs = []
-    with tempfile.TemporaryDirectory(prefix="bench-secured-") as tmp:
-        # one short run on each stack first, not counted: a broker just started (the secured
-        # one, usually) runs its TLS and request paths in the JIT's interpreter for a while
-        warmups = [
-            _run_reference(kind, stack, max(1000, args.events // 4), Path(tmp) / f"w{kind}.json")
-            for kind in ("secured", "plaintext")
-        ]
-        for i, kind in enumerate(order(args.pairs)):
-            run = _run_reference(kind, stack, args.events, Path(tmp) / f"{i}.json")
-            print(json.dumps(run), file=sys.stderr, flush=True)
-            runs.append(run)
+    was_up = all(service.up for service in secure.status(settings))
+    stack = secure.up(settings, _log)
+    try:
+        warmups, runs = _measure(stack, args.events, args.pairs)
+    finally:
+        if not was_up:  # started for this run: stopped after it
+            secure.down(settings, _log)
     result = {"warmups": warmups, "runs": runs, **compare(runs)}
     print(json.dumps(result, indent=2))
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
     return 0
+
+
+def _log(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def _measure(
+    stack: secure.SecureStack, events: int, pairs: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="bench-secured-") as tmp:
+        # one short run on each stack first, not counted: a broker just started (the secured
+        # one, usually) runs its TLS and request paths in the JIT's interpreter for a while
+        warmups = [
+            _run_reference(kind, stack, max(1000, events // 4), Path(tmp) / f"w{kind}.json")
+            for kind in ("secured", "plaintext")
+        ]
+        for i, kind in enumerate(order(pairs)):
+            run = _run_reference(kind, stack, events, Path(tmp) / f"{i}.json")
+            print(json.dumps(run), file=sys.stderr, flush=True)
+            runs.append(run)
+    return warmups, runs
 
 
 if __name__ == "__main__":
