@@ -6,6 +6,8 @@ counted and logged like the cache's degraded periods.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pipeline.redis.client import DegradingRedis
 
 
@@ -32,11 +34,20 @@ class RedisStateStore:
         return self.redis.call(lambda client: client.get(self.prefix + key))
 
     def keys(self, pattern: str = "*") -> list[str]:
-        found = self.redis.call(lambda client: client.keys(self.prefix + pattern)) or []
+        found = self.redis.call(lambda client: scan_keys(client, self.prefix + pattern)) or []
         return sorted(k.decode()[len(self.prefix) :] for k in found)
 
     def delete_matching(self, pattern: str) -> int:
-        keys = self.redis.call(lambda client: client.keys(self.prefix + pattern)) or []
+        keys = self.redis.call(lambda client: scan_keys(client, self.prefix + pattern)) or []
         if not keys:
             return 0
         return int(self.redis.call(lambda client: client.delete(*keys)) or 0)
+
+
+SCAN_COUNT = 10_000  # keys a SCAN step looks at: ~100 round trips for a million-key database
+
+
+def scan_keys(client: Any, pattern: str) -> list[bytes]:
+    """Keys matching `pattern` by SCAN, not KEYS: KEYS blocks the Redis server for every
+    client while it walks the whole keyspace (seconds on a shared production database)."""
+    return list(client.scan_iter(match=pattern, count=SCAN_COUNT))

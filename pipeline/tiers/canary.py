@@ -43,6 +43,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.redis.state import scan_keys
+
 log = logging.getLogger("inferstream.tiers.canary")
 
 RUNNING, PROMOTED, ROLLED_BACK = "running", "promoted", "rolled-back"
@@ -235,7 +237,7 @@ class CanaryStore:
         return bool(self.redis.call(lambda c: c.set(key, state.to_json())))
 
     def all(self, stream: str) -> list[dict[str, Any]]:
-        keys = self.redis.call(lambda c: c.keys(f"{self.prefix}{stream}:*")) or []
+        keys = self.redis.call(lambda c: scan_keys(c, f"{self.prefix}{stream}:*")) or []
         out = []
         for key in sorted(keys):
             blob = self.redis.call(lambda c, k=key: c.get(k))

@@ -42,9 +42,9 @@ class FakeRedis:
         self.data[key] = value.encode() if isinstance(value, str) else value
         return True
 
-    def keys(self, pattern):
-        prefix = pattern.rstrip("*")
-        return [k for k in self.data if k.startswith(prefix)]
+    def scan_iter(self, match, count):
+        prefix = match.rstrip("*")
+        return iter([k for k in self.data if k.startswith(prefix)])
 
 
 def traffic(n, seed=8):
