@@ -20,6 +20,7 @@ import shutil
 import sys
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from pipeline.stack.apt import Log, apt_install, apt_prefix
 from pipeline.stack.process import StackError, live_pid, log_tail, spawn, stop, wait_for
 
 RULES = DATA_ROOT / "ops" / "prometheus" / "rules.yml"
+GATEWAY_RULES = DATA_ROOT / "ops" / "prometheus" / "gateway_rules.yml"
+RULE_FILES = (RULES, GATEWAY_RULES)  # what the compose Prometheus loads too
 NO_PROMETHEUS_HINT = "Install it with `apt-get install prometheus` (Debian/Ubuntu)."
 
 
@@ -54,7 +57,7 @@ def ensure_prometheus(log: Log) -> str:
     return found
 
 
-def config_text(targets: Path, rules: Path | None, scrape_interval_s: float = 1.0) -> str:
+def config_text(targets: Path, rules: Sequence[Path], scrape_interval_s: float = 1.0) -> str:
     """The generated prometheus.yml (JSON is YAML)."""
     interval = f"{int(scrape_interval_s * 1000)}ms"
     config: dict[str, Any] = {
@@ -67,8 +70,8 @@ def config_text(targets: Path, rules: Path | None, scrape_interval_s: float = 1.
             }
         ],
     }
-    if rules is not None and rules.is_file():
-        config["rule_files"] = [str(rules)]
+    if found := [str(path) for path in rules if path.is_file()]:
+        config["rule_files"] = found
     return json.dumps(config, indent=2)
 
 
@@ -106,7 +109,7 @@ class LocalPrometheus:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.targets.mkdir(parents=True, exist_ok=True)
         config = self.dir / "prometheus.yml"
-        config.write_text(config_text(self.targets, RULES, self.scrape_interval_s))
+        config.write_text(config_text(self.targets, RULE_FILES, self.scrape_interval_s))
         argv = [
             binary,
             f"--config.file={config}",

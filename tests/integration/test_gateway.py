@@ -475,7 +475,7 @@ def test_metrics_count_answers_limits_and_the_breaker_and_prometheus_alerts_on_i
         "INFERSTREAM_GATEWAY_BREAKER_FAILURES": "1", "INFERSTREAM_GATEWAY_BREAKER_RESET_S": "600",
         "INFERSTREAM_METRICS_TARGETS_DIR": str(targets),
     }).start()  # fmt: skip
-    monkeypatch.setattr(local_prometheus, "RULES", REPO_ROOT / "ops/prometheus/gateway_rules.yml")
+    monkeypatch.setattr(local_prometheus, "RULE_FILES", (local_prometheus.GATEWAY_RULES,))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         prom_port = s.getsockname()[1]

@@ -13,7 +13,7 @@ import yaml
 from pipeline.cli.top_cmd import Totals, parse, quantile, rows_between
 from pipeline.config import REPO_ROOT
 from pipeline.metrics.families import HELP, PREFIX
-from pipeline.stack.prometheus import RULES, config_text
+from pipeline.stack.prometheus import RULE_FILES, config_text
 
 OPS = REPO_ROOT / "ops"
 
@@ -39,9 +39,10 @@ def test_rules_pass_promtool():
 
 def test_the_generated_config_passes_promtool(tmp_path):
     config = tmp_path / "prometheus.yml"
-    config.write_text(config_text(tmp_path / "targets", RULES))
+    config.write_text(config_text(tmp_path / "targets", RULE_FILES))
     done = promtool("check", "config", str(config))
     assert done.returncode == 0, done.stdout + done.stderr
+    assert "gateway_rules.yml" in config.read_text()  # the local stack evaluates both rule files
 
 
 def test_every_metric_named_by_a_rule_or_panel_is_exported_or_recorded():
