@@ -51,8 +51,8 @@ HELP = {
     "degraded_total": "Scored events flagged degraded (Redis unavailable)",
     "model_inference_seconds": "Model time per batch (all model calls of one batch), in seconds",
     "cost_units_total": (
-        "Cost units: model seconds x the configured price per CPU- or GPU-second, apportioned"
-        " per batch to its freshly scored requests (cache hits cost 0)"
+        "Cost units: model CPU- or GPU-seconds x the price per second (the manifest's, else"
+        " the configured one); the sum of the provenance records' metered_cost_units"
     ),
     "tenant_cost_units_total": "Cost units per tenant (top N tenants by volume, the rest other)",
     "tenant_events_total": "Scored events per tenant (top N tenants by volume, the rest other)",
