@@ -4,9 +4,11 @@ The real scoring path of one engine (BatchScorer + ScoringHandler with the fraud
 models/, Avro decode, features, ONNX, result/provenance encode) and the engine's own hooks
 (EngineObserver.batch_cut / batch_delivered, ScoringObserver via the handler), on the calling
 thread, batch after batch, metrics off vs on, alternating. What is timed is this thread's CPU
-time (time.thread_time), not wall time, so other processes' load counts far less; for a count
-that load cannot touch at all, run one mode at a time under callgrind and compare
-instructions (`--mode on|off --batches N`, difference of two N to cancel the set-up):
+time (time.thread_time), not wall time, so other processes' load counts less (on the shared
+2-core machine pairs still spread by +-20 %: use medians of many rounds). One mode at a time
+runs under callgrind (`--mode on|off --batches N`), but as measured here the set-up's count
+varied by ~200 M instructions between processes (PYTHONHASHSEED and OPENBLAS_NUM_THREADS fixed),
+more than 40 batches of 256 differ by, so differences of two N did not settle the question:
 
     python -m bench.metrics_overhead --batch 256 --batches 200 --rounds 6
     valgrind --tool=callgrind --callgrind-out-file=/tmp/cg.on python -m bench.metrics_overhead \
