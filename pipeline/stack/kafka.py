@@ -13,7 +13,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import DATA_ROOT, Settings
-from pipeline.stack.process import StackError, file_lock, parse_hostport, spawn
+from pipeline.stack.process import (
+    StackError,
+    fetch_once,
+    maven_failed,
+    parse_hostport,
+    run_maven,
+    spawn,
+)
 
 KAFKA_VERSION = "4.3.1"
 POM = DATA_ROOT / "ops" / "kafka" / "pom.xml"  # a checkout's, or the one installed with us
@@ -118,36 +125,29 @@ def kafka_home(settings: Settings, version: str = KAFKA_VERSION) -> Path:
 def ensure_jars(settings: Settings, log: Log, version: str = KAFKA_VERSION) -> Path:
     """The directory of Kafka's runtime jars, resolved with Maven on first use."""
     home = kafka_home(settings, version)
-    libs, marker = home / "libs", home / ".complete"
-    if marker.exists():
-        return libs
-    with file_lock(settings.cache_dir / f".kafka-{version}.lock"):
-        if marker.exists():  # another process fetched them while we waited
-            return libs
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise StackError(
-                f"`mvn` (Maven) is needed once to fetch the Kafka {version} jars into {libs}. "
-                f"{NO_KAFKA_HINT}"
-            )
+    libs = home / "libs"
+
+    def fetch() -> str:
+        what = f"the Kafka {version} jars into {libs}"
         if not POM.exists():
             raise StackError(f"{POM} is missing: reinstall inferstream (or run from a checkout)")
         shutil.rmtree(libs, ignore_errors=True)
         libs.mkdir(parents=True)
         log(f"resolving Kafka {version} jars from Maven Central into {libs} (first run only)...")
         started = time.monotonic()
-        argv = [
-            mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={libs}", f"-Dkafka.version={version}",
-        ]  # fmt: skip
-        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        result = run_maven(
+            ["-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime",
+             f"-DoutputDirectory={libs}", f"-Dkafka.version={version}"],
+            what, NO_KAFKA_HINT,
+        )  # fmt: skip
         jars = sorted(libs.glob("*.jar"))
         if result.returncode != 0 or not any(j.name.startswith("kafka_2.13-") for j in jars):
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-            raise StackError(f"Maven could not fetch the Kafka {version} jars:\n{tail}")
+            raise maven_failed(result, f"the Kafka {version} jars")
         size_mb = sum(j.stat().st_size for j in jars) / 1e6
-        marker.write_text(f"{version}\n")
         log(f"done in {time.monotonic() - started:.1f} s ({len(jars)} jars, {size_mb:.0f} MB)")
+        return f"{version}\n"
+
+    fetch_once(home, fetch)
     return libs
 
 

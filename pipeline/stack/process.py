@@ -6,6 +6,7 @@ import contextlib
 import fcntl
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -237,3 +238,32 @@ def file_lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def fetch_once(home: Path, fetch: Callable[[], str]) -> None:
+    """Run `fetch` once for the cache directory `home`: under a lock across processes, and not
+    at all once a finished fetch left its marker (`fetch` returns the marker's text)."""
+    marker = home / ".complete"
+    if marker.exists():
+        return
+    with file_lock(home.parent / f".{home.name}.lock"):
+        if marker.exists():  # another process fetched it while we waited
+            return
+        marker.write_text(fetch())
+
+
+def run_maven(
+    argv: Sequence[str], what: str, hint: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`mvn -q -B <argv>` (quiet, batch mode); one line naming `hint` when Maven is missing."""
+    mvn = shutil.which("mvn")
+    if mvn is None:
+        raise StackError(f"`mvn` (Maven) is needed once to fetch {what}. {hint}")
+    return subprocess.run(
+        [mvn, "-q", "-B", *argv], capture_output=True, text=True, check=False, cwd=cwd
+    )
+
+
+def maven_failed(result: subprocess.CompletedProcess[str], what: str) -> StackError:
+    tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
+    return StackError(f"Maven could not fetch {what}:\n{tail}")

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import time
 import urllib.error
@@ -27,7 +26,15 @@ from urllib.parse import urlsplit
 
 from pipeline.config import Settings, redact_url
 from pipeline.stack.kafka import java_major_version
-from pipeline.stack.process import StackError, file_lock, is_loopback, parse_hostport, spawn
+from pipeline.stack.process import (
+    StackError,
+    fetch_once,
+    is_loopback,
+    maven_failed,
+    parse_hostport,
+    run_maven,
+    spawn,
+)
 
 REGISTRY_VERSION = "3.3.3"
 ARTIFACT = f"io.apicurio:apicurio-registry-app:{REGISTRY_VERSION}:tar.gz:all"
@@ -132,32 +139,23 @@ def sha256_of(path: Path) -> str:
 def ensure_archive(settings: Settings, log: Log) -> Path:
     """The unpacked registry (the directory of `quarkus-run.jar`), fetched on first use."""
     home = registry_home(settings)
-    app, marker = home / "app", home / ".complete"
-    if marker.exists():
-        return app
-    with file_lock(settings.cache_dir / f".apicurio-registry-{REGISTRY_VERSION}.lock"):
-        if marker.exists():  # another process fetched it while we waited
-            return app
-        mvn = shutil.which("mvn")
-        if mvn is None:
-            raise StackError(
-                f"`mvn` (Maven) is needed once to fetch Apicurio Registry {REGISTRY_VERSION} "
-                f"into {home}. {ALTERNATIVES}"
-            )
+    app = home / "app"
+
+    def fetch() -> str:
+        what = f"Apicurio Registry {REGISTRY_VERSION} into {home}"
         download = home / "download"
         shutil.rmtree(home, ignore_errors=True)
         download.mkdir(parents=True)
         log(f"fetching Apicurio Registry {REGISTRY_VERSION} from Maven Central (first run only)")
         started = time.monotonic()
-        argv = [
-            mvn, "-q", "-B", f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={ARTIFACT}",
-            f"-DoutputDirectory={download}",
-        ]  # fmt: skip
-        result = subprocess.run(argv, capture_output=True, text=True, check=False, cwd=home)
+        result = run_maven(
+            [f"{DEPENDENCY_PLUGIN}:copy", f"-Dartifact={ARTIFACT}",
+             f"-DoutputDirectory={download}"],
+            what, ALTERNATIVES, cwd=home,
+        )  # fmt: skip
         archives = sorted(download.glob("*.tar.gz"))
         if result.returncode != 0 or len(archives) != 1:
-            tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-20:])
-            raise StackError(f"Maven could not fetch {ARTIFACT}:\n{tail}")
+            raise maven_failed(result, ARTIFACT)
         digest = sha256_of(archives[0])
         if digest != ARCHIVE_SHA256:
             raise StackError(
@@ -169,8 +167,10 @@ def ensure_archive(settings: Settings, log: Log) -> Path:
         if not (app / "quarkus-run.jar").is_file():
             raise StackError(f"{archives[0]} holds no quarkus-run.jar")
         shutil.rmtree(download)  # 159 MB; the unpacked copy is what runs
-        marker.write_text(f"{REGISTRY_VERSION} {ARCHIVE_SHA256}\n")
         log(f"done in {time.monotonic() - started:.1f} s")
+        return f"{REGISTRY_VERSION} {ARCHIVE_SHA256}\n"
+
+    fetch_once(home, fetch)
     return app
 
 

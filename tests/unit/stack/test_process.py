@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.stack import process
-from pipeline.stack.process import PidRecord, StackError
+from pipeline.stack.process import PidRecord, StackError, fetch_once, run_maven
 
 
 @pytest.mark.parametrize(
@@ -186,3 +186,34 @@ def test_spawn_rotates_a_big_log(tmp_path: Path) -> None:
     process.spawn(["true"], log_path=log, pid_path=tmp_path / "p", max_log_bytes=50)
     assert (tmp_path / "x.log.1").read_text().startswith("old\n")
     assert "old" not in log.read_text()
+
+
+def test_fetch_once_fetches_once_and_again_after_a_failed_fetch(tmp_path: Path) -> None:
+    home = tmp_path / "tool-1.0"
+    calls: list[str] = []
+
+    def failing() -> str:
+        calls.append("failing")
+        home.mkdir(parents=True, exist_ok=True)
+        raise StackError("network down")
+
+    def fetch() -> str:
+        calls.append("fetch")
+        home.mkdir(parents=True, exist_ok=True)
+        return "1.0\n"
+
+    with pytest.raises(StackError, match="network down"):
+        fetch_once(home, failing)
+    assert not (home / ".complete").exists()  # a failed fetch is not mistaken for a done one
+    fetch_once(home, fetch)
+    fetch_once(home, fetch)  # the marker says it is done: no second fetch
+    assert calls == ["failing", "fetch"]
+    assert (home / ".complete").read_text() == "1.0\n"
+
+
+def test_run_maven_without_maven_is_one_line_with_the_hint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("shutil.which", lambda name: None)
+    with pytest.raises(StackError, match=r"^`mvn` \(Maven\) is needed once to fetch X\. try Y$"):
+        run_maven(["dependency:copy"], "X", "try Y")
