@@ -10,6 +10,7 @@ import json
 import logging
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -86,9 +87,18 @@ def _not_found(exc: Exception) -> bool:
 
 def _registry_error(exc: Exception) -> bool:
     """The registry answered, with an error (vs. no answer at all)."""
-    from confluent_kafka.schema_registry.error import SchemaRegistryError
+    return isinstance(exc, confluent_schema_registry().error.SchemaRegistryError)
 
-    return isinstance(exc, SchemaRegistryError)
+
+def confluent_schema_registry() -> Any:
+    """`confluent_kafka.schema_registry`, imported lazily (local-id mode never needs it) and
+    without the deprecation warning that its dependency authlib prints on import when httpx2
+    is absent: a command's stderr carries our one line, not a third party's."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The httpx module is deprecated")
+        import confluent_kafka.schema_registry as module
+        import confluent_kafka.schema_registry.error  # noqa: F401  (module.error)
+    return module
 
 
 class ConfluentRegistry:
@@ -107,7 +117,7 @@ class ConfluentRegistry:
         timeout_s: float = 5.0,
         warn: Callable[[str], None] | None = None,
     ) -> None:
-        from confluent_kafka.schema_registry import SchemaRegistryClient
+        client_type = confluent_schema_registry().SchemaRegistryClient
 
         if not url.startswith(("http://", "https://")):
             raise SettingsError(
@@ -119,7 +129,7 @@ class ConfluentRegistry:
         self.catalog = catalog
         self.local = LocalRegistry(catalog)
         # bounded: a registry that is down costs one timeout, not a storm of retries
-        self._client = SchemaRegistryClient({"url": url, "timeout": timeout_s, "max.retries": 0})
+        self._client = client_type({"url": url, "timeout": timeout_s, "max.retries": 0})
         # where a subject at compatibility NONE is reported (the CLI prints it instead)
         self.warn: Callable[[str], None] = warn or (
             lambda message: log.warning(message, extra={"registry": self.shown_url})
@@ -148,7 +158,7 @@ class ConfluentRegistry:
             ]
 
     def _register_history(self, subject: str, schema: SchemaVersion) -> None:
-        from confluent_kafka.schema_registry import Schema
+        schema_type = confluent_schema_registry().Schema
 
         history = [v for v in self.catalog.versions(schema.name) if v.version <= schema.version]
         for version in history:
@@ -156,7 +166,8 @@ class ConfluentRegistry:
             if key in self._ids:
                 continue
             try:
-                self._ids[key] = self._client.register_schema(subject, Schema(version.json, "AVRO"))
+                schema_as_sent = schema_type(version.json, "AVRO")
+                self._ids[key] = self._client.register_schema(subject, schema_as_sent)
             except Exception as exc:  # the client raises its own error types per failure
                 if _registry_error(exc):
                     raise SchemaRejected(
