@@ -6,6 +6,7 @@ are stable across machines and restarts, and a reader can find any historical wr
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -95,6 +96,9 @@ def confluent_schema_registry() -> Any:
     without the deprecation warning that its dependency authlib prints on import when httpx2
     is absent: a command's stderr carries our one line, not a third party's."""
     with warnings.catch_warnings():
+        # authlib's import puts an "always" filter for its warnings first: ours must come after
+        with contextlib.suppress(ImportError):
+            import authlib.deprecate  # noqa: F401
         warnings.filterwarnings("ignore", message="The httpx module is deprecated")
         import confluent_kafka.schema_registry as module
         import confluent_kafka.schema_registry.error  # noqa: F401  (module.error)
