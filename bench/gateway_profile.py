@@ -21,6 +21,7 @@ from typing import Any
 import aiohttp
 
 from pipeline.cli import Parser, positive_int
+from pipeline.redis.state import scan_keys
 
 PROG = "python -m bench.gateway_profile"
 
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cpu = asyncio.run(_run(args, settings, key, slow_key, records))
     finally:
-        names = redis.call(lambda c: list(c.scan_iter(redis_prefix(namespace) + "*"))) or []
+        names = redis.call(lambda c: scan_keys(c, redis_prefix(namespace) + "*")) or []
         if names:
             redis.call(lambda c: c.delete(*names))
     print(f"cpu_ms_per_request {cpu / args.requests * 1000:.3f} (process, client included)")

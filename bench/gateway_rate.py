@@ -34,6 +34,7 @@ import aiohttp
 import numpy as np
 
 from pipeline.cli import Parser, positive_float, positive_int
+from pipeline.redis.state import scan_keys
 
 PROG = "python -m bench.gateway_rate"
 
@@ -393,7 +394,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
                 worker.stop()
     finally:
         gateway.stop()
-        names = redis.call(lambda c: list(c.scan_iter(redis_prefix(namespace) + "*"))) or []
+        names = redis.call(lambda c: scan_keys(c, redis_prefix(namespace) + "*")) or []
         if names:
             redis.call(lambda c: c.delete(*names))
     return {

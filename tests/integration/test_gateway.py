@@ -28,6 +28,7 @@ import pytest
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.gateway.keys import KeyStore, redis_prefix
 from pipeline.redis.client import DegradingRedis
+from pipeline.redis.state import scan_keys
 from tests.integration.helpers import TopicTally, WorkerProcess, fraud_topics, wait_for
 
 
@@ -137,7 +138,7 @@ def transaction(i: int, **changes: Any) -> dict[str, Any]:
 def keys(settings: Settings) -> Iterator[KeyStore]:
     redis = DegradingRedis(settings.redis_url, retry_after_s=0.1, timeout_s=2.0)
     yield KeyStore(redis, settings.topic_namespace)
-    names = list(redis.client.scan_iter(redis_prefix(settings.topic_namespace) + "*"))
+    names = scan_keys(redis.client, redis_prefix(settings.topic_namespace) + "*")
     if names:
         redis.client.delete(*names)
 

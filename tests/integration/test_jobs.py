@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.config import REPO_ROOT, Settings
 from pipeline.kafka.admin import ensure_topics
+from pipeline.redis.state import scan_keys
 from tests.integration.helpers import WorkerProcess, wait_for
 
 pytestmark = pytest.mark.integration
@@ -269,7 +270,7 @@ def test_a_job_redis_lost_is_rebuilt_from_the_topics(
     assert wait_state(docs_env, job_id).returncode == 0
     before = status(docs_env, job_id)
     client = redis_client.Redis.from_url(docs_settings.redis_url)
-    keys = list(client.scan_iter(f"inferstream:jobs:{docs_settings.topic_namespace}:*"))
+    keys = scan_keys(client, f"inferstream:jobs:{docs_settings.topic_namespace}:*")
     assert keys
     client.delete(*keys)  # Redis lost every job of the namespace
     after = status(docs_env, job_id)  # rebuilt from the journal, results and dead letters

@@ -12,6 +12,7 @@ import pytest
 from pipeline.gateway.keys import KeyStore, hash_key, redis_prefix
 from pipeline.gateway.limits import Limits
 from pipeline.redis.client import DegradingRedis
+from pipeline.redis.state import scan_keys
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def redis(stack) -> DegradingRedis:
 def namespace(redis: DegradingRedis):
     ns = f"u{uuid.uuid4().hex[:8]}."
     yield ns
-    keys = list(redis.client.scan_iter(redis_prefix(ns) + "*"))
+    keys = scan_keys(redis.client, redis_prefix(ns) + "*")
     if keys:
         redis.client.delete(*keys)
 
@@ -36,7 +37,7 @@ def test_keys_are_stored_hashed_and_revocation_is_immediate(redis, namespace):
     store, limits = _limits(redis, namespace)
     key, info = store.add("acme", streams="fraud")
     assert key.startswith("isk_") and len(key) > 40
-    dump = json.dumps([str(k) for k in redis.client.scan_iter(redis_prefix(namespace) + "*")])
+    dump = json.dumps([str(k) for k in scan_keys(redis.client, redis_prefix(namespace) + "*")])
     assert key not in dump and hash_key(key) in dump
     assert [k.key_id for k in store.list()] == [info.key_id]
     assert limits.admit(hash_key(key), "fraud", 1, 1.0).outcome == "ok"

@@ -11,6 +11,7 @@ from pipeline.jobs.events import JobEvent, failure_info
 from pipeline.jobs.spec import JobSpec
 from pipeline.redis.client import DegradingRedis
 from pipeline.redis.jobs import JobAdmission, JobStore
+from pipeline.redis.state import scan_keys
 
 
 @pytest.fixture
@@ -22,7 +23,7 @@ def redis(stack) -> DegradingRedis:
 def namespace(redis: DegradingRedis):
     ns = f"u{uuid.uuid4().hex[:8]}."
     yield ns
-    keys = list(redis.client.scan_iter(f"inferstream:jobs:{ns}:*"))
+    keys = scan_keys(redis.client, f"inferstream:jobs:{ns}:*")
     if keys:
         redis.client.delete(*keys)
 
