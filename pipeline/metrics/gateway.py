@@ -59,12 +59,6 @@ class GatewayMetrics:
             ("tenant", "limit"),
             registry=registry,
         )
-        self.degraded = Counter(
-            name("gateway_degraded"),
-            "Requests admitted on a cheaper route because the tenant's cost budget was spent",
-            ("tenant",),
-            registry=registry,
-        )
         self.cost = Counter(
             name("gateway_cost_units"),
             "Cost units by tenant and step: reserved at admission, refunded (dead letters,"
