@@ -80,6 +80,17 @@ def block_length(ranks: np.ndarray) -> int:
     return int(max(1, min(math.ceil(longest), n // 20)))
 
 
+def _sample_ranks(sample: np.ndarray) -> np.ndarray:
+    """Ranks of an ordered sample's columns; ValueError unless it is 2-D with MIN_ROWS rows."""
+    values = np.asarray(sample, dtype=np.float64)
+    if values.ndim != 2 or values.shape[0] < MIN_ROWS:
+        raise ValueError(
+            f"block-bootstrap calibration needs an ordered sample of >= {MIN_ROWS} rows, "
+            f"got shape {values.shape}"
+        )
+    return _ranks(values)
+
+
 def _ranks(sample: np.ndarray) -> np.ndarray:
     values = np.asarray(sample, dtype=np.float64)
     n, d = values.shape
@@ -99,13 +110,7 @@ class DependentNull:
 
     @classmethod
     def from_sample(cls, sample: np.ndarray, block: int | None = None) -> DependentNull:
-        values = np.asarray(sample, dtype=np.float64)
-        if values.ndim != 2 or values.shape[0] < MIN_ROWS:
-            raise ValueError(
-                f"block-bootstrap calibration needs an ordered sample of >= {MIN_ROWS} rows, "
-                f"got shape {values.shape}"
-            )
-        ranks = _ranks(values)
+        ranks = _sample_ranks(sample)
         chosen = block_length(ranks) if block is None else int(block)
         if chosen < 1:
             raise ValueError(f"block length must be >= 1, got {chosen}")
@@ -152,13 +157,7 @@ def dependent_columns(sample: np.ndarray) -> tuple[np.ndarray, DependentNull | N
     those (block length 1) keep the iid calibration; the others share one block bootstrap with
     the longest block among them. Returns (indices, None) when no column is dependent.
     """
-    values = np.asarray(sample, dtype=np.float64)
-    if values.ndim != 2 or values.shape[0] < MIN_ROWS:
-        raise ValueError(
-            f"block-bootstrap calibration needs an ordered sample of >= {MIN_ROWS} rows, "
-            f"got shape {values.shape}"
-        )
-    ranks = _ranks(values)
+    ranks = _sample_ranks(sample)
     blocks = np.array([block_length(ranks[:, j : j + 1]) for j in range(ranks.shape[1])])
     dependent = np.flatnonzero(blocks > 1)
     if not dependent.size:

@@ -9,6 +9,7 @@ produce` sends them, results read back from the topics.
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 import uuid
@@ -468,3 +469,13 @@ def _admin_problem(future: Any, timeout: float, gone_code: int) -> str | None:
             return None if error.code() == gone_code else f"{error.name()}: {error.str()}"
         return str(exc)
     return None
+
+
+def port_free(port: int) -> bool:
+    """Nothing listens on (or holds) 127.0.0.1:`port`: a test's private server may bind it."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True

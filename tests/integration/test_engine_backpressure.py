@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -25,7 +24,14 @@ from pipeline.core.registry import stream_topics
 from pipeline.kafka.admin import ensure_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.streams.fraud.generator import TransactionGenerator
-from tests.integration.helpers import TopicTally, WorkerProcess, log_events, rss_kb, wait_for
+from tests.integration.helpers import (
+    TopicTally,
+    WorkerProcess,
+    log_events,
+    port_free,
+    rss_kb,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -48,19 +54,11 @@ class PrivateBroker:
     pid: int
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
 
 @pytest.fixture(scope="module")
 def private_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateBroker]:
     """A single-node Kafka of our own (port pair from 19592 up), stopped afterwards."""
-    port = next(p for p in range(19592, 19700, 2) if _free(p) and _free(p + 1))
+    port = next(p for p in range(19592, 19700, 2) if port_free(p) and port_free(p + 1))
     broker_settings = Settings(
         kafka_bootstrap=f"127.0.0.1:{port}",
         state_dir=tmp_path_factory.mktemp("private-stack"),

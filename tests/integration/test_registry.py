@@ -10,7 +10,6 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import struct
 import subprocess
 import sys
@@ -31,7 +30,7 @@ from pipeline.core.registry import get_plugin, stream_names, stream_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.stack.process import port_open
 from pipeline.streams.fraud.generator import TransactionGenerator
-from tests.integration.helpers import WorkerProcess, read_all, values
+from tests.integration.helpers import WorkerProcess, port_free, read_all, values
 
 pytestmark = [pytest.mark.integration, pytest.mark.registry]
 
@@ -58,15 +57,7 @@ def _schema_id(raw: bytes) -> int:
 
 
 def _free_port_pair(start: int) -> int:
-    def free(port: int) -> bool:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
-    return next(p for p in range(start, start + 200, 2) if free(p) and free(p + 1))
+    return next(p for p in range(start, start + 200, 2) if port_free(p) and port_free(p + 1))
 
 
 def test_topics_ensure_registers_every_subject_with_its_history(

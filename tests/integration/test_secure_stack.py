@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import random
-import socket
 import subprocess
 import sys
 import uuid
@@ -32,20 +31,12 @@ from pipeline.redis.client import DegradingRedis
 from pipeline.stack import secure
 from pipeline.stack.secure import SecureStack, make_ca
 from pipeline.streams.fraud.generator import TransactionGenerator
-from tests.integration.helpers import WorkerProcess
+from tests.integration.helpers import WorkerProcess, port_free
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
 
 N = 300
 
-
-def _free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _free_ports() -> tuple[int, int]:
@@ -53,7 +44,7 @@ def _free_ports() -> tuple[int, int]:
     rng = random.Random()
     while True:
         kafka, redis_port = rng.randrange(20000, 30000, 2), rng.randrange(30001, 40000, 2)
-        if _free(kafka) and _free(kafka + 1) and _free(redis_port):
+        if port_free(kafka) and port_free(kafka + 1) and port_free(redis_port):
             return kafka, redis_port
 
 

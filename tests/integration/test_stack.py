@@ -6,7 +6,6 @@ lifecycle test: it runs on its own port pair and state dir."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -16,23 +15,16 @@ import pytest
 from pipeline.config import REPO_ROOT
 from pipeline.stack import StackInfo
 from pipeline.stack.process import pid_alive, port_open, read_pid
+from tests.integration.helpers import port_free
 
 pytestmark = pytest.mark.integration
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
 
 def _spare_ports() -> tuple[int, int]:
     """A Kafka port whose successor (the controller port) is free too, and a Redis port."""
-    kafka = next(p for p in range(19092, 19200, 2) if _free(p) and _free(p + 1))
-    redis = next(p for p in range(16379, 16479) if _free(p))
+    kafka = next(p for p in range(19092, 19200, 2) if port_free(p) and port_free(p + 1))
+    redis = next(p for p in range(16379, 16479) if port_free(p))
     return kafka, redis
 
 
