@@ -10,7 +10,9 @@ sequential gate that promotes or rolls back by itself.
   interval at `z` (3: about 99.7 %, wide enough for the repeated looks of a sequential test)
   decides: its lower bound above `max_flip_rate` (or errors above `max_error_rate`, or the p99
   of the candidate's call time per batch above `max_p99_ratio` x the stable tiers' p99 for the
-  whole batch: its call has fewer rows, so this catches a much slower candidate) rolls back;
+  whole batch: its call has fewer rows, so this catches a much slower candidate; with fewer
+  than 500 batches, a lower quantile with 5 batches above it, so one slow call decides
+  nothing) rolls back;
   its upper bound below `max_flip_rate` with the mean |delta| under `max_mean_abs_delta` promotes;
   otherwise the verdict says how many more pairs the current rate needs ("need N more").
   The gate runs on a batch's pairs before that batch is served, so a candidate rolled back at
@@ -61,6 +63,8 @@ def in_canary(keys: Sequence[Any], share_percent: float) -> np.ndarray:
         bucket = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "big") % _BUCKETS
         out[i] = bucket < cut
     return out
+
+_TAIL_BATCHES = 5  # batches above the latency quantile the gate compares
 
 
 @dataclass(frozen=True)
@@ -173,10 +177,16 @@ class CanaryGate:
         )
 
     def p99_ratio(self) -> float:
-        if not self.candidate_ms or not self.stable_ms:
+        """Candidate / stable call time per batch at the p99, or at the highest quantile the
+        sample supports with `_TAIL_BATCHES` batches above it (p90 of 50 batches): the p99 of a
+        few dozen batches is their maximum, so one preempted call would roll back a good
+        candidate, while a candidate slower on every batch is slower at any quantile."""
+        n = min(len(self.candidate_ms), len(self.stable_ms))
+        if not n:
             return 0.0
-        stable = float(np.quantile(self.stable_ms, 0.99))
-        return float(np.quantile(self.candidate_ms, 0.99)) / max(stable, 1e-9)
+        q = max(0.5, min(0.99, 1.0 - _TAIL_BATCHES / n))
+        stable = float(np.quantile(self.stable_ms, q))
+        return float(np.quantile(self.candidate_ms, q)) / max(stable, 1e-9)
 
     def summary(self) -> dict[str, Any]:
         n = max(self.pairs, 1)

@@ -211,3 +211,27 @@ def test_an_undecided_gate_at_its_minimum_sample_says_hold_once():
     ((kind, reason),) = published
     assert kind == "hold" and "need" in reason and "more pairs" in reason
     assert [e["event"] for e in state.events] == ["hold"]
+
+
+def _timed_gate(candidate_ms: list[float]) -> CanaryGate:
+    gate = CanaryGate(GateRule(min_sample=100, max_flip_rate=0.03, max_p99_ratio=3.0))
+    for ms in candidate_ms:
+        gate.observe(np.zeros(10, bool), np.zeros(10), ms, 1.0)
+    return gate
+
+
+def test_one_slow_candidate_call_among_dozens_does_not_roll_back_a_good_candidate():
+    gate = _timed_gate([0.5] * 49 + [40.0])  # one preempted call: the maximum of 50
+    assert gate.verdict().decision == "promote", gate.verdict()
+
+
+def test_a_candidate_slower_on_every_batch_is_rolled_back_for_its_latency():
+    gate = _timed_gate([4.0] * 50)
+    v = gate.verdict()
+    assert v.decision == "rollback" and "p99 model time" in v.reason, v
+
+
+def test_with_enough_batches_the_gate_compares_the_true_p99():
+    # 500 batches: 2 % of the candidate's calls are 10x slow, so its p99 is, and the gate sees it
+    gate = _timed_gate([10.0 if i % 50 == 0 else 0.5 for i in range(500)])
+    assert gate.p99_ratio() > 3.0
