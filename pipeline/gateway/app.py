@@ -24,7 +24,7 @@ from typing import Any
 from aiohttp import web
 
 from pipeline.config import Settings
-from pipeline.gateway.breaker import CircuitBreaker
+from pipeline.core.breaker import CircuitBreaker
 from pipeline.gateway.index import DONE, PENDING, UNKNOWN, StatusStore, pending_entry
 from pipeline.gateway.intake import Checked, StreamIntake
 from pipeline.gateway.keys import hash_key

@@ -6,8 +6,8 @@ import logging
 
 import pytest
 
-from pipeline.gateway import breaker as breaker_module
-from pipeline.gateway.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
+from pipeline.core import breaker as breaker_module
+from pipeline.core.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker
 
 
 @pytest.fixture
@@ -19,7 +19,7 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
 
 def test_opens_after_consecutive_failures_and_refuses_until_reset(clock, caplog):
     b = CircuitBreaker("kafka", failures=3, reset_s=5.0)
-    with caplog.at_level(logging.WARNING, logger="inferstream.gateway"):
+    with caplog.at_level(logging.WARNING, logger="inferstream"):
         b.failed()
         b.failed()
         b.succeeded()  # a success in between: the count starts again

@@ -1,10 +1,11 @@
 """A circuit breaker: closed -> open after N consecutive failures -> half-open probe -> closed.
 
-While open, calls are refused at once (the caller answers 503 with `retry_after_s()`), so a
-dead dependency costs no waiting. After `reset_s` one probe is let through (half-open); its
-success closes the breaker, its failure opens it again. Every state change is logged and
-counted. One breaker per process and dependency (the gateway's Kafka producer): a process's
-own producer is what fails, so its state is not shared through Redis.
+While open, calls are refused at once (the gateway answers 503 with `retry_after_s()`, the
+worker serves its fallback tier), so a dead dependency costs no waiting. After `reset_s` one
+probe is let through (half-open); its success closes the breaker, its failure opens it again.
+Every state change is logged on `logger` and counted. One breaker per process and dependency
+(the gateway's Kafka producer, a worker's model version): it is the process's own producer or
+model session that fails, so the state is not shared through Redis.
 """
 
 from __future__ import annotations
@@ -14,14 +15,15 @@ import threading
 import time
 from collections import Counter
 
-log = logging.getLogger("inferstream.gateway")
-
 CLOSED, OPEN, HALF_OPEN = "closed", "open", "half-open"
 
 
 class CircuitBreaker:
-    def __init__(self, name: str, failures: int = 5, reset_s: float = 5.0) -> None:
+    def __init__(
+        self, name: str, failures: int = 5, reset_s: float = 5.0, logger: str = "inferstream"
+    ) -> None:
         self.name = name
+        self.log = logging.getLogger(logger)
         self.failures = failures
         self.reset_s = reset_s
         self._state = CLOSED
@@ -79,7 +81,7 @@ class CircuitBreaker:
         if state == self._state:
             return
         self.transitions[f"{self._state}->{state}"] += 1
-        log.warning(
+        self.log.warning(
             "circuit breaker %s: %s -> %s%s",
             self.name,
             self._state,
