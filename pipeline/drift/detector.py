@@ -343,17 +343,47 @@ class DriftDetector:
         ends = np.arange((before // every + 1) * every, self._rows_seen + 1, every)
         if not ends.size:
             return []
-        # the lowest level any feature could be judged against in this piece: an idle feature
-        # may open at one check and be tested for resolving at the next
-        level = self.config.resolve_ratio * self._threshold
+        level = self._decision_level()
         if ends.size == 1 and ends[0] == self._rows_seen:
             # one check at the newest row (small batches): the windows' lazy bounds suffice
             z, stat = self._evaluate(level)
             z, stat = z[None], stat[None]
         else:
             z, stat = self._checkpoints(ends, level)
-        evidence = np.where(stat >= self._floor[None, None, :], z, 0.0).max(axis=1)
-        return self._run_checks(ends, z, stat, evidence)
+        return self._run_checks(ends, z, stat, self._evidence(z, stat))
+
+    def _decision_level(self) -> np.ndarray:
+        """Per feature, the lowest z a check's decision can turn on, given the current phases.
+
+        An open alert is judged against resolve_ratio x threshold (resolve or stay); any other
+        feature only by whether it exceeds its threshold (a cooling one may turn idle and open
+        inside the piece). A feature that opens inside a piece is refined to the lower level
+        for the checks after it (`_refine_opened`).
+        """
+        active = self._machine.phase == AlertMachine.ACTIVE
+        return np.where(active, self.config.resolve_ratio * self._threshold, self._threshold)
+
+    def _evidence(self, z: np.ndarray, stat: np.ndarray) -> np.ndarray:
+        """Per check and feature, the largest z of a window whose effect size clears the floor."""
+        return np.where(stat >= self._floor[None, None, :], z, 0.0).max(axis=1)
+
+    def _refine_opened(
+        self, ends: np.ndarray, z: np.ndarray, stat: np.ndarray, opened: np.ndarray
+    ) -> None:
+        """Make z and stat exact at the resolve level for the features in mask `opened`.
+
+        Their values at these checks were computed against the threshold (they were idle);
+        now open, a value between resolve_ratio x threshold and the threshold decides too.
+        """
+        if self._all_numeric:
+            self._ks.refine(ends, z, stat, self._decision_level(), np.flatnonzero(opened))
+            return
+        series = np.flatnonzero(opened[self._num])
+        if not series.size:  # categorical values are exact everywhere
+            return
+        ks_z, ks_stat = z[:, :, self._num], stat[:, :, self._num]
+        self._ks.refine(ends, ks_z, ks_stat, self._decision_level()[self._num], series)
+        z[:, :, self._num], stat[:, :, self._num] = ks_z, ks_stat
 
     def _evaluate(self, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(z, effect size) per window and feature at the newest row; exact where z >= level."""
@@ -418,8 +448,14 @@ class DriftDetector:
                 c += int(ahead[0])
             self._since_emit += every * (c + 1 - stepped)
             stepped = c + 1
+            was_active = machine.phase == AlertMachine.ACTIVE
             events += self._check(int(ends[c]), z[c], stat[c], evidence[c])
             c += 1
+            opened = (machine.phase == AlertMachine.ACTIVE) & ~was_active
+            if c < ends.size and opened.any():
+                self._refine_opened(ends[c:], z[c:], stat[c:], opened)
+                evidence[c:] = self._evidence(z[c:], stat[c:])
+                over[c:] = (evidence[c:] > self._threshold).any(axis=1)
         self._since_emit += every * (ends.size - stepped)
         return events
 

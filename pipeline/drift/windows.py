@@ -251,6 +251,34 @@ class KSWindows:
             z[:, k] = bound * self.scale[k]
         return z, dist
 
+    def refine(
+        self,
+        ends: np.ndarray,
+        z: np.ndarray,
+        dist: np.ndarray,
+        level: np.ndarray,
+        series: np.ndarray,
+    ) -> None:
+        """Make `checkpoints` values of the given series exact wherever z >= level (in place).
+
+        For a series whose level dropped after the checks were computed (an alert opened
+        inside the batch): the values below the old level were bounds, now some may decide.
+        """
+        ends = np.asarray(ends, dtype=np.int64)
+        if not ends.size or not series.size:
+            return
+        start = max(int(ends[0]) - max(self.windows), 0)
+        view = self.ring.last(self.rows_seen - start)
+        chosen = np.zeros(self.series, dtype=bool)
+        chosen[series] = True
+        for k, width in enumerate(self.windows):
+            todo = (z[:, k] >= level[None, :]) & chosen[None, :] & (ends >= width)[:, None]
+            if todo.any():
+                out = dist[:, k].copy()
+                self._exact(view, start, ends, width, todo, out, np.zeros_like(todo))
+                dist[:, k] = out
+                z[:, k] = out * self.scale[k]
+
     def _prefix_since(self, start: int) -> np.ndarray:
         """#rows with bucket <= b among the first i grains from row `start`: (series, B, cuts + 1).
 
