@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 
@@ -13,9 +13,9 @@ from pipeline.assembly import group_id as scoring_group_id
 from pipeline.assembly import redis_client
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
+from pipeline.core.breaker import CircuitBreaker
 from pipeline.core.registry import get_plugin
 from pipeline.gateway.app import Gateway, make_app
-from pipeline.gateway.breaker import CircuitBreaker
 from pipeline.gateway.exceptions import GatewayError
 from pipeline.gateway.index import Notifier, ResultIndexer, StatusStore
 from pipeline.gateway.intake import StreamIntake
@@ -72,7 +72,8 @@ def build_gateway(
         status=status,
         producer=producer,
         kafka_breaker=CircuitBreaker(
-            "kafka", settings.gateway_breaker_failures, settings.gateway_breaker_reset_s
+            "kafka", settings.gateway_breaker_failures, settings.gateway_breaker_reset_s,
+            logger="inferstream.gateway",
         ),
         indexer=indexer,
     )
@@ -87,9 +88,19 @@ def build_gateway(
     return gateway
 
 
-async def serve(gateway: Gateway, host: str, port: int) -> None:
-    """Serve until SIGTERM / SIGINT; prints a `ready` JSON line once listening and indexing."""
+async def serve(
+    gateway: Gateway,
+    host: str,
+    port: int,
+    extend: Callable[[web.Application], None] | None = None,
+) -> None:
+    """Serve until SIGTERM / SIGINT; prints a `ready` JSON line once listening and indexing.
+
+    `extend(app)` may add routes and start-up hooks before the app starts (the benches'
+    event-loop probes, bench/gateway_lag.py)."""
     app = make_app(gateway)
+    if extend is not None:
+        extend(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)

@@ -188,3 +188,26 @@ def test_an_id_its_tenant_reuses_has_one_reservation_per_submission(redis, names
     assert limits.settle([("dup", 0.0)]) == []  # none left: indexed again, nothing changes
     assert limits.admit(digest, "fraud", 1, 8.0).outcome == "ok"  # exactly 2 spent
     assert limits.admit(digest, "fraud", 1, 0.01).outcome == "cost"
+
+
+def test_batched_admissions_load_the_script_when_the_server_lacks_it(redis, namespace):
+    """admit_many runs EVALSHA without asking SCRIPT EXISTS first; a server without the
+    script (restarted, flushed) answers NOSCRIPT, and the batch still gets its decisions -
+    each run exactly once (one rate step per admitted request)."""
+    store, limits = _limits(redis, namespace)
+    key, _ = store.add("acme", rps=0.01, burst=3)  # a step of 100 s: no refill meanwhile
+    script = limits._admit
+    # a script body this Redis has never seen (a comment changes its SHA): the NOSCRIPT path
+    script.script += f"\n-- {uuid.uuid4().hex}"
+    script.sha = _sha1(script.script)
+    calls = [{"key_digest": hash_key(key), "stream": "fraud", "count": 1, "cost": 0.0}] * 4
+    outcomes = [a.outcome for a in limits.admit_many(calls)]
+    assert outcomes == ["ok", "ok", "ok", "rate"]  # burst 3: the 4th is refused, none twice
+    assert redis.client.script_exists(script.sha) == [True]
+    assert [a.outcome for a in limits.admit_many(calls[:1])] == ["rate"]
+
+
+def _sha1(text: str | bytes) -> str:
+    import hashlib
+
+    return hashlib.sha1(text.encode() if isinstance(text, str) else text).hexdigest()
