@@ -135,13 +135,13 @@ def _policy_primary(settings: Settings, plugin: StreamPlugin) -> str | None:
 
 def _tiers(
     settings: Settings, plugin: StreamPlugin, topics: StreamTopics, model: LoadedModel,
-    registry: SchemaRegistry, redis: DegradingRedis,
+    registry: SchemaRegistry, redis: DegradingRedis, breakers: Any,
 ) -> tuple[Any, Any, Any]:  # fmt: skip
     """(router, shadow, deliver wrapper) for a dense stream (the router watches for its
     routing.json, so a first policy needs no restart); Nones for token streams."""
     from pipeline.tiers.wiring import tiers_for
 
-    return tiers_for(settings, plugin, topics, model, registry, redis)
+    return tiers_for(settings, plugin, topics, model, registry, redis, breakers)
 
 
 def _model_label(model: LoadedModel) -> str:
@@ -160,6 +160,7 @@ def _scoring(
     from pipeline.redis.cache import ResultCache
     from pipeline.redis.request_ids import RequestIdRegistry
     from pipeline.scoring.handler import ScoringHandler
+    from pipeline.scoring.model_calls import ModelBreakers
     from pipeline.scoring.provenance import RequestCosts
     from pipeline.scoring.scorer import BatchScorer
 
@@ -178,7 +179,11 @@ def _scoring(
         from pipeline.redis.jobs import JobAdmission
 
         admission = JobAdmission(redis, settings.topic_namespace)
-    router, shadow, wrap_deliver = _tiers(settings, plugin, topics, model, registry, redis)
+    # one breaker per model version, shared by the handler's and the router's model calls
+    breakers = ModelBreakers(settings.model_breaker_failures, settings.model_breaker_reset_s)
+    router, shadow, wrap_deliver = _tiers(
+        settings, plugin, topics, model, registry, redis, breakers
+    )
     scorer = BatchScorer(
         plugin,
         topics,
@@ -194,7 +199,9 @@ def _scoring(
     )
     publisher = Publisher.from_settings(settings)  # one per engine: its flush is its batch's
     deliver = wrap_deliver(publisher.publish) if wrap_deliver else publisher.publish
-    return ScoringHandler(scorer, deliver, settings.model_timeout_s, settings.model_retries)
+    return ScoringHandler(
+        scorer, deliver, settings.model_timeout_s, settings.model_retries, breakers=breakers
+    )
 
 
 def _drift(

@@ -220,6 +220,18 @@ class Settings:
     model_retries: int = field(
         default=2, metadata=meta("retries before a batch is dead-lettered", ge=0)
     )
+    model_breaker_failures: int = field(
+        default=3,
+        metadata=meta(
+            "batches in a row whose model call failed for good before the version's breaker "
+            "opens (the fallback tier serves, or circuit-open dead letters)",
+            ge=1,
+        ),
+    )
+    model_breaker_reset_s: float = field(
+        default=10.0,
+        metadata=meta("an open model breaker lets one probe batch through after this long", gt=0),
+    )
     inference_threads: int = field(default=1, metadata=meta("ONNX Runtime intra-op threads", ge=1))
     # 1024 measured best on 2 CPU cores (180 short docs/s vs 145 at 2048); GPUs want more
     max_batch_tokens: int = field(

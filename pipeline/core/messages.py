@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 Headers = list[tuple[str, bytes]]
 
+# a request header the gateway sets on requests of a tenant over its cost budget: the worker
+# serves them with the routing policy's cheaper fallback version, flagged degraded
+DEGRADE_HEADER = "inferstream-degrade"
+
 
 @dataclass(slots=True)
 class InboundMessage:

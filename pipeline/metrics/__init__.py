@@ -52,6 +52,18 @@ class ProcessMetrics:
         engine.observer = self.observers[stream] = EngineObserver(self.families, stream, engine)
         if hasattr(handler, "monitor"):
             self.drift_handlers[stream] = handler
+        breakers = getattr(handler, "breakers", None)
+        if breakers is not None:  # the model breakers (pipeline/scoring/model_calls.py)
+            from pipeline.metrics.breakers import BreakerCollector
+
+            self.registry.register(
+                BreakerCollector(
+                    lambda: {(stream, v): b for v, b in breakers.by_version().items()},
+                    "model_breaker",
+                    ("stream", "version"),
+                    "the worker's breaker for the model version",
+                )
+            )
         if hasattr(handler, "scorer"):
             s = self.settings
             handler.observer = ScoringObserver(

@@ -14,13 +14,12 @@ Per request the gateway does a handful of counter increments and one histogram o
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
+from pipeline.metrics.breakers import BreakerCollector
 from pipeline.metrics.families import AGE_BUCKETS, name, new_registry
 from pipeline.metrics.observer import RedisCollector
 
@@ -95,34 +94,3 @@ class GatewayMetrics:
         """Scrape-time collectors: Redis's up gauge and every breaker's state."""
         self.registry.register(RedisCollector(redis))
         self.registry.register(BreakerCollector(breakers))
-
-
-class BreakerCollector(Collector):
-    """`inferstream_gateway_breaker_open{dependency}` (1 open, 0.5 half-open, 0 closed) and
-    its transitions, from the breakers at scrape time. A breaker-like object has `.state`
-    (closed / open / half-open) and `.transitions` (a Counter of "from->to")."""
-
-    def __init__(self, breakers: Callable[[], Mapping[str, Any]]) -> None:
-        self.breakers = breakers
-
-    def describe(self) -> Iterable[Any]:
-        return []
-
-    def collect(self) -> Iterable[Any]:
-        state = GaugeMetricFamily(
-            name("gateway_breaker_open"),
-            "1 while the gateway's breaker for the dependency is open, 0.5 half-open, 0 closed",
-            labels=("dependency",),
-        )
-        moves = CounterMetricFamily(
-            name("gateway_breaker_transitions"),
-            "State changes of the gateway's breaker for the dependency",
-            labels=("dependency", "from", "to"),
-        )
-        for dependency, breaker in self.breakers().items():
-            value = {"open": 1.0, "half-open": 0.5}.get(breaker.state, 0.0)
-            state.add_metric([dependency], value)
-            for move, count in dict(breaker.transitions).items():
-                before, _, after = move.partition("->")
-                moves.add_metric([dependency, before, after], float(count))
-        yield from (state, moves)

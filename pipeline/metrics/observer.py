@@ -165,8 +165,8 @@ class ScoringObserver:
                 self.f.dead_letters.labels(stream, reason).inc(count)
         if scored.cache_hits:
             self._hits.inc(scored.cache_hits)
-        if getattr(prepared, "degraded", False) and scored.scored:
-            self._degraded.inc(scored.scored)
+        if scored.degraded:
+            self._degraded.inc(scored.degraded)
         if not scored.scored:
             return
         cost = getattr(scored, "cost", None)

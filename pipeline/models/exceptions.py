@@ -29,3 +29,23 @@ class ExecutionProviderError(ModelError):
 
 class RuntimeNotInstalledError(ModelError, ImportError):
     """onnxruntime is not installed."""
+
+
+CIRCUIT_REASON = "circuit-open"
+
+
+class ModelFailed(ModelError):
+    """Every attempt of a model call failed (pipeline/scoring/model_calls.py); `reason` is
+    model-timeout, model-error or circuit-open (a dead letter's reason), `detail` one line
+    (model version, what the last attempt raised), `version` the model version."""
+
+    def __init__(self, reason: str, detail: str, version: str = "") -> None:
+        super().__init__(detail)
+        self.reason, self.detail, self.version = reason, detail, version
+
+
+class CircuitOpen(ModelFailed):
+    """The version's breaker is open: the call was not made."""
+
+    def __init__(self, detail: str, version: str = "") -> None:
+        super().__init__(CIRCUIT_REASON, detail, version)

@@ -23,7 +23,7 @@ import numpy as np
 from pipeline.core.batch import Batch
 from pipeline.core.handler import Stage
 from pipeline.core.messages import OutboundMessage
-from pipeline.scoring.model_calls import ModelCaller, ModelFailed
+from pipeline.scoring.model_calls import CircuitOpen, ModelBreakers, ModelCaller, ModelFailed
 from pipeline.scoring.scorer import BatchScorer, PreparedBatch, ScoredBatch, now_ms
 
 log = logging.getLogger("inferstream.scoring")
@@ -60,6 +60,7 @@ class ScoringHandler:
         model_timeout_s: float,
         model_retries: int,
         retry_backoff_s: float = 0.05,
+        breakers: ModelBreakers | None = None,
     ) -> None:
         if model_timeout_s <= 0 or model_retries < 0:
             raise ValueError("model timeout must be positive and retries at least 0")
@@ -71,7 +72,10 @@ class ScoringHandler:
         self.retry_backoff_s = retry_backoff_s
         self.stats = ScoringStats()
         self._stats_lock = Lock()
-        self._model = ModelCaller(model_timeout_s, model_retries, retry_backoff_s, self.name)
+        self.breakers = breakers  # per model version; the metrics read their states
+        self._model = ModelCaller(
+            model_timeout_s, model_retries, retry_backoff_s, self.name, breakers
+        )
         # metrics hook (pipeline/metrics/observer.py ScoringObserver), once per batch on the
         # encode stage: batch_scored(prepared, scored, inference_ms, model)
         self.observer: Any = None
@@ -100,12 +104,16 @@ class ScoringHandler:
         try:
             work.outputs = self.scorer.infer(work.prepared, self._call_model)
         except ModelFailed as failed:
-            log.error(
-                "dead-lettering a batch of %d after %d model attempts: %s",
-                len(work.prepared.messages),
-                1 + self.model_retries,
-                failed.detail,
-            )
+            if isinstance(failed, CircuitOpen):  # the breaker logged its opening, once
+                log.debug("dead-lettering a batch of %d: %s", len(work.prepared.messages),
+                          failed.detail)  # fmt: skip
+            else:
+                log.error(
+                    "dead-lettering a batch of %d after %d model attempts: %s",
+                    len(work.prepared.messages),
+                    1 + self.model_retries,
+                    failed.detail,
+                )
             work.failure = (failed.reason, failed.detail)
             return work
         work.inference_ms = (time.perf_counter() - started) * 1000

@@ -8,6 +8,14 @@ attempt still queued is cancelled. Failed attempts are retried after a short dou
 (`backoff_s`, 2x, ...). When every attempt failed, `ModelFailed` says why in one line, and the
 scoring handler turns it into dead letters for the batch: reason `model-timeout` or
 `model-error` (a bounded set: it is a metric label), the one line in the `dlq.detail` header.
+
+A circuit breaker per model version (`ModelBreakers`, pipeline/core/breaker.py) stands in
+front: after `failures` batches in a row failed for good, calls to that version are refused at
+once with `CircuitOpen` (reason `circuit-open`) for `reset_s`, instead of each batch waiting
+through its timeouts and retries; then one batch probes it (half-open) and its success closes
+the breaker. The tier router serves a refused or failed batch from the policy's fallback
+version when there is one (pipeline/tiers/cascade.py); without one the batch is dead-lettered
+with the reason.
 """
 
 from __future__ import annotations
@@ -20,33 +28,59 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.core.breaker import CircuitBreaker
+from pipeline.models.exceptions import CIRCUIT_REASON, CircuitOpen, ModelFailed
 from pipeline.models.runtime import LoadedModel, import_onnxruntime
 
 log = logging.getLogger("inferstream.scoring")
+
+__all__ = ["CIRCUIT_REASON", "CircuitOpen", "ModelBreakers", "ModelCaller", "ModelFailed"]
 
 TIMEOUT_REASON = "model-timeout"
 ERROR_REASON = "model-error"
 _DETAIL_CHARS = 400  # a dead letter's detail, a log line: one short line
 
 
-class ModelFailed(Exception):
-    """Every attempt of a model call failed; `reason` is model-timeout or model-error and
-    `detail` one line (model version, what the last attempt raised)."""
+class ModelBreakers:
+    """One breaker per model version of this process (the handler's and the router's callers
+    share it): a model session fails in its own process, so nothing is shared through Redis."""
 
-    def __init__(self, reason: str, detail: str) -> None:
-        super().__init__(detail)
-        self.reason, self.detail = reason, detail
+    def __init__(self, failures: int = 3, reset_s: float = 10.0) -> None:
+        if failures < 1 or not reset_s > 0:
+            raise ValueError("breaker failures must be at least 1 and its reset positive")
+        self.failures, self.reset_s = failures, reset_s
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def of(self, version: str) -> CircuitBreaker:
+        breaker = self._breakers.get(version)
+        if breaker is None:
+            breaker = self._breakers.setdefault(
+                version,
+                CircuitBreaker(
+                    f"model {version}", self.failures, self.reset_s, "inferstream.scoring"
+                ),
+            )
+        return breaker
+
+    def by_version(self) -> dict[str, CircuitBreaker]:
+        return dict(self._breakers)
 
 
 class ModelCaller:
     def __init__(
-        self, timeout_s: float, retries: int, backoff_s: float = 0.05, name: str = "model"
+        self,
+        timeout_s: float,
+        retries: int,
+        backoff_s: float = 0.05,
+        name: str = "model",
+        breakers: ModelBreakers | None = None,
     ) -> None:
         if not timeout_s > 0 or retries < 0 or backoff_s < 0:
             raise ValueError(
                 "model timeout must be positive, retries at least 0 and backoff not negative"
             )
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
+        self.breakers = breakers
         # two threads: a retry can start while an ended attempt is still leaving its node
         self._pool = ThreadPoolExecutor(2, thread_name_prefix=f"{name}-model")
 
@@ -55,6 +89,25 @@ class ModelCaller:
         return 1 + self.retries
 
     def __call__(self, model: Any, matrix: np.ndarray) -> np.ndarray:
+        if self.breakers is None:
+            return self._attempts(model, matrix)
+        version = _version(model)
+        breaker = self.breakers.of(version)
+        if not breaker.allow():
+            raise CircuitOpen(
+                f"model {version}: circuit open after {breaker.failures} failed batches in a "
+                f"row; next probe in {breaker.retry_after_s()} s",
+                version,
+            )
+        try:
+            outputs = self._attempts(model, matrix)
+        except ModelFailed as failed:
+            breaker.failed(failed.reason)
+            raise
+        breaker.succeeded()
+        return outputs
+
+    def _attempts(self, model: Any, matrix: np.ndarray) -> np.ndarray:
         reason, problem = ERROR_REASON, ""
         for attempt in range(self.attempts):
             if attempt:
@@ -72,7 +125,7 @@ class ModelCaller:
                 "model %s call failed (attempt %d of %d): %s",
                 _version(model), attempt + 1, self.attempts, problem,
             )  # fmt: skip
-        raise ModelFailed(reason, f"model {_version(model)}: {problem}")
+        raise ModelFailed(reason, f"model {_version(model)}: {problem}", _version(model))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -19,7 +19,7 @@ import numpy as np
 from pipeline import __version__
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
 from pipeline.codec.columns import ColumnEncoder
-from pipeline.core.messages import InboundMessage, OutboundMessage
+from pipeline.core.messages import DEGRADE_HEADER, InboundMessage, OutboundMessage
 from pipeline.core.plugin import StreamPlugin
 from pipeline.core.topics import StreamTopics
 from pipeline.scoring.dead_letters import dead_letter
@@ -37,6 +37,12 @@ class Model(Protocol):
     provider: str
 
     def predict(self, matrix: np.ndarray) -> np.ndarray: ...
+
+
+def _marked_degrade(messages: Sequence[InboundMessage]) -> np.ndarray | None:
+    """Rows the gateway marked for the cheaper fallback (DEGRADE_HEADER), None when none is."""
+    marked = [m.header(DEGRADE_HEADER) is not None for m in messages]
+    return np.asarray(marked, dtype=bool) if any(marked) else None
 
 
 def now_ms() -> int:
@@ -82,6 +88,7 @@ class ScoredBatch:
     hashes: list[str] = field(default_factory=list)
     cost: BatchCost | None = None  # metered model cost (provenance v4; the cost counter)
     tenants: list[Any] = field(default_factory=list)  # per scored request, when the stream has
+    degraded: int = 0  # scored requests flagged degraded
 
 
 class BatchScorer:
@@ -247,7 +254,7 @@ class BatchScorer:
             with_cache = self.cache is not None and bool(prepared.cache_keys)
             prepared.routing = routed = self.router.route(
                 prepared.matrix, keys, prepared.hashes if with_cache else None,
-                prepared.cached_outputs, prepared.cache_keys,
+                prepared.cached_outputs, prepared.cache_keys, _marked_degrade(prepared.messages),
             )  # fmt: skip
             prepared.cached_outputs = routed.cached_rows  # the hits the router served
             prepared.model_calls = routed.model_calls
@@ -312,6 +319,7 @@ class BatchScorer:
             return ScoredBatch(outbound, 0, len(outbound), 0, inference_ms)
         plugin = self.plugin
         routing = prepared.routing
+        degraded: Any = prepared.degraded
         if routing is None:
             tier = {"model_version": manifest.version, "model_sha256": self.model.sha256,
                     **self._tier}  # fmt: skip
@@ -320,6 +328,14 @@ class BatchScorer:
         else:
             tier, tier_columns = routing.tier_values()
             fields = {**prepared.fields, **routing.fields}
+            if not degraded:  # rows the fallback served (pipeline/tiers/cascade.py)
+                degraded = routing.degraded
+        # one flag for the batch stays a constant, encoded once; per-row flags are a column
+        flag_constant = {} if isinstance(degraded, list) else {"degraded": bool(degraded)}
+        flag_column = {"degraded": degraded} if isinstance(degraded, list) else {}
+        degraded_rows = (
+            sum(degraded) if isinstance(degraded, list) else n if degraded else 0
+        )
         messages, requests = prepared.messages, prepared.requests
         tenant = plugin.tenant_field
         tenants = [r.get(tenant) for r in requests] if tenant else [None] * n
@@ -334,11 +350,12 @@ class BatchScorer:
             {
                 "model_name": manifest.name,
                 "served_at": served_at,
-                "degraded": prepared.degraded,
+                **flag_constant,
                 **tier,
             },
             {
                 **tier_columns,
+                **flag_column,
                 "request_id": request_ids,
                 "key": [r.get(plugin.key_field) for r in requests],
                 "tenant": tenants,
@@ -358,7 +375,7 @@ class BatchScorer:
                 "batch_cut": cut,
                 "batch_wait_ms": wait_ms,
                 "inference_ms": inference_ms,
-                "degraded": prepared.degraded,
+                **flag_constant,
                 "served_at": served_at,
                 **cost.constants,
             },
@@ -372,6 +389,7 @@ class BatchScorer:
                 "queue_wait_ms": np.maximum(0, inference_started_ms - stamps).astype(np.float64),
                 "cache_hit": hits,
                 **tier_columns,
+                **flag_column,
                 **cost.columns,
             },
         )
@@ -405,6 +423,7 @@ class BatchScorer:
         return ScoredBatch(
             outbound, n, len(prepared.dead_letters), sum(hits), inference_ms, fields,
             messages, request_ids, prepared.hashes, cost, tenants if tenant else [],
+            degraded_rows,
         )  # fmt: skip
 
     def _without_reused_ids(

@@ -241,4 +241,5 @@ def combine(n: int, parts: Sequence[tuple[np.ndarray, Any]]) -> Any:
         merged([r.route for r in routes], True), merged([r.escalated for r in routes], True),
         cost, sum(r.model_calls for r in routes), routes[0].policy,
         sum(r.escalated_rows for r in routes), put_keys=merged(put),
+        degraded=merged([r.degraded for r in routes], True),
     )  # fmt: skip

@@ -12,9 +12,18 @@ Every row gets the served version, its sha256, its route (`primary`, `cascade-sm
 `cascade-large`) and its cost in units (a cascade-large row pays for both models), which the
 scorer writes into provenance (and the version into the result).
 
-Model calls keep the serving path's timeout and bounded retries (the scoring handler's
-`ModelCaller`, pipeline/scoring/model_calls.py): a call that fails for good raises its
-`ModelFailed`, so the batch is dead-lettered as with one model.
+Model calls keep the serving path's timeout, bounded retries and per-version breaker (the
+scoring handler's `ModelCaller`, pipeline/scoring/model_calls.py). The policy's fallback version
+(`fallback`, default the cascade's small model) stands in for the others:
+
+- a batch whose serving call failed for good, or was refused by an open breaker, is served by
+  the fallback in one call (route `fallback-breaker`); without a fallback, or when the fallback
+  is what failed, the `ModelFailed` goes up and the batch is dead-lettered;
+- rows marked `degrade` (requests of a tenant over its cost budget, header DEGRADE_HEADER set by
+  the gateway) are served by the fallback in one call of their own (route `fallback-budget`);
+  if that call fails they are served like the others.
+
+Both are flagged `degraded` per row, cost the fallback's units, and are never cached.
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.models.exceptions import ModelFailed
 from pipeline.tiers.costs import units_per_row
 from pipeline.tiers.policy import PolicyWatcher, RoutingPolicy, escalated_mask
 
@@ -37,6 +47,8 @@ ROUTE_PRIMARY = "primary"
 ROUTE_SMALL = "cascade-small"
 ROUTE_LARGE = "cascade-large"
 ROUTE_CANARY = "canary"
+ROUTE_FALLBACK_BREAKER = "fallback-breaker"  # the serving call failed or its breaker is open
+ROUTE_FALLBACK_BUDGET = "fallback-budget"  # the gateway marked the request: over its budget
 PROMOTED, RUNNING = "promoted", "running"  # pipeline.tiers.canary's states
 
 
@@ -76,6 +88,7 @@ class Routed:
     # not stored), and the cached rows that were served (None: scored now)
     put_keys: list[str | None] = field(default_factory=list)
     cached_rows: list[Any] = field(default_factory=list)
+    degraded: list[bool] | bool = False  # served by the fallback (per row, or all of them)
 
     def tier_values(self) -> tuple[dict[str, Any], dict[str, Any]]:
         """(per-batch constants, per-row columns) for the encoders: uniform values stay
@@ -116,6 +129,7 @@ class Routed:
             else len(index) if self.escalated else 0,
             put_keys=sub(self.put_keys) if self.put_keys else [],
             cached_rows=sub(self.cached_rows) if self.cached_rows else [],
+            degraded=sub(self.degraded),
         )  # fmt: skip
 
 
@@ -205,17 +219,81 @@ class TierRouter:
         hashes: Sequence[str] | None = None,
         cached: Sequence[np.ndarray | None] = (),
         looked_up: Sequence[str | None] = (),
+        degrade: np.ndarray | None = None,
     ) -> Routed:
         """Outputs and tiers of a batch's rows; `keys` (the requests' keys) place rows in or
         out of a canary. With `hashes` (the rows' data hashes) the result cache takes part:
         `cached` and `looked_up` are what `cache_lookup` found, and the Routed says which rows
-        to store (pipeline/tiers/cached.py)."""
+        to store (pipeline/tiers/cached.py). Rows in boolean `degrade` go to the fallback."""
         policy = self.policy
-        if hashes is None:
-            return self._route(policy, matrix, keys)
+        fallback = self.fallback(policy)
+        if fallback is None or degrade is None or not degrade.any():
+            return self._served(policy, fallback, matrix, keys, hashes, cached, looked_up)
+        cheap = np.flatnonzero(degrade)
+        try:
+            low = self._on_fallback(policy, fallback, matrix[cheap], ROUTE_FALLBACK_BUDGET)
+        except ModelFailed as failed:  # no cheaper answer now: served like the others
+            log.warning("fallback %s failed for degraded rows: %s", fallback.version,
+                        failed.detail)  # fmt: skip
+            return self._served(policy, fallback, matrix, keys, hashes, cached, looked_up)
+        if len(cheap) == len(matrix):
+            return low
+        rest = np.flatnonzero(~degrade)
+        positions = rest.tolist()
+
+        def sub(values: Sequence[Any] | None) -> Any:
+            return None if values is None else [values[i] for i in positions] if values else []
+
+        main = self._served(
+            policy, fallback, matrix[rest], sub(keys), sub(hashes), sub(cached), sub(looked_up)
+        )
+        from pipeline.tiers.cached import combine
+
+        routed = combine(len(matrix), [(rest, main), (cheap, low)])
+        if main.cached_rows:
+            rows: list[Any] = [None] * len(matrix)
+            for i, row in zip(positions, main.cached_rows, strict=True):
+                rows[i] = row
+            routed.cached_rows = rows
+        return routed
+
+    def fallback(self, policy: RoutingPolicy | None) -> Tier | None:
+        version = policy.fallback_version if policy is not None else None
+        return self.tier(version) if version else None
+
+    def _served(
+        self,
+        policy: RoutingPolicy | None,
+        fallback: Tier | None,
+        matrix: np.ndarray,
+        keys: Sequence[Any] | None,
+        hashes: Sequence[str] | None,
+        cached: Sequence[np.ndarray | None],
+        looked_up: Sequence[str | None],
+    ) -> Routed:
+        """The policy's routing of the rows; the fallback's if a serving call fails."""
         from pipeline.tiers.cached import route_with_cache
 
-        return route_with_cache(self, policy, matrix, keys, hashes, cached, looked_up)
+        try:
+            if hashes is None:
+                return self._route(policy, matrix, keys)
+            return route_with_cache(self, policy, matrix, keys, hashes, cached, looked_up)
+        except ModelFailed as failed:
+            if fallback is None or failed.version == fallback.version:
+                raise
+            try:
+                return self._on_fallback(policy, fallback, matrix, ROUTE_FALLBACK_BREAKER)
+            except ModelFailed:
+                raise failed from None
+
+    def _on_fallback(
+        self, policy: RoutingPolicy | None, tier: Tier, matrix: np.ndarray, route: str
+    ) -> Routed:
+        outputs = self.call(tier.model, matrix)
+        return Routed(
+            outputs, dict(tier.head(outputs)), tier.version, tier.model.sha256, route, False,
+            tier.units, 1, policy.digest if policy else "", degraded=True,
+        )  # fmt: skip
 
     def cache_lookup(
         self, cache: Any, hashes: Sequence[str], keys: Sequence[Any] | None

@@ -8,8 +8,13 @@
         "bands": [[0.012, 0.93]]                   # small-model scores escalated to the large
       },                                           # model (inclusive, disjoint, within [0, 1])
       "shadow": ["1.0.0-candidate.1"],             # optional: scored after delivery, off path
-      "canary": {"version": "...", "share_percent": 10}   # optional (validated)
-    }
+      "canary": {"version": "...", "share_percent": 10},  # optional (validated)
+      "fallback": "1.0.0-small.1"                  # optional, default: the cascade's small
+    }                                              # model; none without a cascade
+
+The fallback version serves a batch whose serving call failed for good or whose breaker is
+open (route `fallback-breaker`), and the requests the gateway marked degraded because their
+tenant is over its cost budget (route `fallback-budget`); both are flagged `degraded`.
 
 No file: today's behaviour (the highest version serves, no tiers). A file that is there but
 invalid is refused at load with the reason (PolicyError); at hot reload the previous policy stays
@@ -44,7 +49,7 @@ from pipeline.tiers.exceptions import PolicyError
 log = logging.getLogger("inferstream.tiers")
 
 POLICY_FILE = "routing.json"
-_TOP_KEYS = {"primary", "cascade", "shadow", "canary", "comment", "calibration"}
+_TOP_KEYS = {"primary", "cascade", "shadow", "canary", "fallback", "comment", "calibration"}
 _CASCADE_KEYS = {"small", "large", "bands", "calibration", "comment"}
 _CANARY_KEYS = {"version", "share_percent", "comment", "gate"}
 
@@ -79,6 +84,15 @@ class RoutingPolicy:
     canary: Canary | None = None
     source: str = ""
     digest: str = ""  # first 12 hex digits of the file's sha256: which policy a record ran under
+    fallback: str | None = None  # as written; `fallback_version` applies the default
+
+    @property
+    def fallback_version(self) -> str | None:
+        """The version serving degraded requests: the file's `fallback`, else the cascade's
+        small model, else none."""
+        if self.fallback is not None:
+            return self.fallback
+        return self.cascade.small if self.cascade else None
 
     @property
     def versions(self) -> tuple[str, ...]:
@@ -89,6 +103,8 @@ class RoutingPolicy:
         named += list(self.shadow)
         if self.canary:
             named.append(self.canary.version)
+        if self.fallback:
+            named.append(self.fallback)
         return tuple(dict.fromkeys(named))
 
     @property
@@ -118,6 +134,8 @@ class RoutingPolicy:
             }
             if self.canary.gate:
                 out["canary"]["gate"] = dict(self.canary.gate)
+        if self.fallback:
+            out["fallback"] = self.fallback
         return out
 
 
@@ -176,10 +194,17 @@ def parse_policy(
     if len(set(shadow)) != len(shadow):
         raise fail(f"shadow lists a version twice: {list(shadow)}")
     canary = _canary(data.get("canary"), primary, version, fail)
+    fallback = None
+    if "fallback" in data:
+        fallback = version(data["fallback"], "fallback")
+        serving = cascade.large if cascade else primary
+        if fallback == serving:
+            raise fail(f"fallback {fallback!r} is the version it stands in for; name another")
     raw = json.dumps(data, sort_keys=True).encode()
     policy = RoutingPolicy(
-        primary, cascade, shadow, canary, source, hashlib.sha256(raw).hexdigest()[:12]
-    )
+        primary, cascade, shadow, canary, source, hashlib.sha256(raw).hexdigest()[:12],
+        fallback,
+    )  # fmt: skip
     _check_manifests(policy, models_dir, model_name, preprocessing_version, fail)
     return policy
 

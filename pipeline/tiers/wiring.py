@@ -32,6 +32,7 @@ def tiers_for(
     model: Any,
     registry: Any,
     redis: Any = None,
+    breakers: Any = None,  # pipeline.scoring.model_calls.ModelBreakers, the handler's too
 ) -> tuple[TierRouter | None, Any, Any]:
     """(router, shadow scorer, deliver wrapper), or (None, None, None) without a policy."""
     if plugin.message_cost is not None or model.manifest.input.kind != "dense":
@@ -54,7 +55,7 @@ def tiers_for(
         model,
         load,
         plugin.head,
-        ModelCaller(settings.model_timeout_s, settings.model_retries),
+        ModelCaller(settings.model_timeout_s, settings.model_retries, breakers=breakers),
         lambda on_change: PolicyWatcher(
             settings.models_dir,
             plugin.model_name,

@@ -170,3 +170,57 @@ def test_one_line_cuts_long_messages() -> None:
     line = one_line(ValueError("x" * 1000))
     assert len(line) == 400 and line.startswith("ValueError: xxx") and line.endswith("...")
     assert one_line(KeyError()) == "KeyError"
+
+
+def test_the_breaker_refuses_calls_after_failed_batches_then_one_probe_closes_it(monkeypatch):
+    from pipeline.core import breaker as breaker_module
+    from pipeline.scoring.model_calls import CIRCUIT_REASON, CircuitOpen, ModelBreakers
+
+    now = [1000.0]
+    monkeypatch.setattr(breaker_module.time, "monotonic", lambda: now[0])
+    breakers = ModelBreakers(failures=3, reset_s=10.0)
+    caller = ModelCaller(5.0, 1, backoff_s=0.0, breakers=breakers)
+    model = Flaky(failures=6)  # 3 batches x 2 attempts
+    matrix = np.zeros((4, 3))
+    try:
+        for _ in range(3):
+            with pytest.raises(ModelFailed) as failed:
+                caller(model, matrix)
+            assert not isinstance(failed.value, CircuitOpen)
+        assert model.calls == 6 and breakers.of("9.9.9").state == "open"
+        with pytest.raises(CircuitOpen) as refused:  # refused at once: no attempt, no wait
+            caller(model, matrix)
+        assert refused.value.reason == CIRCUIT_REASON and model.calls == 6
+        assert "circuit open after 3 failed batches" in refused.value.detail
+        now[0] += 10.0  # half-open: one probe batch goes to the model, and it succeeds
+        assert caller(model, matrix).shape[0] == 4 and model.calls == 7
+        assert breakers.of("9.9.9").state == "closed"
+        assert caller(model, matrix).shape[0] == 4
+        assert dict(breakers.of("9.9.9").transitions) == {
+            "closed->open": 1, "open->half-open": 1, "half-open->closed": 1,
+        }  # fmt: skip
+    finally:
+        caller.close()
+
+
+def test_a_failed_probe_opens_the_breaker_again(monkeypatch):
+    from pipeline.core import breaker as breaker_module
+    from pipeline.scoring.model_calls import CircuitOpen, ModelBreakers
+
+    now = [1000.0]
+    monkeypatch.setattr(breaker_module.time, "monotonic", lambda: now[0])
+    breakers = ModelBreakers(failures=1, reset_s=5.0)
+    caller = ModelCaller(5.0, 0, breakers=breakers)
+    model = Flaky(failures=2)
+    try:
+        with pytest.raises(ModelFailed):
+            caller(model, np.zeros((1, 3)))
+        now[0] += 5.0
+        with pytest.raises(ModelFailed) as probe:
+            caller(model, np.zeros((1, 3)))
+        assert not isinstance(probe.value, CircuitOpen) and model.calls == 2
+        with pytest.raises(CircuitOpen):
+            caller(model, np.zeros((1, 3)))
+        assert model.calls == 2
+    finally:
+        caller.close()

@@ -124,18 +124,18 @@ def test_without_a_router_provenance_says_primary_with_the_models_cost(models_di
     assert {p["cost_units"] for p in provenance} == {units_per_row(model.manifest)}
 
 
-def test_a_failing_tier_dead_letters_the_batch_like_a_failing_model(tiers):
+def test_a_failing_tier_with_nothing_to_fall_back_on_dead_letters_the_batch(tiers):
     router_for, load = tiers
-    router = router_for(
+    router = router_for(  # the fallback is the cascade's small model: the one that fails
         {"primary": LARGE, "cascade": {"small": SMALL, "large": LARGE, "bands": [[0.0, 1.0]]}}
     )
-    large = load(LARGE)
+    small = load(SMALL)
 
     def broken(matrix):
-        raise RuntimeError("large exploded")
+        raise RuntimeError("small exploded")
 
-    large.predict = broken
-    scorer = BatchScorer(PLUGIN, SPEC, large, REGISTRY, worker_id="w", router=router)
+    small.predict = broken
+    scorer = BatchScorer(PLUGIN, SPEC, load(LARGE), REGISTRY, worker_id="w", router=router)
     scored, results, _ = run(scorer, messages(20))
     assert results == []
     dead = [m for m in scored.outbound if m.topic == SPEC.dlq]
