@@ -23,11 +23,11 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import orjson
 from confluent_kafka import Consumer, KafkaError, Message
 
 from pipeline.codec import AvroDeserializer, DecodeError, SchemaRegistry
 from pipeline.core.plugin import StreamPlugin
-from pipeline.gateway.intake import jsonable
 from pipeline.kafka.admin import TOOL_LOGGER
 from pipeline.kafka.client_config import KafkaTarget, client_config
 from pipeline.redis.client import DegradingRedis
@@ -35,6 +35,22 @@ from pipeline.redis.client import DegradingRedis
 log = logging.getLogger("inferstream.gateway")
 
 PENDING, DONE, FAILED, UNKNOWN = "pending", "done", "failed", "unknown"
+# records indexed between two hand-backs of the GIL (~2-3 ms of decoding and writing), and
+# the pause that lets the event loop take it
+INDEX_CHUNK, CHUNK_PAUSE_S = 50, 0.0005
+_JSON_OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
+
+
+def _undecoded(value: Any) -> Any:
+    if isinstance(value, bytes):  # an Avro bytes field: shown as text
+        return value.decode("utf-8", "replace")
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def encode_entry(entry: Mapping[str, Any]) -> bytes:
+    """A status record as JSON: the decoded result's own values (numpy arrays and scalars,
+    bytes as text) in one orjson call, not a Python pass over every field first."""
+    return orjson.dumps(entry, default=_undecoded, option=_JSON_OPTIONS)
 
 
 class StatusStore:
@@ -54,7 +70,7 @@ class StatusStore:
         return json.loads(raw) if raw else None
 
     def put_many(self, entries: Sequence[tuple[str, Mapping[str, Any]]]) -> bool:
-        encoded = [(self.prefix + rid, json.dumps(entry)) for rid, entry in entries]
+        encoded = [(self.prefix + rid, encode_entry(entry)) for rid, entry in entries]
         settled = "\n".join(rid for rid, entry in entries if entry.get("status") != PENDING)
 
         def put(client: Any) -> bool:
@@ -128,33 +144,46 @@ class ResultIndexer:
     def _run(self) -> None:
         while not self._stop.is_set():
             messages = self._consumer.consume(500, 0.02)  # a result waits at most ~20 ms
-            entries, served = [], []
-            for message in messages:
-                if message.error() is not None:
-                    if message.error().code() != KafkaError._PARTITION_EOF:
-                        log.warning("result index: %s", message.error())
-                    continue
-                if self._by_topic[message.topic()][1] == "provenance":
-                    cost = self._served_cost(message)
-                    if cost is not None:
-                        served.append(cost)
-                    continue
-                entry = self._entry(message)
-                if entry is not None:
-                    entries.append(entry)
-                    if entry[1]["status"] == FAILED and self.limits is not None:
-                        served.append((entry[0], 0.0))  # a dead letter costs nothing
             if not messages:
                 continue
-            # Redis down: retry, never skip a result (settling twice changes nothing)
-            while not (self.store.put_many(entries) and self._settle(served)):
-                if self._stop.wait(0.5):
-                    return
-            self.indexed += len(entries)
+            for start in range(0, len(messages), INDEX_CHUNK):
+                if start:
+                    # a catch-up batch in bounded chunks, the GIL handed back between them:
+                    # a thread busy for 500 records makes the event loop wait ~5 ms (the
+                    # interpreter's switch interval) after each of its socket calls
+                    time.sleep(CHUNK_PAUSE_S)
+                if not self._index(messages[start : start + INDEX_CHUNK]):
+                    return  # stopped while Redis was down: nothing committed, re-read later
             try:
                 self._consumer.commit(asynchronous=True)
             except Exception as exc:
                 log.debug("result index commit: %s", exc)
+
+    def _index(self, messages: Sequence[Message]) -> bool:
+        """Index and settle `messages`; False when stopped before Redis took them."""
+        entries: list[tuple[str, dict[str, Any]]] = []
+        served: list[tuple[str, float | None]] = []
+        for message in messages:
+            if message.error() is not None:
+                if message.error().code() != KafkaError._PARTITION_EOF:
+                    log.warning("result index: %s", message.error())
+                continue
+            if self._by_topic[message.topic()][1] == "provenance":
+                cost = self._served_cost(message)
+                if cost is not None:
+                    served.append(cost)
+                continue
+            entry = self._entry(message)
+            if entry is not None:
+                entries.append(entry)
+                if entry[1]["status"] == FAILED and self.limits is not None:
+                    served.append((entry[0], 0.0))  # a dead letter costs nothing
+        # Redis down: retry, never skip a result (settling twice changes nothing)
+        while not (self.store.put_many(entries) and self._settle(served)):
+            if self._stop.wait(0.5):
+                return False
+        self.indexed += len(entries)
+        return True
 
     def _served_cost(self, message: Message) -> tuple[str, float | None] | None:
         """(request id, what serving it cost: 0 from the worker's cache, the provenance's
@@ -210,7 +239,6 @@ class ResultIndexer:
         except DecodeError as exc:
             log.warning("result index: undecodable result on %s: %s", message.topic(), exc)
             return None
-        result = {k: jsonable(v) for k, v in result.items()}
         request_id = request_id or result.get("request_id")
         if not request_id:
             return None
