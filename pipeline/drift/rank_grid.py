@@ -41,7 +41,10 @@ class RankGrid:
     ref: np.ndarray  # float32 (d * (n + window),): sorted references, each followed by +inf
     ref_base: np.ndarray  # int64 (d,): j * (n + window), feature j's first entry in `ref`
     run: np.ndarray  # int64, like `ref`: how many reference values equal this one (0 at +inf)
-    window: int  # the fullest cell's count: reference values compared per crowded query
+    window: int  # the fullest mixed cell's count: reference values compared per crowded query
+    # per entry of `first`: the cell holds reference values, all equal (a tied value, e.g. an
+    # integer feature): a query there is resolved by one comparison, whatever the count
+    uniform: np.ndarray | None = None
 
     @classmethod
     def build(cls, values: np.ndarray) -> RankGrid | None:
@@ -73,7 +76,13 @@ class RankGrid:
         ref_cells = grid._cells(ordered.T).T  # (d, n), non-decreasing along each row
         every_cell = np.arange(cells + 1)
         first = np.stack([np.searchsorted(ref_cells[j], every_cell) for j in range(d)])
-        window = max(int(np.diff(first, axis=1).max()), 1)
+        held = np.diff(first, axis=1)  # (d, G): reference values in each cell
+        last = np.maximum(first[:, 1:] - 1, 0)
+        same = np.take_along_axis(ordered, first[:, :-1].clip(max=n_ref - 1), axis=1) == (
+            np.take_along_axis(ordered, last.clip(max=n_ref - 1), axis=1)
+        )
+        uniform = (held > 0) & same
+        window = max(int(np.where(uniform, 0, held).max()), 1)
         stride = n_ref + window  # each feature's sorted values, then `window` +inf
         first += (np.arange(d) * stride)[:, None]
         ref = np.full((d, stride), np.inf, dtype=np.float32)
@@ -87,6 +96,10 @@ class RankGrid:
         object.__setattr__(grid, "ref_base", np.arange(d, dtype=np.int64) * stride)
         object.__setattr__(grid, "run", run.ravel())
         object.__setattr__(grid, "window", window)
+        # aligned with `first` (one spare entry per feature, never a query's cell)
+        flags = np.zeros((d, cells + 1), dtype=bool)
+        flags[:, :cells] = uniform
+        object.__setattr__(grid, "uniform", flags.ravel())
         return grid
 
     def _cells(self, values: np.ndarray) -> np.ndarray:
@@ -111,17 +124,29 @@ class RankGrid:
         code = lo.astype(dtype, copy=False)
         code <<= shift
         if crowded.size:
+            flat = cell.ravel()
+            tied = self.uniform[flat[crowded]]
+            if tied.any():  # cells of one repeated value: below it, on it, or above it
+                at = crowded[tied]
+                start = self.first[flat[at]]
+                x, v = values.ravel()[at], self.ref[start]
+                position = start + np.where(x > v, self.first[flat[at] + 1] - start, 0)
+                ties = np.where(x == v, self.run[start], 0)
+                position -= self.ref_base[at % values.shape[1]]
+                code.ravel()[at] = (position << shift) | ties
+                crowded = crowded[~tied]
+        if crowded.size:
             # every reference value past the cell is > x (later cells, then the +inf padding),
             # so counting the `window` values from the cell's first one needs no bound check
-            start = self.first[cell.ravel()[crowded]]
+            start = self.first[flat[crowded]]
             x = values.ravel()[crowded]
             if self.window <= LINEAR_WINDOW:
                 seen = self.ref[start[:, None] + np.arange(self.window)]
                 # a count along a short axis is a matrix-vector product (sum() is ~3x slower)
                 below = (seen < x[:, None]).astype(np.float32) @ self._ones
                 position = start + below.astype(np.int64)
-            else:  # a value repeated many times (ties): a binary search in the cell
-                position = self._lower_bound(x, start, self.first[cell.ravel()[crowded] + 1])
+            else:  # a cell crowded with distinct values: a binary search in it
+                position = self._lower_bound(x, start, self.first[flat[crowded] + 1])
             ties = np.where(self.ref[position] == x, self.run[position], 0)
             position -= self.ref_base[crowded % values.shape[1]]
             code.ravel()[crowded] = (position << shift) | ties

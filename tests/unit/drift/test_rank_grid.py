@@ -12,8 +12,16 @@ from pipeline.drift.rank_grid import LINEAR_WINDOW, RankGrid
 def _reference(kind: str, rng: np.random.Generator, n: int, d: int) -> np.ndarray:
     if kind == "normal":
         values = rng.standard_normal((n, d))
-    elif kind == "few values":  # a fullest cell beyond LINEAR_WINDOW: the binary search
+    elif kind == "few values":  # cells of one repeated value: resolved by one comparison
         values = rng.integers(0, 7, (n, d)).astype(float)
+    elif kind == "clustered":  # distinct values crowding one cell: the binary search
+        values = rng.random((n, d)) * 1e-3
+        values[0] = 1e6
+    elif kind == "mixed":  # tied, clustered and smooth features side by side
+        values = rng.standard_normal((n, d))
+        values[:, ::3] = rng.integers(0, 4, (n, len(range(0, d, 3))))
+        values[:, 1::3] = rng.random((n, len(range(1, d, 3)))) * 1e-3
+        values[0, 1::3] = 1e6
     elif kind == "heavy tail":
         values = np.exp(3 * rng.standard_normal((n, d)))
     elif kind == "rounded with zeros":
@@ -44,7 +52,8 @@ def _queries(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 
 
 @pytest.mark.parametrize(
-    "kind", ["normal", "few values", "heavy tail", "rounded with zeros", "tiny span"]
+    "kind",
+    ["normal", "few values", "clustered", "mixed", "heavy tail", "rounded with zeros", "tiny span"],
 )
 def test_grid_codes_equal_searchsorted_codes(kind: str) -> None:
     rng = np.random.default_rng([5, len(kind)])
@@ -60,8 +69,12 @@ def test_grid_codes_equal_searchsorted_codes(kind: str) -> None:
 
 def test_both_in_cell_searches_are_exercised() -> None:
     rng = np.random.default_rng(3)
-    assert RankGrid.build(_reference("normal", rng, 5000, 2)).window <= LINEAR_WINDOW
-    assert RankGrid.build(_reference("few values", rng, 5000, 2)).window > LINEAR_WINDOW
+    normal = RankGrid.build(_reference("normal", rng, 5000, 2))
+    assert normal.window <= LINEAR_WINDOW
+    assert RankGrid.build(_reference("clustered", rng, 5000, 2)).window > LINEAR_WINDOW
+    # a repeated value fills its cell (thousands of copies) without forcing the binary search
+    few = RankGrid.build(_reference("few values", rng, 5000, 2))
+    assert few.uniform.sum() == 14 and few.window <= LINEAR_WINDOW
 
 
 def test_column_subsets_and_strided_batches_are_ranked_like_contiguous_ones() -> None:
