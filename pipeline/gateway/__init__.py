@@ -6,6 +6,7 @@ answered at once from the result cache when the served model already scored the 
 (the fast path), otherwise admitted by one atomic Lua call in Redis (API key, stream grant,
 per-tenant GCRA rate and cost limits, idempotency, pending status: `limits.py`) and produced
 with the project's one request producer (`producer.py`) behind a circuit breaker
-(`pipeline/core/breaker.py`). A consumer of `<stream>.results` and `.dlq` (`index.py`) keeps each request's
-status in Redis with a TTL, so any gateway replica, or a restarted one, answers a poll.
+(`pipeline/core/breaker.py`). A consumer of `<stream>.results` and `.dlq` (`index.py`) keeps
+each request's status in Redis with a TTL, so any gateway replica, or a restarted one,
+answers a poll.
 """

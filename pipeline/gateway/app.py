@@ -25,6 +25,7 @@ from aiohttp import web
 
 from pipeline.config import Settings
 from pipeline.core.breaker import CircuitBreaker
+from pipeline.core.messages import DEGRADE_HEADER
 from pipeline.gateway.index import DONE, PENDING, UNKNOWN, StatusStore, pending_entry
 from pipeline.gateway.intake import Checked, StreamIntake
 from pipeline.gateway.keys import hash_key
@@ -246,6 +247,24 @@ def lookup_and_admit(
     admissions = gw.limits.admit_many(calls)
     if admissions is None:
         return [(None, None)] * len(pairs)
+    over = [j for j, admission in enumerate(admissions) if admission.outcome == "cost"]
+    cheaper = intake.cheaper_fallback() if over else None
+    if cheaper is not None:  # over budget: degraded to the cheaper route where it still fits
+        version, units = cheaper
+        again = []
+        for j in over:
+            misses = len(calls[j]["request_ids"])
+            again.append({**calls[j], "cost": units * misses, "request_costs": [units] * misses})
+        second = gw.limits.admit_many(again)  # the refusal wrote nothing: each run is atomic
+        for j, admission in zip(over, second or [], strict=second is not None):
+            admissions[j] = admission
+            if admission.outcome == "ok":
+                checked = pairs[j][1]
+                checked.degraded_to = version
+                checked.costs = [
+                    units if row is None else cost
+                    for row, cost in zip(per_rows[j], checked.costs, strict=True)
+                ]
     return list(zip(per_rows, admissions, strict=True))
 
 
@@ -461,6 +480,11 @@ async def submit(request: web.Request) -> web.Response:
                 gw.counts[admission.outcome] += 1
             return refused
         headers.update(admission.headers())
+        if checked.degraded_to is not None:  # `cost` is the fallback's, as reserved
+            headers["Inferstream-Degraded"] = (
+                f"cost budget reached: served by the cheaper version {checked.degraded_to}"
+            )
+            gw.counts["budget_degraded"] += len(misses)
         gw.cost(tenant, "reserved", cost)
 
     results = intake.cached_results(checked, rows, cached) if cached else []  # type: ignore[arg-type]
@@ -500,7 +524,9 @@ async def submit(request: web.Request) -> web.Response:
                 headers={"Retry-After": str(max(1, math.ceil(min(retry, 3600))))},
             )
     if misses:
-        refusal = await _produce(gw, stream, [checked.records[i] for i in misses], tenant)
+        refusal = await _produce(
+            gw, stream, [checked.records[i] for i in misses], tenant, checked.degraded_to
+        )
         if refusal is not None:
             if admission is not None:
                 await gw.in_pool(
@@ -522,6 +548,8 @@ async def submit(request: web.Request) -> web.Response:
             answer.update(status=DONE, served_from="cache", result=by_index[i])
         else:
             answer.update(status=PENDING)
+            if checked.degraded_to is not None:
+                answer.update(degraded=True, model_version=checked.degraded_to)
         answers.append(answer)
     code = 200 if not misses else 202
     payload: dict[str, Any] = {
@@ -529,7 +557,7 @@ async def submit(request: web.Request) -> web.Response:
         "model_version": intake.model_version,
         "requests": answers,
     }
-    if admission is None:
+    if admission is None or checked.degraded_to is not None:
         payload["degraded"] = True
     text = json.dumps(payload)
     if idem and admission is not None:
@@ -547,7 +575,11 @@ async def submit(request: web.Request) -> web.Response:
 
 
 async def _produce(
-    gw: Gateway, stream: str, records: Sequence[dict[str, Any]], tenant: str
+    gw: Gateway,
+    stream: str,
+    records: Sequence[dict[str, Any]],
+    tenant: str,
+    degraded_to: str | None = None,
 ) -> web.Response | None:
     breaker = gw.kafka_breaker
     if not breaker.allow():
@@ -555,7 +587,10 @@ async def _produce(
         return unavailable("Kafka is unavailable (circuit open)", breaker.retry_after_s())
     timeout = gw.settings.gateway_produce_timeout_s + 1.0
     try:
-        await asyncio.wait_for(gw.producer.send(stream, records, {"tenant": tenant}), timeout)
+        headers = {"tenant": tenant}
+        if degraded_to is not None:  # the worker serves them with the policy's fallback
+            headers[DEGRADE_HEADER] = "budget"
+        await asyncio.wait_for(gw.producer.send(stream, records, headers), timeout)
     except (TimeoutError, RuntimeError, Exception) as exc:
         breaker.failed(type(exc).__name__)
         gw.counts["kafka_failed"] += 1

@@ -33,6 +33,7 @@ from pipeline.redis.cache import ResultCache
 from pipeline.redis.client import DegradingRedis
 from pipeline.scoring.provenance import data_hashes
 from pipeline.tiers.costs import units_per_row
+from pipeline.tiers.policy import PolicyWatcher
 
 _REQUEST_ID = re.compile(r"^[\x21-\x7e]{1,200}$")  # printable ASCII, no spaces or newlines
 
@@ -56,6 +57,9 @@ class Checked:
     hashes: list[str] = field(default_factory=list)  # data_hash per record
     costs: list[float] = field(default_factory=list)  # estimated cost units per record
     fields: dict[str, list[Any]] = field(default_factory=dict)  # preprocessing's result fields
+    # set at admission when the tenant's budget only fits the routing policy's cheaper
+    # fallback: that version, and `costs` are then its cost per row
+    degraded_to: str | None = None
 
 
 class StreamIntake:
@@ -96,10 +100,34 @@ class StreamIntake:
         # so the reservation and its settlement are in the same units
         self.units_per_row = _positive(units_per_row(self.manifest, model_dir))
         self.row_cost = settings.gateway_row_cost
+        # the routing policy's fallback, a cheaper route for a tenant over its cost budget:
+        # dense streams only (their workers route by the policy, pipeline/tiers/cascade.py)
+        self._models_dir = settings.models_dir
+        self._policy = (
+            PolicyWatcher(settings.models_dir, plugin.model_name, plugin.preprocessing_version)
+            if plugin.message_cost is None and self.manifest.input.kind == "dense"
+            else None
+        )
+        self._fallback_units: dict[str, float | None] = {}
 
     @property
     def model_version(self) -> str:
         return self.manifest.version
+
+    def cheaper_fallback(self) -> tuple[str, float] | None:
+        """(version, cost units per row) of the routing policy's fallback when it costs less
+        per row than the estimate; None when there is no cheaper route."""
+        policy = self._policy.current() if self._policy is not None else None
+        version = policy.fallback_version if policy is not None else None
+        if version is None or not self.units_per_row:
+            return None
+        if version not in self._fallback_units:
+            model_dir = resolve_model_dir(self._models_dir, self.plugin.model_name, version)
+            self._fallback_units[version] = _positive(
+                units_per_row(ModelManifest.load(model_dir), model_dir)
+            )
+        units = self._fallback_units[version]
+        return (version, units) if units is not None and units < self.units_per_row else None
 
     def check(self, items: Sequence[Any], tenant: str) -> Checked:
         """Schema and preprocessing checks of a submission, for the caller's `tenant`."""
