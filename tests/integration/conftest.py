@@ -151,3 +151,18 @@ def worker(env: dict[str, str], settings: Settings) -> Iterator[WorkerProcess]:
     process = WorkerProcess(env).start()
     yield process
     process.stop()
+
+
+@pytest.fixture
+def models_dir(tmp_path: Path) -> Path:
+    """A models directory of links to the repository's fraud versions (no routing.json), for
+    a test to write its own routing policy or add versions to."""
+    from pipeline.config import REPO_ROOT
+
+    root = tmp_path / "models"
+    (root / "fraud").mkdir(parents=True)
+    for entry in (REPO_ROOT / "models" / "fraud").iterdir():
+        if entry.name != "routing.json":
+            (root / "fraud" / entry.name).symlink_to(entry)
+    return root
+

@@ -21,7 +21,6 @@ from tests.integration.test_gateway import (
     submit,
     transaction,
 )
-from tests.integration.test_tiers import models_dir  # noqa: F401  (a fixture)
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +33,7 @@ def units(root, version: str) -> float:
 
 
 def test_an_over_budget_tenant_is_served_by_the_cheaper_fallback_then_refused(
-    env, settings, keys, models_dir  # noqa: F811
+    env, settings, keys, models_dir  # noqa: F811  (keys: the imported fixture)
 ):
     (models_dir / "fraud" / "routing.json").write_text(
         json.dumps({"primary": LARGE, "fallback": SMALL})
@@ -81,7 +80,7 @@ def test_an_over_budget_tenant_is_served_by_the_cheaper_fallback_then_refused(
 
 
 def test_without_a_cheaper_route_an_over_budget_tenant_is_refused(
-    env, settings, keys, models_dir  # noqa: F811
+    env, settings, keys, models_dir  # noqa: F811  (keys: the imported fixture)
 ):
     (models_dir / "fraud" / "routing.json").write_text(json.dumps({"primary": LARGE}))
     env = {**env, "INFERSTREAM_MODELS_DIR": str(models_dir)}

@@ -11,7 +11,6 @@ import time
 
 import pytest
 
-from pipeline.config import REPO_ROOT
 from pipeline.core.registry import stream_topics
 from pipeline.kafka.producer import RequestProducer
 from pipeline.stack.worker_process import WorkerProcess
@@ -21,28 +20,17 @@ from tests.integration.helpers import log_events, read_all, values
 
 pytestmark = pytest.mark.integration
 
-FRAUD = REPO_ROOT / "models" / "fraud"
 SMALL, FAILING = "1.0.0-small.1", faulty_model.VERSIONS["failing"]
 RESET_S = 6.0
-
-
-@pytest.fixture
-def models_dir(tmp_path):
-    root = tmp_path / "models"
-    (root / "fraud").mkdir(parents=True)
-    for entry in FRAUD.iterdir():
-        if entry.name != "routing.json":
-            (root / "fraud" / entry.name).symlink_to(entry)
-    faulty_model.build(root, "failing")
-    (root / "fraud" / "routing.json").write_text(
-        json.dumps({"primary": FAILING, "fallback": SMALL})
-    )
-    return root
 
 
 def test_a_failing_model_is_served_by_the_fallback_until_its_breaker_closes_again(
     settings, env, models_dir
 ):
+    faulty_model.build(models_dir, "failing")
+    (models_dir / "fraud" / "routing.json").write_text(
+        json.dumps({"primary": FAILING, "fallback": SMALL})
+    )
     spec = stream_topics("fraud", settings.topic_namespace)
     records = iter(TransactionGenerator(seed=71).generate(200).records)
     seen: dict[str, dict] = {}

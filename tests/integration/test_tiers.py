@@ -28,16 +28,6 @@ BANDS = [[0.02, 0.3]]
 N = 2000
 
 
-@pytest.fixture
-def models_dir(tmp_path):
-    root = tmp_path / "models"
-    (root / "fraud").mkdir(parents=True)
-    for entry in FRAUD.iterdir():
-        if entry.name != "routing.json":
-            (root / "fraud" / entry.name).symlink_to(entry)
-    return root
-
-
 def write_policy(models_dir, policy):
     path = models_dir / "fraud" / "routing.json"
     tmp = path.with_suffix(".tmp")
