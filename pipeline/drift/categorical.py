@@ -19,6 +19,10 @@ from pipeline.drift.ks import ordered_keys
 from pipeline.drift.windows import CHUNK_ROWS, Ring
 
 _LN2 = float(np.log(2.0))
+# numpy sums fewer than 8 values in index order whatever the memory layout; from 8 on, a
+# contiguous row is summed pairwise (8 partial sums), so `GTable`'s sums would no longer be
+# bit for bit those of `g_test` on its (transposed) arrays: wider features keep `g_test`
+TABLE_CELLS_BELOW = 8
 
 
 def g_test(ref_counts: np.ndarray, win_counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -116,8 +120,8 @@ class GTable:
     A window's counts are integers in [0, width], so every term `g_test` evaluates per cell
     (x ln x of a count, of count + reference count, and both Jensen-Shannon terms) is looked up
     in a table computed by `g_test`'s own expressions; the per-row sums add the same values in
-    the same order (rows of at most categorical_max_distinct + 1 cells), so the results are
-    bit for bit those of `g_test`, without its ~25 array operations per call.
+    the same order (rows of fewer than TABLE_CELLS_BELOW cells), so the results are bit for
+    bit those of `g_test`, without its ~25 array operations per call.
     """
 
     def __init__(self, ref_counts: np.ndarray, width: int) -> None:
@@ -148,7 +152,10 @@ class GTable:
         )
 
     def evaluate(self, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(G, JS) of windows with integer `counts` (d, checks, categories) summing to width."""
+        """(G, JS) of windows with integer `counts` (d, [checks,] categories) summing to width."""
+        if counts.ndim == 2:  # one window per feature
+            g, js = self.evaluate(counts[:, None, :])
+            return g[:, 0], js[:, 0]
         counts = np.asarray(counts, dtype=np.int64)
         g = 2.0 * (
             self._ref_term
@@ -182,7 +189,11 @@ class GWindows:
         # `_sync_counts` when a batch has checks inside: only the new rows are counted
         self._counts = Ring(index.n_features * index.width, w_max + CHUNK_ROWS + 1, np.int32)
         self._counted = -1  # rows folded into the running counts; -1: nothing yet
-        self._tables = {w: GTable(index.ref_counts, w) for w in self.windows}
+        self._tables = (
+            {w: GTable(index.ref_counts, w) for w in self.windows}
+            if index.width < TABLE_CELLS_BELOW
+            else {}
+        )
 
     @property
     def rows_seen(self) -> int:
@@ -232,10 +243,18 @@ class GWindows:
                 continue
             stop = ends[full] - start
             counts = (cumulative[:, :, stop] - cumulative[:, :, stop - w]).transpose(0, 2, 1)
-            g, dist = self._tables[w].evaluate(counts)  # counts (d, checks, width)
+            g, dist = self._g_test(w, counts)  # counts (d, checks, width)
             z[full, k] = np.sqrt(g).T
             js[full, k] = dist.T
         return z, js
+
+    def _g_test(self, width: int, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """`g_test` of full windows of `width` rows, by the table where there is one."""
+        table = self._tables.get(width)
+        if table is None:
+            ref = self.index.ref_counts
+            return g_test(ref if counts.ndim == 2 else ref[:, None, :], counts)
+        return table.evaluate(counts)
 
     def _sync_counts(self) -> None:
         """Fold the rows pushed since the last sync into the running category counts."""
@@ -264,8 +283,6 @@ class GWindows:
         for k, width in enumerate(self.windows):
             if self.rows_seen < width or d == 0:
                 continue
-            counts = self.counts(width).astype(np.int64)[:, None, :]
-            gk, jk = self._tables[width].evaluate(counts)
-            g[k], js[k] = gk[:, 0], jk[:, 0]
+            g[k], js[k] = self._g_test(width, self.counts(width))
             z[k] = np.sqrt(g[k])
         return z, js, g

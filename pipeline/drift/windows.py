@@ -90,6 +90,61 @@ class Ring:
         self.valid_from = written - columns.shape[1]
 
 
+def running_sum(values: np.ndarray, axis: int) -> None:
+    """In-place inclusive cumulative sum along `axis` by log2(n) shifted additions.
+
+    np.cumsum on integers is a scalar loop (~3 ns a value); here each pass is one vectorised
+    add over whole blocks (an axis before the contiguous ones), exactly the same sums.
+    The overlapping in-place add is safe: ufuncs buffer an input that overlaps the output.
+    """
+    n = values.shape[axis]
+    shift = 1
+    while shift < n:
+        later = [slice(None)] * values.ndim
+        earlier = [slice(None)] * values.ndim
+        later[axis], earlier[axis] = slice(shift, None), slice(None, n - shift)
+        np.add(values[tuple(later)], values[tuple(earlier)], out=values[tuple(later)])
+        shift *= 2
+
+
+class TimeRing:
+    """The last `capacity` entries of a stream of (shape) blocks, time as the first axis.
+
+    Like Ring (every entry written twice, so the newest ones are always one slice), but
+    time-major: entry t is one contiguous block, and a gather of entries copies whole blocks.
+    """
+
+    def __init__(self, shape: tuple[int, ...], capacity: int) -> None:
+        self.capacity = int(capacity)
+        self.data = np.zeros((2 * self.capacity, *shape), dtype=np.int32)
+        self.written = 0
+
+    def push(self, entries: np.ndarray) -> None:
+        count, cap = entries.shape[0], self.capacity
+        if count >= cap:
+            entries = entries[count - cap :]
+            start = (self.written + count - cap) % cap
+            first = cap - start
+            self.data[start:cap] = entries[:first]
+            self.data[:start] = entries[first:]
+            self.data[cap:] = self.data[:cap]
+        else:
+            start = self.written % cap
+            first = min(count, cap - start)
+            self.data[start : start + first] = entries[:first]
+            self.data[cap + start : cap + start + first] = entries[:first]
+            rest = count - first
+            if rest:
+                self.data[:rest] = entries[first:]
+                self.data[cap : cap + rest] = entries[first:]
+        self.written += count
+
+    def last(self, count: int) -> np.ndarray:
+        """View of the newest `count` entries, oldest first."""
+        head = self.written % self.capacity + self.capacity
+        return self.data[head - count : head]
+
+
 # Rows a batch is cut into before its checks run: rings keep this much room beyond the largest
 # window, so every window ending inside the piece is a contiguous view (no copy).
 CHUNK_ROWS = 1024
@@ -142,16 +197,17 @@ class KSWindows:
         cuts = -(-(np.arange(BUCKETS + 1) * (self.n_ref + 1)) // BUCKETS)
         if tops is None:  # no ties: #ref <= x is at most L + 1 <= the next bucket's first rank
             tops = np.broadcast_to(cuts[1:], (self.series, BUCKETS))
-        tops = np.minimum(np.asarray(tops, dtype=np.int64), self.n_ref)[:, :, None]
-        # bucket edges and tops times each window width, in units of 1 / (n w): (.., B, 1)
+        tops = np.minimum(np.asarray(tops, dtype=np.int64), self.n_ref).T  # (B, series)
+        # bucket edges and tops times each window width, in units of 1 / (n w): (B, 1|series)
         self._edges_w = {w: (cuts[:-1] * w).astype(np.int32)[:, None] for w in self.windows}
-        self._tops_w = {w: (tops * w).astype(np.int32) for w in self.windows}
+        self._tops_w = {w: np.ascontiguousarray(tops * w, dtype=np.int32) for w in self.windows}
+        # bucket of each reference rank L (the prefix counts' one lookup per value)
+        self._bucket_of = (np.arange(self.n_ref + 1) * BUCKETS // (self.n_ref + 1)).astype(np.intp)
         self.grain = math.gcd(int(check_every), *self.windows)
         # cumulative bucket counts per grain, kept up to date lazily by `_sync_prefix` (only
-        # batches with checks inside need them): column c counts rows [origin, origin + c grains)
-        self._prefix = Ring(
-            self.series * BUCKETS, (w_max + CHUNK_ROWS) // self.grain + 2, np.int32
-        )
+        # batches with checks inside need them): entry t counts rows [origin, origin + t grains),
+        # time-major (t, B, series) so that a check's counts are one contiguous block
+        self._prefix = TimeRing((BUCKETS, self.series), (w_max + CHUNK_ROWS) // self.grain + 2)
         self._prefix_origin = 0
         self._prefix_rows = -1  # rows folded in (absolute row number); -1: nothing yet
         self.forget_bounds()
@@ -242,8 +298,8 @@ class KSWindows:
                 continue
             bound = np.zeros((checks, series))
             stop = (ends[full] - start) // grain
-            upto = prefix[:, :, stop] - prefix[:, :, stop - width // grain]  # (series, B, checks)
-            bound[full] = self.bucket_bounds(upto, width).T
+            upto = prefix[stop] - prefix[stop - width // grain]  # (checks, B, series)
+            bound[full] = self.bucket_bounds(upto, width)
             exact = np.zeros((checks, series), dtype=bool)
             todo = full[:, None] & (bound * self.scale[k] >= level[None, :])
             self._exact(view, start, ends, width, todo, bound, exact)
@@ -280,7 +336,7 @@ class KSWindows:
                 z[:, k] = out * self.scale[k]
 
     def _prefix_since(self, start: int) -> np.ndarray:
-        """#rows with bucket <= b among the first i grains from row `start`: (series, B, cuts + 1).
+        """#rows with bucket <= b among the first i grains from row `start`: (cuts + 1, B, series).
 
         A 2-D prefix sum (over buckets, then over time): any window's "#values up to bucket b"
         is then one subtraction. Only the grains completed since the last call are counted
@@ -293,8 +349,7 @@ class KSWindows:
         if start < self._prefix_origin:
             raise AssertionError("a check reaches back before the rows still held")
         first = (start - self._prefix_origin) // grain
-        width = self._prefix.written - first
-        return self._prefix.last(width).reshape(self.series, BUCKETS, width)
+        return self._prefix.last(self._prefix.written - first)
 
     def _sync_prefix(self) -> None:
         """Fold the completed grains pushed since the last sync into the prefix sums."""
@@ -303,51 +358,49 @@ class KSWindows:
         if done < held:  # first use, a restore, or more rows than the ring holds went by
             done = -(-held // grain) * grain
             self._prefix.written = 0
-            self._prefix.push(np.zeros((self.series * BUCKETS, 1), dtype=np.int32))
+            self._prefix.push(np.zeros((1, BUCKETS, self.series), dtype=np.int32))
             self._prefix_origin = done
         new_rows = (self.ring.written // grain) * grain - done
         if new_rows > 0:
             counts = self._grain_counts(self.ring.ending(done + new_rows, new_rows))
-            counts += self._prefix.last(1)[:, :, None].reshape(self.series, BUCKETS, 1)
-            self._prefix.push(counts.reshape(self.series * BUCKETS, -1))
+            counts += self._prefix.last(1)
+            self._prefix.push(counts)
             done += new_rows
         self._prefix_rows = done
 
     def _grain_counts(self, codes: np.ndarray) -> np.ndarray:
-        """Whole grains of codes counted, cumulative over buckets and grains: (series, B, cuts)."""
+        """Whole grains of codes counted, cumulative over buckets and grains: (cuts, B, series)."""
         grain = self.grain
         cuts = codes.shape[1] // grain
         rows = self.series
-        buckets = (codes >> code_shift(self.n_ref)).astype(np.int64)
-        buckets *= BUCKETS
-        buckets //= self.n_ref + 1
+        buckets = self._bucket_of[codes >> code_shift(self.n_ref)]
         buckets = buckets.reshape(rows, cuts, grain)
-        # flat index (row, bucket, cut): time is the contiguous axis of the result
-        buckets *= cuts
-        buckets += (np.arange(rows, dtype=np.int64) * (BUCKETS * cuts))[:, None, None]
-        buckets += np.arange(cuts, dtype=np.int64)[None, :, None]
+        # flat index (cut, bucket, row): series is the contiguous axis of the result
+        buckets *= rows
+        buckets += (np.arange(cuts, dtype=np.intp) * (BUCKETS * rows))[None, :, None]
+        buckets += np.arange(rows, dtype=np.intp)[:, None, None]
         hist = np.bincount(buckets.ravel(), minlength=rows * BUCKETS * cuts).astype(np.int32)
-        hist = hist.reshape(rows, BUCKETS, cuts)
-        np.cumsum(hist, axis=1, out=hist)
-        np.cumsum(hist, axis=2, out=hist)
+        hist = hist.reshape(cuts, BUCKETS, rows)
+        running_sum(hist, axis=1)
+        running_sum(hist, axis=0)
         return hist
 
     def bucket_bounds(self, upto: np.ndarray, width: int) -> np.ndarray:
-        """Upper bound on D from a window's counts up to each bucket (series, B, checks).
+        """Upper bound on D from a window's counts up to each bucket (checks, B, series).
 
         A value whose reference rank L falls in bucket b = [e_b, e_b+1) sees F_ref in
         [e_b / n, top_b / n] (top_b: the largest #ref <= x there, ties included) and F_win in
         [upto_b-1 / w, upto_b / w]; the ECDF gap there is at most the larger of the two
-        cross differences. Integer arithmetic in units of 1 / (n w); returns (series, checks).
+        cross differences. Integer arithmetic in units of 1 / (n w); returns (checks, series).
         """
         scaled = upto * np.int32(self.n_ref)
         tops = self._tops_w[width]
         gap = scaled - self._edges_w[width]
         down = gap.max(axis=1)
         # bucket b's "up" gap is top_b - scaled_b-1 (nothing below the first bucket)
-        np.subtract(tops[:, 1:], scaled[:, :-1], out=gap[:, 1:])
+        np.subtract(tops[1:], scaled[:, :-1], out=gap[:, 1:])
         up = gap[:, 1:].max(axis=1)
-        np.maximum(up, tops[:, 0], out=up)
+        np.maximum(up, tops[0], out=up)
         np.maximum(up, down, out=up)
         return up / float(self.n_ref * width)
 
