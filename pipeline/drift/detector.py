@@ -243,6 +243,7 @@ class DriftDetector:
             self._nindex.distance,
             tops=bucket_tops(reference.n_ref, *self._nindex.rank_table(), self._num.size),
             check_every=cfg.check_every,
+            rank_table=self._nindex.rank_table(),
         )
         self._g = GWindows(self._cindex, cfg.windows)
         room = cfg.w_max + CHUNK_ROWS

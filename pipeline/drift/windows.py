@@ -151,6 +151,8 @@ CHUNK_ROWS = 1024
 # Equal-frequency reference buckets behind the bound on D inside a batch: each adds ~1/B to
 # the bound (so null windows stay well under any alarm level) and costs one count per check.
 BUCKETS = 48
+# distinct reference values up to which a series' buckets are its value classes (2K + 1 <= B)
+CLASS_VALUES_MAX = (BUCKETS - 1) // 2
 
 
 def bucket_tops(n_ref: int, feature: np.ndarray, below: np.ndarray, ties: np.ndarray, d: int):
@@ -184,7 +186,11 @@ class KSWindows:
         distance: DistanceFn,
         tops: np.ndarray | None = None,
         check_every: int = 1,
+        rank_table: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> None:
+        """`rank_table`: (series, #ref < value, #ref == value) of each distinct reference value
+        (NumericIndex.rank_table); a series with at most CLASS_VALUES_MAX of them gets buckets
+        that make its in-batch bound its exact D (see `_class_buckets`)."""
         self.windows = tuple(int(w) for w in windows)
         self.n_ref = int(n_ref)
         self.series = int(series)
@@ -197,12 +203,19 @@ class KSWindows:
         cuts = -(-(np.arange(BUCKETS + 1) * (self.n_ref + 1)) // BUCKETS)
         if tops is None:  # no ties: #ref <= x is at most L + 1 <= the next bucket's first rank
             tops = np.broadcast_to(cuts[1:], (self.series, BUCKETS))
-        tops = np.minimum(np.asarray(tops, dtype=np.int64), self.n_ref).T  # (B, series)
-        # bucket edges and tops times each window width, in units of 1 / (n w): (B, 1|series)
-        self._edges_w = {w: (cuts[:-1] * w).astype(np.int32)[:, None] for w in self.windows}
+        tops = np.minimum(np.asarray(tops, dtype=np.int64), self.n_ref).T.copy()  # (B, series)
+        edges = np.repeat(cuts[:-1, None], self.series, axis=1)  # (B, series)
+        # bucket of each series' reference rank L: one lookup per value, at [series, L]
+        ranks = np.arange(self.n_ref + 1) * BUCKETS // (self.n_ref + 1)
+        lut = np.repeat(ranks[None, :], self.series, axis=0)
+        self.class_series = np.zeros(self.series, dtype=bool)
+        if rank_table is not None:
+            self._class_buckets(rank_table, edges, tops, lut)
+        # bucket edges and tops times each window width, in units of 1 / (n w): (B, series)
+        self._edges_w = {w: np.ascontiguousarray(edges * w, dtype=np.int32) for w in self.windows}
         self._tops_w = {w: np.ascontiguousarray(tops * w, dtype=np.int32) for w in self.windows}
-        # bucket of each reference rank L (the prefix counts' one lookup per value)
-        self._bucket_of = (np.arange(self.n_ref + 1) * BUCKETS // (self.n_ref + 1)).astype(np.intp)
+        self._bucket_of = lut.astype(np.intp).ravel()
+        self._lut_rows = (np.arange(self.series, dtype=np.intp) * (self.n_ref + 1))[:, None]
         self.grain = math.gcd(int(check_every), *self.windows)
         # cumulative bucket counts per grain, kept up to date lazily by `_sync_prefix` (only
         # batches with checks inside need them): entry t counts rows [origin, origin + t grains),
@@ -211,6 +224,38 @@ class KSWindows:
         self._prefix_origin = 0
         self._prefix_rows = -1  # rows folded in (absolute row number); -1: nothing yet
         self.forget_bounds()
+
+    def _class_buckets(
+        self,
+        rank_table: tuple[np.ndarray, np.ndarray, np.ndarray],
+        edges: np.ndarray,
+        tops: np.ndarray,
+        lut: np.ndarray,
+    ) -> None:
+        """Buckets of a few-valued series: one per class of value, so its bound is exact.
+
+        With K distinct reference values v_k (b_k = #ref < v_k, b_K = n), a value is in class
+        2k (between v_k-1 and v_k: L = b_k, no tie) or 2k+1 (equal to v_k: L = b_k, a tie).
+        F_ref is constant on a class, r_c / n at its top (r_2k = b_k, r_2k+1 = b_k+1), and F_win
+        runs from C_c-1 / w to C_c / w (C: the window's cumulative class counts), so
+        D n w = max_c |r_c w - C_c n|: `bucket_bounds` with edge_c = r_c and top_c+1 = r_c,
+        the very integers ks_distance_sorted maximises.
+        """
+        feature, below, _ = (np.asarray(a, dtype=np.int64) for a in rank_table)
+        n = self.n_ref
+        for j in range(self.series):
+            b = below[feature == j]  # ascending, b_0 = 0
+            k = b.size
+            if not 0 < k <= CLASS_VALUES_MAX:
+                continue
+            b = np.append(b, n)
+            top = np.repeat(b, 2)[1:]  # r_c for c = 0 .. 2K
+            classes = top.size
+            edges[:classes, j], edges[classes:, j] = top, n
+            tops[0, j], tops[1 : classes + 1, j], tops[classes + 1 :, j] = 0, top, n
+            lut[j] = 0
+            lut[j, b] = 2 * np.arange(k + 1)  # class 2k; a tie adds 1 (`_grain_counts`)
+            self.class_series[j] = True
 
     @property
     def rows_seen(self) -> int:
@@ -301,7 +346,9 @@ class KSWindows:
             upto = prefix[stop] - prefix[stop - width // grain]  # (checks, B, series)
             bound[full] = self.bucket_bounds(upto, width)
             exact = np.zeros((checks, series), dtype=bool)
+            # class-bucketed series' bounds are their exact D already
             todo = full[:, None] & (bound * self.scale[k] >= level[None, :])
+            todo &= ~self.class_series
             self._exact(view, start, ends, width, todo, bound, exact)
             dist[:, k] = bound
             z[:, k] = bound * self.scale[k]
@@ -329,6 +376,7 @@ class KSWindows:
         chosen[series] = True
         for k, width in enumerate(self.windows):
             todo = (z[:, k] >= level[None, :]) & chosen[None, :] & (ends >= width)[:, None]
+            todo &= ~self.class_series
             if todo.any():
                 out = dist[:, k].copy()
                 self._exact(view, start, ends, width, todo, out, np.zeros_like(todo))
@@ -373,7 +421,12 @@ class KSWindows:
         grain = self.grain
         cuts = codes.shape[1] // grain
         rows = self.series
-        buckets = self._bucket_of[codes >> code_shift(self.n_ref)]
+        shift = code_shift(self.n_ref)
+        buckets = self._bucket_of[(codes >> shift) + self._lut_rows]
+        if self.class_series.any():  # a value equal to a reference value: the class above
+            tied = (codes & ((1 << shift) - 1)) > 0
+            tied &= self.class_series[:, None]
+            buckets += tied
         buckets = buckets.reshape(rows, cuts, grain)
         # flat index (cut, bucket, row): series is the contiguous axis of the result
         buckets *= rows

@@ -96,3 +96,28 @@ def test_checkpoint_values_are_exact_where_they_could_decide() -> None:
                         assert dist[c, k, j] == pytest.approx(exact, abs=1e-12)
                     else:  # a bound, and below the level: it decides the same way
                         assert exact <= dist[c, k, j] + 1e-12
+
+
+def test_few_valued_features_alert_alike_in_any_batching(tmp_path) -> None:
+    # 12 integer values: a KS feature whose in-batch values come from class counts
+    rng = np.random.default_rng(31)
+    values = np.column_stack([rng.integers(0, 12, 2000), rng.standard_normal(2000)])
+    reference = Reference.from_rows(values, ["count", "amount"])
+    config = DriftConfig(windows=(50, 100, 300))
+    stream = np.column_stack([rng.integers(0, 12, 4000), rng.standard_normal(4000)])
+    stream = stream.astype(np.float32)
+    stream[1200:1700, 0] = rng.integers(2, 14, 500)  # shifted up, partly unseen values
+    stream[2500:2900, 0] = 4.0
+
+    def detector() -> DriftDetector:
+        return DriftDetector(reference, config, tmp_path, thresholds=np.array([2.3, 2.3]))
+
+    assert detector()._ks.class_series.tolist() == [True, False]
+    expected = _feed(detector(), stream, 10)
+    assert {e.state for e in expected if e.feature == "count"} == {
+        AlertState.OPEN,
+        AlertState.UPDATE,
+        AlertState.RESOLVED,
+    }
+    for batch in (256, 1000, 4000):
+        assert _feed(detector(), stream, batch) == expected

@@ -5,7 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.drift.windows import TimeRing, running_sum
+from pipeline.drift.ks import NumericIndex, ks_distance
+from pipeline.drift.windows import (
+    CLASS_VALUES_MAX,
+    KSWindows,
+    TimeRing,
+    bucket_tops,
+    running_sum,
+)
 
 
 @pytest.mark.parametrize("shape", [(1,), (2, 1, 3), (26, 48, 20), (5, 7, 33), (17, 3)])
@@ -31,3 +38,54 @@ def test_time_ring_keeps_the_newest_entries_in_order() -> None:
         assert ring.written == pushed.shape[0]
         for width in range(1, min(ring.written, 9) + 1):
             np.testing.assert_array_equal(ring.last(width), pushed[-width:])
+
+
+def _few_valued(rng: np.random.Generator, rows: int) -> np.ndarray:
+    """Columns: 12 integer values, 23 values (the most that get class buckets), 1 value, 24."""
+    return np.column_stack(
+        [
+            rng.integers(0, 12, rows),
+            rng.integers(0, CLASS_VALUES_MAX, rows),
+            np.full(rows, 3.0),
+            rng.integers(0, CLASS_VALUES_MAX + 1, rows),
+        ]
+    ).astype(np.float32)
+
+
+def test_class_buckets_give_the_exact_distance_at_every_check() -> None:
+    rng = np.random.default_rng(11)
+    ref = _few_valued(rng, 3000)
+    index = NumericIndex.build(ref)
+    widths = (30, 100, 400)
+    windows = KSWindows(
+        4,
+        widths,
+        3000,
+        index.distance,
+        tops=bucket_tops(3000, *index.rank_table(), 4),
+        check_every=10,
+        rank_table=index.rank_table(),
+    )
+    assert windows.class_series.tolist() == [True, True, True, False]
+    stream = _few_valued(rng, 2500)
+    stream[900:1400, 0] = rng.integers(3, 14, 500)  # unseen values above the reference
+    stream[::7, 1] += 0.5  # between reference values
+    stream[::11, 2] = rng.choice([np.nan, -np.inf, np.inf, 2.0, 3.0, 1e30], stream[::11].shape[0])
+    stream[1500:, 1] = 5.0
+    seen, everything = 0, np.full(4, 1e9)  # a level nothing reaches: bounds except the classes
+    for batch in (300, 413, 1000, 787):
+        chunk = stream[seen : seen + batch]
+        windows.push(index.codes(chunk).T)
+        ends = np.arange((seen // 10 + 1) * 10, seen + batch + 1, 10)
+        _, dist = windows.checkpoints(ends, everything)
+        seen += batch
+        for c, end in enumerate(ends):
+            for k, width in enumerate(widths):
+                if end < width:
+                    continue
+                for j in range(4):
+                    exact = ks_distance(ref[:, j], stream[end - width : end, j])
+                    if j < 3:  # bit for bit the sorted computation
+                        assert dist[c, k, j] == exact, (end, width, j)
+                    else:
+                        assert dist[c, k, j] >= exact - 1e-12
