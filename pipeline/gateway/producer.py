@@ -2,10 +2,12 @@
 future per request resolved by its delivery report.
 
 `RequestProducer.send` (pipeline/kafka/producer.py, with `produce_waiting`) does the encoding,
-keys, ids and headers; here it runs on one dedicated thread, a second thread serves delivery
-reports, and each report resolves the asyncio future of its request (found by the
-`request_id` header) on the event loop. A record undelivered within
-INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
+keys, ids and headers. A small submission (up to INLINE_RECORDS records) is sent on the event
+loop itself - tens of microseconds, and librdkafka's `produce` only queues - while its queue
+has room (so `produce_waiting` never waits there); a bigger one, or one meeting a queue over
+half full, goes to one dedicated sender thread. A second thread serves delivery reports, and
+each report resolves the asyncio future of its request on the event loop. A record undelivered
+within INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from pipeline.config import Settings
 from pipeline.core.topics import StreamTopics
 from pipeline.kafka.producer import RequestProducer
 
+# records a submission may have to be sent on the event loop: each costs the loop ~50 us
+# (encoding, headers, librdkafka's enqueue), less than the hand-off to the sender thread and
+# back (two thread wake-ups, each a wait for a CPU on a busy machine)
+INLINE_RECORDS = 16
+# librdkafka's default queue.buffering.max.messages is 100,000: under half of it, `produce`
+# cannot meet a full queue (BufferError, on which produce_waiting would block the loop)
+_INLINE_QUEUE_LIMIT = 50_000
+
 
 class _Producer(RequestProducer):
     """RequestProducer whose delivery reports resolve futures by request id."""
@@ -40,8 +50,8 @@ class _Producer(RequestProducer):
         self.owner = owner
 
     def send_one(self, record: Mapping[str, Any], headers: Mapping[str, str], ticket: int) -> None:
-        """`send`, with a delivery report that resolves the request's ticket. Called from one
-        thread only (the gateway's sender)."""
+        """`send`, with a delivery report that resolves the request's ticket. Called from the
+        gateway's sender thread or, for small submissions, the event loop."""
 
         def delivered(error: KafkaError | None, message: Message) -> None:
             self.owner._resolve(ticket, None if error is None else str(error))
@@ -111,9 +121,19 @@ class GatewayProducer:
                 self._pending[ticket] = (loop, future)
                 futures.append(future)
                 tickets.append(ticket)
-            self._queue.append((self._producers[stream], records, headers, tickets))
-            start = not self._draining
-            self._draining = True
+            producer = self._producers[stream]
+            inline = (
+                len(records) <= INLINE_RECORDS
+                and not self._draining  # behind queued records: their turn first
+                and len(producer._producer) < _INLINE_QUEUE_LIMIT
+            )
+            start = False
+            if not inline:
+                self._queue.append((producer, records, headers, tickets))
+                start = not self._draining
+                self._draining = True
+        if inline:
+            self._send_all(producer, records, headers, tickets)
         if start:
             self._sender.submit(self._drain)
         try:
@@ -132,12 +152,22 @@ class GatewayProducer:
                     self._draining = False
                     return
             for producer, records, headers, tickets in batch:
-                for record, ticket in zip(records, tickets, strict=True):
-                    try:
-                        producer.send_one(record, headers, ticket)
-                    except Exception as exc:  # a record the schema refuses, a full queue
-                        self._resolve(ticket, f"{type(exc).__name__}: {exc}")
-            self._hand_over()  # refusals of this batch (delivery reports come from _poll)
+                self._send_all(producer, records, headers, tickets)
+
+    def _send_all(
+        self,
+        producer: _Producer,
+        records: Sequence[Mapping[str, Any]],
+        headers: Mapping[str, str],
+        tickets: Sequence[int],
+    ) -> None:
+        for record, ticket in zip(records, tickets, strict=True):
+            try:
+                producer.send_one(record, headers, ticket)
+            except Exception as exc:  # a record the schema refuses, a full queue
+                self._resolve(ticket, f"{type(exc).__name__}: {exc}")
+        # refusals, and the reports `send`'s poll(0) served here (the rest come from _poll)
+        self._hand_over()
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
