@@ -60,6 +60,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the gateway's sys.setswitchinterval, an experiment (default: the server's own)",
     )
     p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up")
+    p.add_argument(
+        "--results-from",
+        metavar="NAMESPACE",
+        help="while pacing, copy real result and provenance records of an earlier run (e.g."
+        " a bench.replay_rate namespace) to this run's topics at the paced rate, in batches"
+        " of --result-batch: the result index at work, as with a worker",
+    )
+    p.add_argument("--result-batch", type=positive_int, default=100)
     p.add_argument("--top", type=positive_int, default=8, help="stack sites to print")
     p.add_argument("--json", help="write the numbers to this file too")
     return p
@@ -81,6 +89,7 @@ class LoopProbe:
         self._loop_thread = threading.get_ident()
         self._sampled_beat = 0.0
         self._cpu = self._thread_cpu()
+        self._sched = self._loop_sched()
         self._stop = threading.Event()
         # phase -> seconds per call: the server-side submit, pool queue wait and run, produce
         self.phases: dict[str, list[float]] = collections.defaultdict(list)
@@ -139,8 +148,20 @@ class LoopProbe:
             out[name] += (int(fields[11]) + int(fields[12])) / tick
         return out
 
+    def _loop_sched(self) -> list[int]:
+        """The loop thread's (ns on a CPU, ns runnable but waiting for one): schedstat."""
+        tid = getattr(self, "_loop_native", threading.get_native_id())
+        try:
+            with open(f"/proc/self/task/{tid}/schedstat") as stat:
+                return [int(v) for v in stat.read().split()[:2]]
+        except OSError:
+            return [0, 0]
+
     def take(self) -> dict[str, Any]:
         """What was recorded since the last call."""
+        sched = self._loop_sched()
+        on_cpu, waited = (b - a for a, b in zip(self._sched, sched, strict=True))
+        self._sched = sched
         cpu = self._thread_cpu()
         taken = {
             "stalls": self.stalls,
@@ -151,6 +172,9 @@ class LoopProbe:
                 for name in cpu
                 if cpu[name] - self._cpu.get(name, 0.0) > 0
             },
+            # a loop stalled while runnable but off every CPU: the machine's load, not ours
+            "loop_on_cpu_ms": round(on_cpu / 1e6, 1),
+            "loop_runqueue_wait_ms": round(waited / 1e6, 1),
             "gc_counts": gc.get_count(),
             "gc_frozen": gc.get_freeze_count(),
             "gc_tracked": len(gc.get_objects()),
@@ -224,6 +248,8 @@ class LoopProbe:
 
         async def start(app: Any) -> None:
             self._loop_thread = threading.get_ident()
+            self._loop_native = threading.get_native_id()
+            self._sched = self._loop_sched()
             app["bench_heartbeat"] = asyncio.ensure_future(self.heartbeat())
             threading.Thread(target=self.watchdog, name="bench-watchdog", daemon=True).start()
             gc.callbacks.append(self.on_gc)
@@ -266,6 +292,7 @@ def _short(path: str) -> str:
 
 def serve_probed(stall_ms: float, switch_interval_ms: float | None) -> None:
     from pipeline.config import Settings
+    from pipeline.gateway import server
     from pipeline.gateway.server import build_gateway, serve
     from pipeline.logs import configure
 
@@ -276,7 +303,17 @@ def serve_probed(stall_ms: float, switch_interval_ms: float | None) -> None:
     gateway = build_gateway(settings, ["fraud"])
     probe = LoopProbe(stall_ms)
     probe.time_phases(gateway)
-    asyncio.run(serve(gateway, "127.0.0.1", 0, extend=probe.install))
+    make_app = server.make_app
+
+    def probed_app(gateway: Any) -> Any:
+        app = make_app(gateway)
+        probe.install(app)
+        return app
+
+    # the probe joins the app serve() builds: patched here, in the bench process only (so
+    # that the same probe runs against older gateway code in paired runs)
+    server.make_app = probed_app
+    asyncio.run(serve(gateway, "127.0.0.1", 0))
 
 
 # --- the client side -------------------------------------------------------------------
@@ -384,6 +421,8 @@ def report(
         "server_stalls": len(stalls),
         "server_stall_p50_max_ms": [_ms(stall_s, 0.5), _ms(stall_s, 1.0)],
         "server_stalled_ms_total": round(sum(stall_s) * 1000, 1),
+        "loop_thread_runqueue_wait_ms": server["loop_runqueue_wait_ms"],
+        "loop_thread_on_cpu_ms": server["loop_on_cpu_ms"],
         "client_stalls": len(client_stalls),
         "client_stall_max_ms": _ms([d for _, d in client_stalls], 1.0),
         "gc_ms_by_generation": {
@@ -410,6 +449,74 @@ _IDLE = ("wait", "select", "poll", "consume", "_worker", "get_message", "_run", 
 def _idle(frame: str) -> bool:
     """A thread parked in a blocking call (off the GIL), not one competing for it."""
     return frame.rsplit(" ", 1)[-1] in _IDLE
+
+
+def _copy_results(
+    source: str, namespace: str, count: int, rate: float, batch: int, ready: Any, go: Any
+) -> None:
+    """A child process: read `count` result and provenance records of `source`, then (on
+    `go`) produce them raw to `namespace`'s topics, `batch` of each every batch / rate s."""
+    from confluent_kafka import Consumer, Producer
+
+    kinds = ("results", "provenance")
+    consumer = Consumer(
+        {"bootstrap.servers": os.environ.get("INFERSTREAM_KAFKA_BOOTSTRAP", "127.0.0.1:9092"),
+         "group.id": f"bench-gwl-copy-{uuid.uuid4().hex}", "auto.offset.reset": "earliest",
+         "enable.auto.commit": False}
+    )  # fmt: skip
+    consumer.subscribe([f"{source}fraud.{kind}" for kind in kinds])
+    held: dict[str, list[Any]] = {kind: [] for kind in kinds}
+    deadline = time.monotonic() + 60
+    while min(len(v) for v in held.values()) < count and time.monotonic() < deadline:
+        for message in consumer.consume(1000, 1.0):
+            kind = message.topic().rsplit(".", 1)[1]
+            if message.error() is None and len(held[kind]) < count:
+                held[kind].append((message.value(), message.headers()))
+    consumer.close()
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 5})
+    ready.set()
+    go.wait()
+    start = time.perf_counter()
+    for i in range(0, count, batch):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        for kind in kinds:
+            for value, headers in held[kind][i : i + batch]:
+                producer.produce(f"{namespace}fraud.{kind}", value, headers=headers)
+        producer.poll(0)
+    producer.flush(30)
+
+
+def _broker_probe(topic: str, rate: float, seconds: float, out: Any) -> None:
+    """A child process: one small record every 1/rate s, acks=all and linger.ms=2 as the
+    gateway sends, each report served at once: the broker's own produce-to-ack latency
+    meanwhile (no gateway threads or GIL in the way)."""
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9092", "linger.ms": 2, "acks": "all"})
+    latencies: list[float] = []
+
+    def delivered(error: Any, message: Any) -> None:
+        if error is None:
+            latencies.append(message.latency())
+
+    start = time.perf_counter()
+    i = 0
+    while time.perf_counter() - start < seconds:
+        producer.produce(topic, b"probe", on_delivery=delivered)
+        i += 1
+        while time.perf_counter() < start + i / rate:
+            producer.poll(0.0005)
+    producer.flush(10)
+    out.put(latencies)
+
+
+def _machine_cpu() -> list[int]:
+    """(all jiffies, idle + iowait jiffies) of every CPU so far (/proc/stat)."""
+    with open("/proc/stat") as stat:
+        values = [int(v) for v in stat.readline().split()[1:]]
+    return [sum(values), values[3] + values[4]]
 
 
 def execute(args: argparse.Namespace) -> dict[str, Any]:
@@ -460,9 +567,37 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
             rate = closed_rate * args.load
         offset = 300 + args.requests
         bodies = records[offset : offset + int(rate * args.paced_seconds)]
+        copier = None
+        if args.results_from:
+            import multiprocessing
+
+            context = multiprocessing.get_context("fork")
+            ready, go = context.Event(), context.Event()
+            copier = context.Process(
+                target=_copy_results,
+                args=(args.results_from, namespace, len(bodies), rate, args.result_batch,
+                      ready, go),
+            )  # fmt: skip
+            copier.start()
+            ready.wait(90)
+            go.set()
+        import multiprocessing
+
+        probe_out = multiprocessing.get_context("fork").Queue()
+        broker = multiprocessing.get_context("fork").Process(
+            target=_broker_probe,
+            args=(f"{namespace}fraud.dlq", 50.0, len(bodies) / rate, probe_out),
+        )
+        broker.start()
+        machine = _machine_cpu()
         done, client_stalls, server = asyncio.run(
             _paced(base, headers, bodies, rate, args.stall_ms / 1000)
         )
+        broker_latency = probe_out.get(timeout=60)
+        broker.join(30)
+        if copier is not None:
+            copier.join(60)
+        machine = [b - a for a, b in zip(machine, _machine_cpu(), strict=True)]
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(30)
@@ -473,6 +608,11 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         "closed_loop_per_s": round(closed_rate) if closed_rate else None,
         "paced_rate_per_s": round(rate),
         "loadavg": os.getloadavg(),
+        # the whole machine during the paced part: client, gateway, Kafka, Redis, the rest
+        "machine_cpu_busy": round(1 - machine[1] / max(machine[0], 1), 3),
+        "broker_probe_ack_p50_p99_max_ms": [
+            _ms(broker_latency, 0.5), _ms(broker_latency, 0.99), _ms(broker_latency, 1.0)
+        ],
         **report(done, client_stalls, server, args),
     }
 

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import gc
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from aiohttp import web
 
@@ -89,19 +89,9 @@ def build_gateway(
     return gateway
 
 
-async def serve(
-    gateway: Gateway,
-    host: str,
-    port: int,
-    extend: Callable[[web.Application], None] | None = None,
-) -> None:
-    """Serve until SIGTERM / SIGINT; prints a `ready` JSON line once listening and indexing.
-
-    `extend(app)` may add routes and start-up hooks before the app starts (the benches'
-    event-loop probes, bench/gateway_lag.py)."""
+async def serve(gateway: Gateway, host: str, port: int) -> None:
+    """Serve until SIGTERM / SIGINT; prints a `ready` JSON line once listening and indexing."""
     app = make_app(gateway)
-    if extend is not None:
-        extend(app)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
