@@ -211,16 +211,17 @@ class KSWindows:
         self.class_series = np.zeros(self.series, dtype=bool)
         if rank_table is not None:
             self._class_buckets(rank_table, edges, tops, lut)
-        # bucket edges and tops times each window width, in units of 1 / (n w): (B, series)
-        self._edges_w = {w: np.ascontiguousarray(edges * w, dtype=np.int32) for w in self.windows}
-        self._tops_w = {w: np.ascontiguousarray(tops * w, dtype=np.int32) for w in self.windows}
+        # bucket edges and tops times each window width, in units of 1 / (n w): (series, B)
+        self._edges_w = {w: np.ascontiguousarray(edges.T * w, dtype=np.int32) for w in self.windows}
+        self._tops_w = {w: np.ascontiguousarray(tops.T * w, dtype=np.int32) for w in self.windows}
         self._bucket_of = lut.astype(np.intp).ravel()
         self._lut_rows = (np.arange(self.series, dtype=np.intp) * (self.n_ref + 1))[:, None]
         self.grain = math.gcd(int(check_every), *self.windows)
         # cumulative bucket counts per grain, kept up to date lazily by `_sync_prefix` (only
         # batches with checks inside need them): entry t counts rows [origin, origin + t grains),
-        # time-major (t, B, series) so that a check's counts are one contiguous block
-        self._prefix = TimeRing((BUCKETS, self.series), (w_max + CHUNK_ROWS) // self.grain + 2)
+        # time-major (t, series, B): a check's counts are one contiguous block, and the bound's
+        # maxima over buckets run along contiguous rows
+        self._prefix = TimeRing((self.series, BUCKETS), (w_max + CHUNK_ROWS) // self.grain + 2)
         self._prefix_origin = 0
         self._prefix_rows = -1  # rows folded in (absolute row number); -1: nothing yet
         self.forget_bounds()
@@ -343,7 +344,7 @@ class KSWindows:
                 continue
             bound = np.zeros((checks, series))
             stop = (ends[full] - start) // grain
-            upto = prefix[stop] - prefix[stop - width // grain]  # (checks, B, series)
+            upto = prefix[stop] - prefix[stop - width // grain]  # (checks, series, B)
             bound[full] = self.bucket_bounds(upto, width)
             exact = np.zeros((checks, series), dtype=bool)
             # class-bucketed series' bounds are their exact D already
@@ -384,7 +385,7 @@ class KSWindows:
                 z[:, k] = out * self.scale[k]
 
     def _prefix_since(self, start: int) -> np.ndarray:
-        """#rows with bucket <= b among the first i grains from row `start`: (cuts + 1, B, series).
+        """#rows with bucket <= b among the first i grains from row `start`: (cuts + 1, series, B).
 
         A 2-D prefix sum (over buckets, then over time): any window's "#values up to bucket b"
         is then one subtraction. Only the grains completed since the last call are counted
@@ -406,7 +407,7 @@ class KSWindows:
         if done < held:  # first use, a restore, or more rows than the ring holds went by
             done = -(-held // grain) * grain
             self._prefix.written = 0
-            self._prefix.push(np.zeros((1, BUCKETS, self.series), dtype=np.int32))
+            self._prefix.push(np.zeros((1, self.series, BUCKETS), dtype=np.int32))
             self._prefix_origin = done
         new_rows = (self.ring.written // grain) * grain - done
         if new_rows > 0:
@@ -417,7 +418,7 @@ class KSWindows:
         self._prefix_rows = done
 
     def _grain_counts(self, codes: np.ndarray) -> np.ndarray:
-        """Whole grains of codes counted, cumulative over buckets and grains: (cuts, B, series)."""
+        """Whole grains of codes counted, cumulative over buckets and grains: (cuts, series, B)."""
         grain = self.grain
         cuts = codes.shape[1] // grain
         rows = self.series
@@ -434,12 +435,14 @@ class KSWindows:
         buckets += np.arange(rows, dtype=np.intp)[:, None, None]
         hist = np.bincount(buckets.ravel(), minlength=rows * BUCKETS * cuts).astype(np.int32)
         hist = hist.reshape(cuts, BUCKETS, rows)
+        # summed with the bucket axis outside the contiguous one (fast shifted adds), then laid
+        # out with buckets last for the bound's maxima
         running_sum(hist, axis=1)
         running_sum(hist, axis=0)
-        return hist
+        return np.ascontiguousarray(hist.transpose(0, 2, 1))
 
     def bucket_bounds(self, upto: np.ndarray, width: int) -> np.ndarray:
-        """Upper bound on D from a window's counts up to each bucket (checks, B, series).
+        """Upper bound on D from a window's counts up to each bucket (checks, series, B).
 
         A value whose reference rank L falls in bucket b = [e_b, e_b+1) sees F_ref in
         [e_b / n, top_b / n] (top_b: the largest #ref <= x there, ties included) and F_win in
@@ -449,11 +452,11 @@ class KSWindows:
         scaled = upto * np.int32(self.n_ref)
         tops = self._tops_w[width]
         gap = scaled - self._edges_w[width]
-        down = gap.max(axis=1)
+        down = gap.max(axis=2)
         # bucket b's "up" gap is top_b - scaled_b-1 (nothing below the first bucket)
-        np.subtract(tops[1:], scaled[:, :-1], out=gap[:, 1:])
-        up = gap[:, 1:].max(axis=1)
-        np.maximum(up, tops[0], out=up)
+        np.subtract(tops[:, 1:], scaled[:, :, :-1], out=gap[:, :, 1:])
+        up = gap[:, :, 1:].max(axis=2)
+        np.maximum(up, tops[:, 0], out=up)
         np.maximum(up, down, out=up)
         return up / float(self.n_ref * width)
 
