@@ -94,17 +94,22 @@ def running_sum(values: np.ndarray, axis: int) -> None:
     """In-place inclusive cumulative sum along `axis` by log2(n) shifted additions.
 
     np.cumsum on integers is a scalar loop (~3 ns a value); here each pass is one vectorised
-    add over whole blocks (an axis before the contiguous ones), exactly the same sums.
-    The overlapping in-place add is safe: ufuncs buffer an input that overlaps the output.
+    add (fastest on the outermost axis: a few long contiguous runs), exactly the same sums.
+    Two buffers in turn: an add whose output overlaps its input takes numpy's slow
+    buffered path.
     """
-    n = values.shape[axis]
+    source = np.moveaxis(values, axis, 0)
+    n = source.shape[0]
+    target = np.empty_like(source)
+    result = source
     shift = 1
     while shift < n:
-        later = [slice(None)] * values.ndim
-        earlier = [slice(None)] * values.ndim
-        later[axis], earlier[axis] = slice(shift, None), slice(None, n - shift)
-        np.add(values[tuple(later)], values[tuple(earlier)], out=values[tuple(later)])
+        target[:shift] = source[:shift]
+        np.add(source[shift:], source[:-shift], out=target[shift:])
+        source, target = target, source
         shift *= 2
+    if source is not result:
+        result[...] = source
 
 
 class TimeRing:
@@ -429,17 +434,18 @@ class KSWindows:
             tied &= self.class_series[:, None]
             buckets += tied
         buckets = buckets.reshape(rows, cuts, grain)
-        # flat index (cut, bucket, row): series is the contiguous axis of the result
-        buckets *= rows
-        buckets += (np.arange(cuts, dtype=np.intp) * (BUCKETS * rows))[None, :, None]
+        # flat index (bucket, cut, row): each running sum below is over the outermost axis,
+        # where a shifted add is a few long contiguous runs (np.cumsum is a scalar loop)
+        buckets *= cuts * rows
+        buckets += (np.arange(cuts, dtype=np.intp) * rows)[None, :, None]
         buckets += np.arange(rows, dtype=np.intp)[:, None, None]
         hist = np.bincount(buckets.ravel(), minlength=rows * BUCKETS * cuts).astype(np.int32)
-        hist = hist.reshape(cuts, BUCKETS, rows)
-        # summed with the bucket axis outside the contiguous one (fast shifted adds), then laid
-        # out with buckets last for the bound's maxima
-        running_sum(hist, axis=1)
+        hist = hist.reshape(BUCKETS, cuts, rows)
         running_sum(hist, axis=0)
-        return np.ascontiguousarray(hist.transpose(0, 2, 1))
+        # (cuts, series, B): buckets last for the bound's maxima
+        hist = np.ascontiguousarray(hist.transpose(1, 2, 0))
+        running_sum(hist, axis=0)
+        return hist
 
     def bucket_bounds(self, upto: np.ndarray, width: int) -> np.ndarray:
         """Upper bound on D from a window's counts up to each bucket (checks, series, B).
