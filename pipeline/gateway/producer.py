@@ -80,9 +80,12 @@ class GatewayProducer:
         self._poller.start()
 
     def _poll(self) -> None:
+        # one round of polls takes ~20 ms whatever the number of streams: a report of one
+        # stream's producer waits at most that long behind the others' (idle) polls
+        timeout = 0.02 / max(len(self._producers), 1)
         while not self._stop.is_set():
             for producer in self._producers.values():
-                producer._producer.poll(0.02)
+                producer._producer.poll(timeout)
             self._hand_over()
 
     def _resolve(self, ticket: int, error: str | None) -> None:
