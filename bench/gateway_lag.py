@@ -9,13 +9,21 @@ hook; nothing of this runs in a normal gateway) records:
   stack (and the busiest other threads' top frames) once the heartbeat is `--stall-ms` late;
 - garbage collections (`gc.callbacks`): generation, length, objects collected;
 - CPU seconds per thread (/proc/self/task), so a thread that steals the GIL shows;
+- the loop thread's time runnable but off every CPU (/proc/.../schedstat): a stall while
+  the machine's other work has the cores, which no code in the gateway can shorten;
+- per-phase times: the Redis pool hand-off (queued / ran / back on the loop), produce to
+  broker acknowledgement, librdkafka's own produce-to-report latency, the server-side submit;
 
 and serves them at `/bench/probe` (GET: the records since the last GET). The client (this
-module without `--serve`) warms the gateway up, measures the single-POST closed-loop rate,
-then sends a paced open loop at `--load` of it and reports p50/p99 submit-to-202 and, for
-the submits over `--slow-ms`, how many overlapped a server loop stall, a gc pause, or a
-stall of the client's own loop (also probed). The stack must be up. Run:
-`python -m bench.gateway_lag`.
+module without `--serve`) warms the gateway up, measures the single-POST closed-loop rate
+(or takes `--rate`), then sends a paced open loop at `--load` of it and reports p50/p99
+submit-to-202 and, for the submits over `--slow-ms`, how many overlapped a server loop stall,
+a gc pause, or a stall of the client's own loop (also probed). Meanwhile a probe producer
+(a child process, 50 records/s to the run's dead-letter topic without a request_id header,
+which the result index skips) measures the broker's own produce-to-ack latency, and with
+`--results-from` another child copies an earlier run's results and provenance into this
+run's topics, so that the result index works as it does beside a worker. The stack must be
+up. Run: `python -m bench.gateway_lag`.
 """
 
 from __future__ import annotations
