@@ -200,6 +200,29 @@ class AlertMachine:
             self.below[opened] = 0
         return opened, resolved
 
+    def quiet_checks(self, over: np.ndarray, rows: int) -> int:
+        """How many of the coming checks (rows of `over`: evidence > threshold per series) can
+        only count cooldowns down: no alert open, no streak, no idle series over, and no
+        cooling one turning idle yet (it may open at the check where it does). 0: step now.
+        """
+        if self.streak.any() or (self.phase == self.ACTIVE).any():
+            return 0
+        idle = self.phase == self.IDLE
+        ahead = np.flatnonzero((over & idle).any(axis=1))
+        quiet = int(ahead[0]) if ahead.size else over.shape[0]
+        cooling = self.phase == self.COOLING
+        if cooling.any():
+            # the step that takes the first cooling series to cooldown <= 0 is not quiet
+            turns = -(-int(self.cooldown[cooling].min()) // int(rows)) - 1
+            quiet = min(quiet, max(turns, 0))
+        return quiet
+
+    def skip(self, checks: int, rows: int) -> None:
+        """Advance `checks` quiet checks (see `quiet_checks`) of `rows` rows each at once."""
+        cooling = self.phase == self.COOLING
+        if checks and cooling.any():
+            self.cooldown[cooling] -= checks * rows
+
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {
             "phase": self.phase,

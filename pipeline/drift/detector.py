@@ -436,17 +436,18 @@ class DriftDetector:
         """Step the alert machine through the checks in order, as if rows came K at a time."""
         every = self.config.check_every
         machine = self._machine
-        over = (evidence > self._threshold).any(axis=1)
+        over = evidence > self._threshold
         events: list[AlertEvent] = []
         stepped = 0  # checks accounted for in _since_emit
         c = 0
         while c < ends.size:
-            if not machine.phase.any() and not machine.streak.any():
-                # all idle with no streak: a check with nothing over changes nothing; jump
-                ahead = np.flatnonzero(over[c:])
-                if not ahead.size:
+            # idle or cooling series only, none over: jump to the next check that can matter
+            quiet = machine.quiet_checks(over[c:], every)
+            if quiet:
+                machine.skip(quiet, every)
+                c += quiet
+                if c >= ends.size:
                     break
-                c += int(ahead[0])
             self._since_emit += every * (c + 1 - stepped)
             stepped = c + 1
             was_active = machine.phase == AlertMachine.ACTIVE
@@ -456,7 +457,7 @@ class DriftDetector:
             if c < ends.size and opened.any():
                 self._refine_opened(ends[c:], z[c:], stat[c:], opened)
                 evidence[c:] = self._evidence(z[c:], stat[c:])
-                over[c:] = (evidence[c:] > self._threshold).any(axis=1)
+                over[c:] = evidence[c:] > self._threshold
         self._since_emit += every * (ends.size - stepped)
         return events
 

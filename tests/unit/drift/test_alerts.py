@@ -157,3 +157,41 @@ def test_calibration_labels_map_to_the_recorded_kind(label: str, kind: str, deta
     from pipeline.drift.alerts import calibration_kind
 
     assert calibration_kind(label) == (kind, detail)
+
+
+@pytest.mark.parametrize("persistence", [1, 3])
+def test_skipping_quiet_checks_is_stepping_through_them(persistence: int) -> None:
+    rng = np.random.default_rng(persistence)
+    d, checks, rows = 6, 4000, 10
+    threshold = np.full(d, 2.0)
+    # long quiet stretches, bursts over the threshold, some in the hysteresis band
+    evidence = rng.gamma(2.0, 0.25, (checks, d))
+    starts = (rng.random((checks, d)) < 0.002).astype(float)
+    bursts = np.stack([np.convolve(starts[:, j], np.ones(30))[:checks] for j in range(d)], 1)
+    evidence[bursts > 0] += rng.choice([0.0, 0.8, 2.0], (checks, d), p=[0.1, 0.2, 0.7])[
+        bursts > 0
+    ]
+    stepped, skipping = (AlertMachine(d, persistence, 0.8, 100, 250) for _ in range(2))
+    expected = []
+    for c in range(checks):
+        opened, resolved = stepped.step(evidence[c], threshold, rows)
+        expected += [(c, "open", j) for j in np.flatnonzero(opened)]
+        expected += [(c, "resolve", j) for j in np.flatnonzero(resolved)]
+    seen, c, skipped = [], 0, 0
+    over = evidence > threshold
+    while c < checks:
+        quiet = skipping.quiet_checks(over[c:], rows)
+        skipping.skip(quiet, rows)
+        skipped += quiet
+        c += quiet
+        if c >= checks:
+            break
+        opened, resolved = skipping.step(evidence[c], threshold, rows)
+        seen += [(c, "open", j) for j in np.flatnonzero(opened)]
+        seen += [(c, "resolve", j) for j in np.flatnonzero(resolved)]
+        c += 1
+    assert skipped > checks // 2  # mostly quiet, and some of it while cooling
+    assert any(kind == "resolve" for _, kind, _ in expected)
+    assert seen == expected
+    for name, array in stepped.state_arrays().items():
+        np.testing.assert_array_equal(skipping.state_arrays()[name], array)
