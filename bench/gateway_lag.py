@@ -67,7 +67,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=positive_float,
         help="the gateway's sys.setswitchinterval, an experiment (default: the server's own)",
     )
-    p.add_argument("--gc-freeze", action="store_true", help="gc.freeze() after the warm-up")
     p.add_argument(
         "--results-from",
         metavar="NAMESPACE",
