@@ -1,8 +1,9 @@
 """The gateway's aiohttp application: submit, poll by id, health, OpenAPI.
 
 Nothing here blocks the event loop: Redis calls (the one DegradingRedis client) run on a
-small thread pool, produce calls on the producer's own thread (producer.py), and big
-submissions are checked on a thread too. Every refusal is JSON `{"error": {"code",
+small thread pool; small submissions are produced on the loop while librdkafka's queue has
+room, bigger ones on the producer's own thread (producer.py); big submissions are checked on
+a thread too. Every refusal is JSON `{"error": {"code",
 "message", ...}}` with the right status; a dependency that fails is a 503 with Retry-After,
 never a hang or a traceback. API keys are never logged or echoed.
 """

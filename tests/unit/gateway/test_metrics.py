@@ -12,8 +12,8 @@ from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.config import REPO_ROOT
-from pipeline.gateway.app import RedisBreakerView
 from pipeline.core.breaker import CircuitBreaker
+from pipeline.gateway.app import RedisBreakerView
 from pipeline.metrics.gateway import GatewayMetrics
 
 RULES = REPO_ROOT / "ops/prometheus/gateway_rules.yml"
