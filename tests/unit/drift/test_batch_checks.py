@@ -121,3 +121,26 @@ def test_few_valued_features_alert_alike_in_any_batching(tmp_path) -> None:
     }
     for batch in (256, 1000, 4000):
         assert _feed(detector(), stream, batch) == expected
+
+
+@pytest.mark.parametrize("kind", ["int64 codes", "categorical only"])
+def test_wide_codes_and_categorical_only_alert_alike_in_any_batching(tmp_path, kind) -> None:
+    rng = np.random.default_rng(41)
+    if kind == "int64 codes":  # n_ref >= 2**15: codes are int64, ranks up to 40,000
+        values = np.column_stack([rng.standard_normal(40_000), rng.integers(0, 9, 40_000)])
+        stream = np.column_stack([rng.standard_normal(3000), rng.integers(0, 9, 3000)])
+        stream[1000:1600] += 0.7
+    else:
+        values = rng.integers(0, 4, (2000, 2)).astype(float)
+        stream = rng.integers(0, 4, (3000, 2)).astype(float)
+        stream[1000:1600, 0] = rng.integers(0, 2, 600)
+    reference = Reference.from_rows(values, ["p", "q"])
+    config = DriftConfig(windows=(50, 100, 300))
+
+    def detector() -> DriftDetector:
+        return DriftDetector(reference, config, tmp_path, thresholds=np.array([2.3, 2.3]))
+
+    expected = _feed(detector(), stream.astype(np.float32), 10)
+    assert any(e.state is AlertState.OPEN for e in expected)
+    for batch in (256, 3000):
+        assert _feed(detector(), stream.astype(np.float32), batch) == expected
