@@ -200,28 +200,56 @@ class AlertMachine:
             self.below[opened] = 0
         return opened, resolved
 
-    def quiet_checks(self, over: np.ndarray, rows: int) -> int:
-        """How many of the coming checks (rows of `over`: evidence > threshold per series) can
-        only count cooldowns down: no alert open, no streak, no idle series over, and no
-        cooling one turning idle yet (it may open at the check where it does). 0: step now.
+    def quiet_checks(self, evidence: np.ndarray, threshold: np.ndarray | float, rows: int) -> int:
+        """How many of the coming checks (rows of `evidence`, each of `rows` rows) change nothing
+        but the counters: no streak, no idle or open series over the threshold (no opening, no
+        update), no cooling series turning idle and no open one resolving yet. 0: step now.
         """
-        if self.streak.any() or (self.phase == self.ACTIVE).any():
+        if self.streak.any():
             return 0
+        threshold = np.asarray(threshold, dtype=np.float64)
         idle = self.phase == self.IDLE
-        ahead = np.flatnonzero((over & idle).any(axis=1))
-        quiet = int(ahead[0]) if ahead.size else over.shape[0]
+        active = self.phase == self.ACTIVE
+        loud = np.flatnonzero(((evidence > threshold) & (idle | active)).any(axis=1))
+        quiet = int(loud[0]) if loud.size else evidence.shape[0]
         cooling = self.phase == self.COOLING
         if cooling.any():
             # the step that takes the first cooling series to cooldown <= 0 is not quiet
             turns = -(-int(self.cooldown[cooling].min()) // int(rows)) - 1
             quiet = min(quiet, max(turns, 0))
+        if quiet and active.any():
+            below = self._below_run(evidence[:quiet], threshold, active, rows)
+            resolving = np.flatnonzero((below >= self.resolve_rows).any(axis=1))
+            if resolving.size:
+                quiet = int(resolving[0])
         return quiet
 
-    def skip(self, checks: int, rows: int) -> None:
-        """Advance `checks` quiet checks (see `quiet_checks`) of `rows` rows each at once."""
+    def skip(self, evidence: np.ndarray, threshold: np.ndarray | float, rows: int) -> None:
+        """Advance through quiet checks (`quiet_checks`; one per row of `evidence`) at once."""
+        checks = evidence.shape[0]
+        if not checks:
+            return
         cooling = self.phase == self.COOLING
-        if checks and cooling.any():
+        if cooling.any():
             self.cooldown[cooling] -= checks * rows
+        active = self.phase == self.ACTIVE
+        if active.any():  # as `step`: open series count rows under the resolve level
+            below = self._below_run(evidence, np.asarray(threshold, np.float64), active, rows)
+            counted = np.zeros_like(self.below)  # 0 for the others, as `step` sets them
+            counted[active] = below[-1]
+            self.below = counted
+
+    def _below_run(
+        self, evidence: np.ndarray, threshold: np.ndarray, active: np.ndarray, rows: int
+    ) -> np.ndarray:
+        """`below` of the open series after each of these checks: (checks, open series)."""
+        level = self.resolve_ratio * np.broadcast_to(threshold, active.shape)
+        under = evidence[:, active] < level[active]
+        index = np.arange(under.shape[0])[:, None]
+        # the last check not under the level so far (-1: none), where the count restarted
+        reset = np.maximum.accumulate(np.where(under, -1, index), axis=0)
+        grown = self.below[active][None, :] + rows * (index + 1)
+        return np.where(reset < 0, grown, rows * (index - reset))
 
     def state_arrays(self) -> dict[str, np.ndarray]:
         return {

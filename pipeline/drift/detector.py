@@ -436,15 +436,14 @@ class DriftDetector:
         """Step the alert machine through the checks in order, as if rows came K at a time."""
         every = self.config.check_every
         machine = self._machine
-        over = evidence > self._threshold
         events: list[AlertEvent] = []
         stepped = 0  # checks accounted for in _since_emit
         c = 0
         while c < ends.size:
-            # idle or cooling series only, none over: jump to the next check that can matter
-            quiet = machine.quiet_checks(over[c:], every)
+            # checks that only move counters (nothing opens, updates or resolves): jump them
+            quiet = machine.quiet_checks(evidence[c:], self._threshold, every)
             if quiet:
-                machine.skip(quiet, every)
+                machine.skip(evidence[c : c + quiet], self._threshold, every)
                 c += quiet
                 if c >= ends.size:
                     break
@@ -457,7 +456,6 @@ class DriftDetector:
             if c < ends.size and opened.any():
                 self._refine_opened(ends[c:], z[c:], stat[c:], opened)
                 evidence[c:] = self._evidence(z[c:], stat[c:])
-                over[c:] = evidence[c:] > self._threshold
         self._since_emit += every * (ends.size - stepped)
         return events
 
