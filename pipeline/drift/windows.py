@@ -457,14 +457,13 @@ class KSWindows:
         """
         scaled = upto * np.int32(self.n_ref)
         tops = self._tops_w[width]
-        gap = scaled - self._edges_w[width]
-        down = gap.max(axis=2)
-        # bucket b's "up" gap is top_b - scaled_b-1 (nothing below the first bucket)
-        np.subtract(tops[:, 1:], scaled[:, :, :-1], out=gap[:, :, 1:])
-        up = gap[:, :, 1:].max(axis=2)
-        np.maximum(up, tops[:, 0], out=up)
-        np.maximum(up, down, out=up)
-        return up / float(self.n_ref * width)
+        # every candidate gap side by side, one maximum: the "down" gaps scaled_b - edge_b,
+        # the "up" gaps top_b - scaled_b-1, and top_0 (nothing below the first bucket)
+        gap = np.empty((*scaled.shape[:2], 2 * BUCKETS), dtype=np.int32)
+        np.subtract(scaled, self._edges_w[width], out=gap[:, :, :BUCKETS])
+        np.subtract(tops[:, 1:], scaled[:, :, :-1], out=gap[:, :, BUCKETS:-1])
+        gap[:, :, -1] = tops[:, 0]
+        return gap.max(axis=2) / float(self.n_ref * width)
 
     def _exact(
         self,
