@@ -210,17 +210,16 @@ class KSWindows:
             tops = np.broadcast_to(cuts[1:], (self.series, BUCKETS))
         tops = np.minimum(np.asarray(tops, dtype=np.int64), self.n_ref).T.copy()  # (B, series)
         edges = np.repeat(cuts[:-1, None], self.series, axis=1)  # (B, series)
-        # bucket of each series' reference rank L: one lookup per value, at [series, L]
+        # bucket of a reference rank L: one lookup per value (class series: `_class_levels`)
         ranks = np.arange(self.n_ref + 1) * BUCKETS // (self.n_ref + 1)
-        lut = np.repeat(ranks[None, :], self.series, axis=0)
         self.class_series = np.zeros(self.series, dtype=bool)
+        self._class_levels: dict[int, np.ndarray] = {}  # series -> its b_0 .. b_K
         if rank_table is not None:
-            self._class_buckets(rank_table, edges, tops, lut)
+            self._class_buckets(rank_table, edges, tops)
         # bucket edges and tops times each window width, in units of 1 / (n w): (series, B)
         self._edges_w = {w: np.ascontiguousarray(edges.T * w, dtype=np.int32) for w in self.windows}
         self._tops_w = {w: np.ascontiguousarray(tops.T * w, dtype=np.int32) for w in self.windows}
-        self._bucket_of = lut.astype(np.intp).ravel()
-        self._lut_rows = (np.arange(self.series, dtype=np.intp) * (self.n_ref + 1))[:, None]
+        self._bucket_of = ranks.astype(np.intp)
         self.grain = math.gcd(int(check_every), *self.windows)
         # cumulative bucket counts per grain, kept up to date lazily by `_sync_prefix` (only
         # batches with checks inside need them): entry t counts rows [origin, origin + t grains),
@@ -236,7 +235,6 @@ class KSWindows:
         rank_table: tuple[np.ndarray, np.ndarray, np.ndarray],
         edges: np.ndarray,
         tops: np.ndarray,
-        lut: np.ndarray,
     ) -> None:
         """Buckets of a few-valued series: one per class of value, so its bound is exact.
 
@@ -259,8 +257,7 @@ class KSWindows:
             classes = top.size
             edges[:classes, j], edges[classes:, j] = top, n
             tops[0, j], tops[1 : classes + 1, j], tops[classes + 1 :, j] = 0, top, n
-            lut[j] = 0
-            lut[j, b] = 2 * np.arange(k + 1)  # class 2k; a tie adds 1 (`_grain_counts`)
+            self._class_levels[j] = b  # L = b_k: class 2k; a tie adds 1 (`_grain_counts`)
             self.class_series[j] = True
 
     @property
@@ -428,11 +425,12 @@ class KSWindows:
         cuts = codes.shape[1] // grain
         rows = self.series
         shift = code_shift(self.n_ref)
-        buckets = self._bucket_of[(codes >> shift) + self._lut_rows]
-        if self.class_series.any():  # a value equal to a reference value: the class above
-            tied = (codes & ((1 << shift) - 1)) > 0
-            tied &= self.class_series[:, None]
-            buckets += tied
+        ranks = codes >> shift
+        buckets = self._bucket_of[ranks]
+        for j, levels in self._class_levels.items():
+            # L is one of b_0 .. b_K; a value equal to a reference value: the class above
+            tied = (codes[j] & ((1 << shift) - 1)) > 0
+            buckets[j] = 2 * np.searchsorted(levels, ranks[j]) + tied
         buckets = buckets.reshape(rows, cuts, grain)
         # flat index (bucket, cut, row): each running sum below is over the outermost axis,
         # where a shifted add is a few long contiguous runs (np.cumsum is a scalar loop)
