@@ -4,9 +4,11 @@ their cost estimated, and the fast path's cache keys and cached results.
 The checks are the worker's own: the request schema (field by field, strict, as the producer
 encodes) and the stream's versioned preprocessing, so a request the worker would dead-letter
 is refused at submit with the same reason, per field. The fast path looks the request's
-`data_hash` up in the worker's result cache under the served model version (the scorer's
-`<model version>:<data_hash>` key) and turns a cached output row into result fields with the
-plug-in's head, exactly as the worker serves a cache hit.
+`data_hash` up in the worker's result cache under the scope the worker caches it under
+(pipeline/tiers/cached.py: `<version>:<data_hash>` for one serving version, the cascade's
+scope with the escalated tag under a cascade, nothing under a canary, whose state decides the
+version) and turns a cached output row into result fields with the head of the version that
+answered it, exactly as the worker serves a cache hit.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pipeline.models.manifest import ModelManifest, resolve_model_dir
 from pipeline.redis.cache import ResultCache
 from pipeline.redis.client import DegradingRedis
 from pipeline.scoring.provenance import data_hashes
+from pipeline.tiers.cached import CASCADE_SCOPE, stable_scope
 from pipeline.tiers.costs import units_per_row
 from pipeline.tiers.policy import PolicyWatcher
 
@@ -109,6 +112,7 @@ class StreamIntake:
             else None
         )
         self._fallback_units: dict[str, float | None] = {}
+        self._heads = {self.manifest.version: self.head}  # per version that answers from cache
 
     @property
     def model_version(self) -> str:
@@ -253,40 +257,86 @@ class StreamIntake:
             return [self.seconds_per_row * 1000] * n
         return [self.row_cost] * n
 
-    def cache_keys(self, hashes: Sequence[str]) -> list[str]:
-        return [f"{self.manifest.version}:{h}" for h in hashes]
+    def _cache_scope(self) -> tuple[str | None, Any]:
+        """(the scope the worker caches this stream's answers under, the policy): the one
+        serving version's, or the cascade's (pipeline/tiers/cached.py); None under a canary,
+        whose state (in the worker's Redis record) decides which version answers a key."""
+        policy = self._policy.current() if self._policy is not None else None
+        if policy is None:
+            return self.manifest.version, None
+        if policy.canary is not None:
+            return None, policy
+        return stable_scope(None, policy), policy
 
-    def cached_rows(self, hashes: Sequence[str]) -> list[np.ndarray | None] | None:
-        """The worker's cached output rows (synchronous: run off the event loop)."""
-        return self.cache.get_many(self.cache_keys(hashes))
+    def cached_rows(self, hashes: Sequence[str]) -> list[CachedRow | None] | None:
+        """The worker's cached answers under the current policy, None per row where there is
+        none; None when the cache is unavailable (synchronous: run off the event loop)."""
+        scope, policy = self._cache_scope()
+        if scope is None:
+            return [None] * len(hashes)
+        found = self.cache.get_many([f"{scope}:{h}" for h in hashes])
+        if found is None:
+            return None
+        if scope.startswith(CASCADE_SCOPE):  # tagged: 1.0 the large model's row, 0.0 the small's
+            small, large = policy.cascade.small, policy.cascade.large
+            return [
+                None if row is None or row[-1] not in (0.0, 1.0)
+                else CachedRow(large if row[-1] == 1.0 else small, row[:-1])
+                for row in found
+            ]  # fmt: skip
+        return [None if row is None else CachedRow(scope, row) for row in found]
+
+    def _head_of(self, version: str) -> Callable[[np.ndarray], Mapping[str, Any]]:
+        head = self._heads.get(version)
+        if head is None:
+            model_dir = resolve_model_dir(self._models_dir, self.plugin.model_name, version)
+            head = self._heads[version] = self.plugin.head(ModelManifest.load(model_dir))
+        return head
 
     def cached_results(
-        self, checked: Checked, rows: Sequence[np.ndarray], which: Sequence[int]
+        self, checked: Checked, rows: Sequence[CachedRow], which: Sequence[int]
     ) -> list[dict[str, Any]]:
         """Result fields (as the result schema names them) of the records `which` from their
-        cached output rows, through the plug-in's head."""
-        head = self.head(np.stack([rows[i] for i in which]).astype(np.float64))
+        cached output rows, through the head of the version that answered each."""
         served_at = time.time_ns() // 1_000_000
         tenant_field = self.plugin.tenant_field
+        by_version: dict[str, list[int]] = {}
+        for j, i in enumerate(which):
+            by_version.setdefault(rows[i].version, []).append(j)
+        heads: list[tuple[str, Mapping[str, Any], int]] = [("", {}, 0)] * len(which)
+        for version, positions in by_version.items():
+            outputs = np.stack([rows[which[j]].output for j in positions]).astype(np.float64)
+            columns = self._head_of(version)(outputs)
+            for k, j in enumerate(positions):
+                heads[j] = (version, columns, k)
         results = []
         for j, i in enumerate(which):
             record = checked.records[i]
+            version, columns, k = heads[j]
             result = {
                 "request_id": record["request_id"],
                 "key": record.get(self.plugin.key_field),
                 "tenant": record.get(tenant_field) if tenant_field else None,
                 "model_name": self.manifest.name,
-                "model_version": self.manifest.version,
+                "model_version": version,
                 "served_at": served_at,
                 "latency_ms": 0.0,
                 "degraded": False,
             }
             for name, values in checked.fields.items():
                 result[name] = jsonable(values[i])
-            for name, values in head.items():
-                result[name] = jsonable(values[j])
+            for name, values in columns.items():
+                result[name] = jsonable(values[k])
             results.append(result)
         return results
+
+
+@dataclass(frozen=True)
+class CachedRow:
+    """A worker's cached answer: the version that computed it and its output row."""
+
+    version: str
+    output: np.ndarray
 
 
 _ids = random.Random(os.urandom(32))  # uuid4-shaped ids: unique, not secrets (polls check

@@ -9,7 +9,7 @@ import pytest
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.core.registry import get_plugin
-from pipeline.gateway.intake import StreamIntake
+from pipeline.gateway.intake import CachedRow, StreamIntake
 from pipeline.redis.client import DegradingRedis
 from pipeline.tiers.costs import units_per_row
 
@@ -69,14 +69,14 @@ def test_schema_and_preprocessing_problems_name_request_and_field(fraud):
 
 def test_cached_rows_become_result_fields_through_the_head(fraud):
     checked = fraud.check([request(), request(amount=999.0)], "acme")
-    rows = [np.array([0.9, 0.1]), np.array([0.1, 0.9])]
+    rows = [CachedRow(fraud.model_version, np.array([0.9, 0.1])),
+            CachedRow(fraud.model_version, np.array([0.1, 0.9]))]  # fmt: skip
     results = fraud.cached_results(checked, rows, [1])
     assert len(results) == 1
     result = results[0]
     assert result["request_id"] == checked.records[1]["request_id"]
     assert result["score"] == pytest.approx(0.9) and result["decision"] == "decline"
     assert result["model_version"] == fraud.model_version and result["key"] == "card-1"
-    assert fraud.cache_keys(checked.hashes[:1]) == [f"{fraud.model_version}:{checked.hashes[0]}"]
     assert fraud.cached_rows(checked.hashes) is None  # Redis down: no fast path, no error
 
 

@@ -1,7 +1,8 @@
-"""A tenant over its cost budget is degraded to the routing policy's cheaper fallback where the
-budget still fits it, and refused only when nothing fits: a real gateway process, Redis, the
-broker and a worker. The gateway reserves the fallback's cost and marks the requests; the
-worker serves them with the fallback (provenance route `fallback-budget`, results degraded)."""
+"""The gateway under a routing policy, with a real gateway process, Redis, the broker and a
+worker: a tenant over its cost budget is degraded to the policy's cheaper fallback where the
+budget still fits it, and refused only when nothing fits (the worker serves marked requests
+with the fallback: provenance route `fallback-budget`, results degraded); and the fast path
+answers a repeat under a cascade from the worker's cache, with the tier that served it."""
 
 from __future__ import annotations
 
@@ -91,4 +92,38 @@ def test_without_a_cheaper_route_an_over_budget_tenant_is_refused(
         refused = submit(gateway, transaction(2), key)
         assert refused.status == 429 and refused.json["error"]["code"] == "budget-exceeded"
     finally:
+        gateway.stop()
+
+
+def test_under_a_cascade_a_repeat_is_answered_from_the_cache_with_its_tier(
+    env, settings, keys, models_dir  # noqa: F811  (keys: the imported fixture)
+):
+    cascade = {"small": SMALL, "large": LARGE, "bands": [[0.0, 0.0095]]}  # some rows escalate
+    (models_dir / "fraud" / "routing.json").write_text(
+        json.dumps({"primary": LARGE, "cascade": cascade})
+    )
+    env = {**env, "INFERSTREAM_MODELS_DIR": str(models_dir)}
+    key, _ = keys.add("acme-bank")
+    gateway = GatewayProcess(env).start()
+    worker = WorkerProcess(env).start()
+    try:
+        first = [submit(gateway, transaction(i), key) for i in range(6)]
+        assert all(a.status == 202 for a in first), first
+        served = [
+            poll_until_settled(gateway, a.json["requests"][0]["request_id"], key).json
+            for a in first
+        ]
+        assert all(s["status"] == "done" for s in served), served
+        # both tiers answer some of these inputs (deterministic: fixed models and inputs)
+        assert {s["result"]["model_version"] for s in served} == {SMALL, LARGE}
+        for i, done in enumerate(served):  # the same inputs again: the worker cached them
+            again = submit(gateway, transaction(i), key)
+            assert again.status == 200, again
+            (cached,) = again.json["requests"]
+            assert cached["served_from"] == "cache"
+            assert cached["result"]["model_version"] == done["result"]["model_version"]
+            assert cached["result"]["score"] == pytest.approx(done["result"]["score"], abs=1e-6)
+            assert cached["result"]["decision"] == done["result"]["decision"]
+    finally:
+        worker.stop()
         gateway.stop()
