@@ -89,3 +89,46 @@ def test_class_buckets_give_the_exact_distance_at_every_check() -> None:
                         assert dist[c, k, j] == exact, (end, width, j)
                     else:
                         assert dist[c, k, j] >= exact - 1e-12
+
+
+def _bucket_bounds_side_by_side(windows: KSWindows, upto: np.ndarray, width: int) -> np.ndarray:
+    """The bound's candidate gaps written out one by one (the formula `bucket_bounds` runs)."""
+    n = windows.n_ref
+    scaled = upto.astype(np.int64) * n
+    edges = windows._edges_w[width].astype(np.int64)
+    tops = windows._tops_w[width].astype(np.int64)
+    down = scaled - edges
+    up = tops[:, 1:] - scaled[:, :, :-1]
+    first = np.broadcast_to(tops[:, 0], scaled.shape[:2])[:, :, None]
+    return np.concatenate([down, up, first], axis=2).max(axis=2) / float(n * width)
+
+
+def test_bucket_bounds_match_the_gaps_written_out() -> None:
+    """Flat-loop bucket bound == the gaps one by one, for plain and class series, any checks."""
+    rng = np.random.default_rng(23)
+    widths = (30, 60, 120)
+    smooth = rng.standard_normal(2000).astype(np.float32)
+    smooth[::9] = np.round(smooth[::9])  # ties
+    smooth[:3] = [np.inf, -np.inf, 0.0]
+    ref = np.column_stack([smooth, _few_valued(rng, 2000)[:, :2]]).astype(np.float32)
+    ref[::13, 0] = np.nan
+    index = NumericIndex.build(ref)
+    windows = KSWindows(
+        3,
+        widths,
+        2000,
+        index.distance,
+        tops=bucket_tops(2000, *index.rank_table(), 3),
+        check_every=10,
+        rank_table=index.rank_table(),
+    )
+    assert windows.class_series.tolist() == [False, True, True]
+    buckets = windows._edges_w[widths[0]].shape[1]
+    for checks in (1, 7, 26, 3, 103, 40):  # growing, shrinking and growing again (the cache)
+        for width in widths:
+            # cumulative counts of windows of `width` values over the buckets
+            cells = rng.dirichlet(np.ones(buckets) * 0.3, (checks, 3)) * width
+            counts = np.diff(np.floor(np.cumsum(cells, axis=2)), prepend=0, axis=2)
+            upto = np.cumsum(counts, axis=2).astype(np.int32)
+            got = windows.bucket_bounds(upto, width)
+            np.testing.assert_array_equal(got, _bucket_bounds_side_by_side(windows, upto, width))
