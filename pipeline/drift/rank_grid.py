@@ -102,11 +102,18 @@ class RankGrid:
         object.__setattr__(grid, "uniform", flags.ravel())
         return grid
 
-    def _cells(self, values: np.ndarray) -> np.ndarray:
-        """Cell of each value (rows, d) in [0, G - 1]; the one expression for ref and queries."""
+    def _cells(
+        self, values: np.ndarray, low: np.ndarray | None = None, scale: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Cell of each value (rows, d) in [0, G - 1]; the one expression for ref and queries.
+
+        `low` and `scale`: the same float32 per feature, optionally repeated to (rows, d).
+        """
+        low = self.low if low is None else low
+        scale = self.scale if scale is None else scale
         with np.errstate(over="ignore"):  # huge values overflow to +-inf: the end cells
-            position = values - self.low
-            position *= self.scale
+            position = values - low
+            position *= scale
         # clipped to >= 0 first, truncation is floor; and it keeps the order
         np.maximum(position, 0, out=position)
         np.minimum(position, self.cells - 1, out=position)
@@ -116,11 +123,12 @@ class RankGrid:
         """`(#ref < x) << shift | #ref == x` per value of a NaN-free batch (rows, d) float32."""
         # C order throughout: the crowded queries are written back through flat views
         values = np.ascontiguousarray(values, dtype=np.float32)
-        cell = self._cells(values)
-        cell += self.cell_base.astype(np.int32)
+        low, scale, cell_base, ref_base = self._row_tiles(values.shape[0])
+        cell = self._cells(values, low, scale)
+        cell += cell_base
         lo = self.first[cell]
         crowded = np.flatnonzero(self.first[cell + 1] > lo)  # cells holding reference values
-        lo -= self.ref_base
+        lo -= ref_base
         code = lo.astype(dtype, copy=False)
         code <<= shift
         if crowded.size:
@@ -151,6 +159,28 @@ class RankGrid:
             position -= self.ref_base[crowded % values.shape[1]]
             code.ravel()[crowded] = (position << shift) | ties
         return code
+
+    def _row_tiles(self, rows: int) -> tuple[np.ndarray, ...]:
+        """low, scale, cell_base (int32) and ref_base repeated to (rows, d), contiguous.
+
+        Same-shape operands make each per-value operation one flat loop; against a (d,) one
+        numpy runs a loop of d values per row. Kept for the last few batch sizes seen.
+        """
+        tiles = self._tiles.get(rows)
+        if tiles is None:
+            d = self.low.size
+            tiles = tuple(
+                np.ascontiguousarray(np.broadcast_to(a, (rows, d)))
+                for a in (self.low, self.scale, self.cell_base.astype(np.int32), self.ref_base)
+            )
+            if len(self._tiles) >= 4:
+                self._tiles.clear()
+            self._tiles[rows] = tiles
+        return tiles
+
+    @cached_property
+    def _tiles(self) -> dict[int, tuple[np.ndarray, ...]]:
+        return {}
 
     @cached_property
     def _ones(self) -> np.ndarray:

@@ -221,6 +221,7 @@ class KSWindows:
         self._tops_w = {w: np.ascontiguousarray(tops.T * w, dtype=np.int32) for w in self.windows}
         self._bucket_of = ranks.astype(np.intp)
         self._tiled: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # see _tiled_bucket_limits
+        self._offsets: dict[int, np.ndarray] = {}  # see _cut_row_offsets
         self.grain = math.gcd(int(check_every), *self.windows)
         # cumulative bucket counts per grain, kept up to date lazily by `_sync_prefix` (only
         # batches with checks inside need them): entry t counts rows [origin, origin + t grains),
@@ -436,8 +437,7 @@ class KSWindows:
         # flat index (bucket, cut, row): each running sum below is over the outermost axis,
         # where a shifted add is a few long contiguous runs (np.cumsum is a scalar loop)
         buckets *= cuts * rows
-        buckets += (np.arange(cuts, dtype=np.intp) * rows)[None, :, None]
-        buckets += np.arange(rows, dtype=np.intp)[:, None, None]
+        buckets += self._cut_row_offsets(cuts)
         hist = np.bincount(buckets.ravel(), minlength=rows * BUCKETS * cuts).astype(np.int32)
         hist = hist.reshape(BUCKETS, cuts, rows)
         running_sum(hist, axis=0)
@@ -445,6 +445,23 @@ class KSWindows:
         hist = np.ascontiguousarray(hist.transpose(1, 2, 0))
         running_sum(hist, axis=0)
         return hist
+
+    def _cut_row_offsets(self, cuts: int) -> np.ndarray:
+        """cut * series + row for every code of `cuts` grains: (series, cuts, grain), intp.
+
+        Added as one same-shape array (a broadcast one runs a loop per grain of ~10 values).
+        Kept for the last few grain counts seen (a batch size gives one or two).
+        """
+        offsets = self._offsets.get(cuts)
+        if offsets is None:
+            rows, grain = self.series, self.grain
+            cut = np.arange(cuts, dtype=np.intp) * rows
+            offsets = cut[None, :, None] + np.arange(rows, dtype=np.intp)[:, None, None]
+            offsets = np.ascontiguousarray(np.broadcast_to(offsets, (rows, cuts, grain)))
+            if len(self._offsets) >= 4:
+                self._offsets.clear()
+            self._offsets[cuts] = offsets
+        return offsets
 
     def bucket_bounds(self, upto: np.ndarray, width: int) -> np.ndarray:
         """Upper bound on D from a window's counts up to each bucket (checks, series, B).
