@@ -98,7 +98,7 @@ def running_sum(values: np.ndarray, axis: int) -> None:
     Two buffers in turn: an add whose output overlaps its input takes numpy's slow
     buffered path.
     """
-    source = np.moveaxis(values, axis, 0)
+    source = values if axis == 0 else np.moveaxis(values, axis, 0)  # moveaxis: ~5 us a call
     n = source.shape[0]
     target = np.empty_like(source)
     result = source
