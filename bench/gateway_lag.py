@@ -527,17 +527,11 @@ def _machine_cpu() -> list[int]:
 
 
 def execute(args: argparse.Namespace) -> dict[str, Any]:
-    from bench.gateway_rate import _records
-    from pipeline.config import Settings
+    from bench.gateway_rate import _records, bench_namespace
     from pipeline.gateway.keys import KeyStore, redis_prefix
-    from pipeline.kafka.admin import ensure_topics
     from pipeline.redis.client import DegradingRedis
 
-    namespace = f"bench-gwl-{uuid.uuid4().hex[:6]}."
-    env = {**os.environ, "INFERSTREAM_TOPIC_NAMESPACE": namespace,
-           "INFERSTREAM_APP_ID": f"bench-gwl-{namespace[10:16]}"}  # fmt: skip
-    settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("INFERSTREAM_")})
-    ensure_topics(settings.kafka_bootstrap, ["fraud"], settings.topic_partitions, 1, namespace)
+    namespace, env, settings = bench_namespace("bench-gwl")
     redis = DegradingRedis(settings, timeout_s=5.0)
     key, _ = KeyStore(redis, namespace).add("bench", rps=1e6, burst=1_000_000, cost_per_hour=1e12)
     headers = {"Authorization": f"Bearer {key}"}

@@ -318,17 +318,26 @@ def _ms(values: list[float], q: float) -> float:
     return round(float(np.quantile(values, q)) * 1000, 1) if values else float("nan")
 
 
-def execute(args: argparse.Namespace) -> dict[str, Any]:
+def bench_namespace(prefix: str) -> tuple[str, dict[str, str], Any]:
+    """A fresh topic namespace for one gateway bench run, its fraud topics created: (namespace,
+    the environment of the run's processes, their Settings)."""
     from pipeline.config import Settings
-    from pipeline.gateway.keys import KeyStore, redis_prefix
     from pipeline.kafka.admin import ensure_topics
-    from pipeline.redis.client import DegradingRedis
 
-    namespace = f"bench-gw-{uuid.uuid4().hex[:6]}."
+    run = uuid.uuid4().hex[:6]
+    namespace = f"{prefix}-{run}."
     env = {**os.environ, "INFERSTREAM_TOPIC_NAMESPACE": namespace,
-           "INFERSTREAM_APP_ID": f"bench-gw-{namespace[9:15]}"}  # fmt: skip
+           "INFERSTREAM_APP_ID": f"{prefix}-{run}"}  # fmt: skip
     settings = Settings.from_env({k: v for k, v in env.items() if k.startswith("INFERSTREAM_")})
     ensure_topics(settings.kafka_bootstrap, ["fraud"], settings.topic_partitions, 1, namespace)
+    return namespace, env, settings
+
+
+def execute(args: argparse.Namespace) -> dict[str, Any]:
+    from pipeline.gateway.keys import KeyStore, redis_prefix
+    from pipeline.redis.client import DegradingRedis
+
+    namespace, env, settings = bench_namespace("bench-gw")
     n = args.requests
     records = _records(n * 3 + 40_000, seed=7)
     isolation_records = _records(40_000, seed=8) if args.throttled_tenant else []

@@ -14,19 +14,14 @@ import pytest
 from pipeline.config import Settings
 from pipeline.gateway.producer import INLINE_RECORDS, GatewayProducer
 from tests.integration.helpers import TopicTally, fraud_topics
+from tests.integration.test_gateway import transaction
 
 pytestmark = pytest.mark.integration
 
 
 def _request(i: int, **changes: Any) -> dict[str, Any]:
-    return {
-        "request_id": f"p-{uuid.uuid4().hex[:12]}", "tenant": "acme",
-        "card_id": f"card-{i % 7}", "account_id": f"acct-{i % 7}",
-        "amount": round(10.0 + i * 1.37, 2), "currency": "EUR", "merchant_category": "5411",
-        "merchant_country": "DE", "card_country": "DE", "channel": "POS",
-        "event_time": 1736121610932 + i * 1000, "card_txn_count_1h": i % 5,
-        "card_avg_amount_30d": 42.0, "seconds_since_last_txn": 600.0 + i, **changes,
-    }  # fmt: skip
+    """A request as the gateway's intake hands it to the producer: id and tenant filled in."""
+    return transaction(i, request_id=f"p-{uuid.uuid4().hex[:12]}", tenant="acme", **changes)
 
 
 def test_small_submissions_skip_the_sender_thread_and_big_ones_use_it(settings: Settings):
