@@ -111,27 +111,48 @@ class StreamIntake:
             if plugin.message_cost is None and self.manifest.input.kind == "dense"
             else None
         )
-        self._fallback_units: dict[str, float | None] = {}
+        self._version_units: dict[str, float | None] = {}  # cost per row of each version
         self._heads = {self.manifest.version: self.head}  # per version that answers from cache
 
     @property
     def model_version(self) -> str:
         return self.manifest.version
 
+    def _units_of(self, version: str) -> float | None:
+        if version not in self._version_units:
+            model_dir = resolve_model_dir(self._models_dir, self.plugin.model_name, version)
+            self._version_units[version] = _positive(
+                units_per_row(ModelManifest.load(model_dir), model_dir)
+            )
+        return self._version_units[version]
+
+    def row_units(self) -> float | None:
+        """The most a row can cost under the current routing policy, the reservation per row:
+        a cascade's small + large (an escalated row pays both), the primary's otherwise, plus
+        a canary candidate's (its rows are scored by both); the served version's without a
+        policy. Settling brings each reservation down to what was served, so reserving the
+        worst case is what keeps a budget from being overspent."""
+        policy = self._policy.current() if self._policy is not None else None
+        if policy is None or not self.units_per_row:
+            return self.units_per_row
+        serving = [policy.cascade.small, policy.cascade.large] if policy.cascade else [
+            policy.primary
+        ]  # fmt: skip
+        if policy.canary is not None:
+            serving.append(policy.canary.version)
+        units = [self._units_of(v) for v in serving]
+        return sum(units) if all(u is not None for u in units) else self.units_per_row  # type: ignore[misc]
+
     def cheaper_fallback(self) -> tuple[str, float] | None:
         """(version, cost units per row) of the routing policy's fallback when it costs less
         per row than the estimate; None when there is no cheaper route."""
         policy = self._policy.current() if self._policy is not None else None
         version = policy.fallback_version if policy is not None else None
-        if version is None or not self.units_per_row:
+        estimate = self.row_units()
+        if version is None or not estimate:
             return None
-        if version not in self._fallback_units:
-            model_dir = resolve_model_dir(self._models_dir, self.plugin.model_name, version)
-            self._fallback_units[version] = _positive(
-                units_per_row(ModelManifest.load(model_dir), model_dir)
-            )
-        units = self._fallback_units[version]
-        return (version, units) if units is not None and units < self.units_per_row else None
+        units = self._units_of(version)
+        return (version, units) if units is not None and units < estimate else None
 
     def check(self, items: Sequence[Any], tenant: str) -> Checked:
         """Schema and preprocessing checks of a submission, for the caller's `tenant`."""
@@ -242,17 +263,18 @@ class StreamIntake:
 
     def _costs(self, features: Any, n: int) -> list[float]:
         """Estimated cost units per request: tokens x seconds_per_token for token models, the
-        served version's measured units per row (its manifest's `cost`, as the worker's
-        provenance reports it), the manifest's seconds_per_row (as model-ms), else
-        INFERSTREAM_GATEWAY_ROW_COST."""
+        most a row can cost under the routing policy in measured units per row (`row_units`:
+        manifests' `cost`, as the worker's provenance reports it), the manifest's
+        seconds_per_row (as model-ms), else INFERSTREAM_GATEWAY_ROW_COST."""
         lengths = getattr(features, "lengths", None)
         if lengths is not None and self.seconds_per_token:
             owner = getattr(features, "row_request", None)
             owner = np.arange(len(lengths)) if owner is None else np.asarray(owner)
             tokens = np.bincount(owner, weights=np.asarray(lengths), minlength=n)
             return [round(float(t) * self.seconds_per_token * 1000, 6) for t in tokens]
-        if self.units_per_row:
-            return [self.units_per_row] * n
+        row_units = self.row_units()
+        if row_units:
+            return [row_units] * n
         if self.seconds_per_row:
             return [self.seconds_per_row * 1000] * n
         return [self.row_cost] * n

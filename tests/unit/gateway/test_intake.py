@@ -112,3 +112,42 @@ def test_submissions_checked_together_keep_their_own_records_and_problems(fraud)
     ]
     alone = fraud.check([request(amount=20.0)], "acme")
     assert alone.hashes == good.hashes[1:]  # the same hash, checked alone or together
+
+
+def test_under_a_policy_a_request_reserves_the_most_a_row_can_cost(tmp_path):
+    import json
+
+    from pipeline.config import REPO_ROOT
+    from pipeline.models.manifest import ModelManifest
+
+    root = tmp_path / "models"
+    (root / "fraud").mkdir(parents=True)
+    for entry in (REPO_ROOT / "models" / "fraud").iterdir():
+        if entry.name != "routing.json":
+            (root / "fraud" / entry.name).symlink_to(entry)
+
+    def cost(version):
+        directory = root / "fraud" / version
+        return units_per_row(ModelManifest.load(directory), directory)
+
+    small, large, candidate = "1.0.0-small.1", "1.0.0", "1.0.0-candidate.1"
+    policy = root / "fraud" / "routing.json"
+    settings = Settings(models_dir=root)
+    registry = registry_from_settings(settings)
+
+    def reserved(routing):
+        if routing is None:
+            policy.unlink(missing_ok=True)
+        else:
+            policy.write_text(json.dumps(routing))
+        intake = StreamIntake(settings, get_plugin("fraud"), registry, DOWN)
+        return intake.check([request()], "acme").costs[0], intake
+
+    assert reserved(None)[0] == pytest.approx(cost(large))  # the served version's
+    cascade = {"small": small, "large": large, "bands": [[0.0, 0.5]]}
+    both, intake = reserved({"primary": large, "cascade": cascade})
+    assert both == pytest.approx(cost(small) + cost(large))  # an escalated row pays both
+    assert intake.cheaper_fallback() == (small, pytest.approx(cost(small)))
+    with_canary, _ = reserved({"primary": large, "canary": {"version": candidate,
+                                                             "share_percent": 10}})  # fmt: skip
+    assert with_canary == pytest.approx(cost(large) + cost(candidate))
