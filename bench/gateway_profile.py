@@ -1,7 +1,8 @@
 """Where one gateway POST spends its time: the gateway built in-process (the real app, Redis,
-broker and result index), a real aiohttp client on loopback sending single-request POSTs
-from `--concurrency` connections, under cProfile; prints the top functions by own and
-cumulative time and the CPU-seconds per request of the whole process (client included).
+broker and result index), a real aiohttp client on loopback sending single-request POSTs (or
+lists of `--list-size` requests per POST) from `--concurrency` connections, under cProfile
+(the event loop and the gateway's thread pools); prints the top functions by own and
+cumulative time and the CPU-milliseconds per request of the whole process (client included).
 The stack must be up. Run: `python -m bench.gateway_profile`.
 """
 
@@ -14,8 +15,10 @@ import io
 import os
 import pstats
 import sys
+import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import aiohttp
@@ -26,10 +29,52 @@ from pipeline.redis.state import scan_keys
 PROG = "python -m bench.gateway_profile"
 
 
+class ThreadProfiles:
+    """cProfile of the work the gateway hands to its thread pools (cProfile only sees the
+    thread that enables it): each pool's `submit` runs its function under a profile of its
+    own thread while `on` is set; `stats` merges them with the event loop's."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self._local = threading.local()
+        self._all: list[cProfile.Profile] = []
+        self._lock = threading.Lock()
+
+    def wrap(self, pool: ThreadPoolExecutor) -> None:
+        submit = pool.submit
+
+        def profiled_submit(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            return submit(self._run, fn, *args, **kwargs)
+
+        pool.submit = profiled_submit  # type: ignore[method-assign]
+
+    def _run(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        if not self.on:
+            return fn(*args, **kwargs)
+        profile = getattr(self._local, "profile", None)
+        if profile is None:
+            profile = self._local.profile = cProfile.Profile()
+            with self._lock:
+                self._all.append(profile)
+        return profile.runcall(fn, *args, **kwargs)
+
+    def stats(self, main: cProfile.Profile, out: io.StringIO) -> pstats.Stats:
+        stats = pstats.Stats(main, stream=out)
+        for profile in self._all:
+            stats.add(profile)
+        return stats
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--requests", type=positive_int, default=3000)
     p.add_argument("--concurrency", type=positive_int, default=32)
+    p.add_argument(
+        "--list-size",
+        type=positive_int,
+        default=1,
+        help="requests per POST (default 1: one request, not a list)",
+    )
     p.add_argument("--top", type=positive_int, default=35, help="rows of the profile")
     p.add_argument("--no-profile", action="store_true", help="CPU time only, no cProfile")
     p.add_argument(
@@ -42,14 +87,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(
-    args: argparse.Namespace, settings: Any, key: str, slow_key: str, records: list[Any]
+    args: argparse.Namespace,
+    settings: Any,
+    key: str,
+    slow_key: str,
+    warm: list[Any],
+    measured: list[Any],
 ) -> float:
+    """CPU seconds of the process while `measured` is sent (after `warm`)."""
     from aiohttp import web
 
     from pipeline.gateway.app import make_app
     from pipeline.gateway.server import build_gateway
 
     gateway = build_gateway(settings, ["fraud"])
+    threads = ThreadProfiles()
+    default_pool = ThreadPoolExecutor(4, thread_name_prefix="gateway-default")
+    asyncio.get_running_loop().set_default_executor(default_pool)
+    for pool in (default_pool, gateway.redis_pool, gateway.producer._sender):
+        threads.wrap(pool)
     runner = web.AppRunner(make_app(gateway), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -76,19 +132,21 @@ async def _run(
             async def part(bodies: list[Any]) -> None:
                 await asyncio.gather(*(send(bodies) for _ in range(args.concurrency)))
 
-            await part(records[:300])  # warm up
+            await part(warm)
             if args.throttled:
-                async with session.post(url, json=records[0], headers=throttled) as response:
+                async with session.post(url, json=warm[0], headers=throttled) as response:
                     await response.read()  # its one request
                 headers.update(throttled)
                 expected = 429
             profile = None if args.no_profile else cProfile.Profile()
             cpu = time.process_time()
             if profile is not None:
+                threads.on = True
                 profile.enable()
-            await part(records[300:])
+            await part(measured)
             if profile is not None:
                 profile.disable()
+                threads.on = False
             cpu = time.process_time() - cpu
     finally:
         await runner.cleanup()
@@ -97,7 +155,7 @@ async def _run(
     if profile is not None:
         for order in ("tottime", "cumulative"):
             out = io.StringIO()
-            pstats.Stats(profile, stream=out).sort_stats(order).print_stats(args.top)
+            threads.stats(profile, out).sort_stats(order).print_stats(args.top)
             print(out.getvalue())
     return cpu
 
@@ -118,8 +176,14 @@ def main(argv: list[str] | None = None) -> int:
     key, _ = KeyStore(redis, namespace).add("bench", rps=1e6, burst=1_000_000, cost_per_hour=1e12)
     slow_key, _ = KeyStore(redis, namespace).add("throttled", rps=0.001, burst=1)
     records = _records(args.requests + 300, seed=11)
+    bodies: tuple[list[Any], list[Any]] = (records[:300], records[300:])
+    if args.list_size > 1:  # lists of `list_size` requests per POST
+        size = args.list_size
+        bodies = tuple(  # type: ignore[assignment]
+            [part[i : i + size] for i in range(0, len(part), size)] for part in bodies
+        )
     try:
-        cpu = asyncio.run(_run(args, settings, key, slow_key, records))
+        cpu = asyncio.run(_run(args, settings, key, slow_key, *bodies))
     finally:
         names = redis.call(lambda c: scan_keys(c, redis_prefix(namespace) + "*")) or []
         if names:
