@@ -8,6 +8,10 @@ many reference values lie in earlier cells. A value's cell is two float ops away
 count is exact for everything outside the cell, and the few reference values inside it (0-2 on
 smooth data) are resolved by a short binary search run over the whole batch at once.
 
+The table is packed (`pack_entry`): that count and two flags (the cell holds reference values;
+they are all one value) in one small integer, so a batch's values take one gather from a table
+a quarter of the int64 one's size (it is read at random: cache misses were most of its cost).
+
 Exactness: the cell function is the same float32 expression for the reference and the queries,
 and it is monotone (rounding and floor preserve order), so a reference value in an earlier cell
 is < x and one in a later cell is > x. Only references with every value finite get a grid;
@@ -26,9 +30,29 @@ CELLS_PER_REF = 8
 # cells of all features together (8 bytes each): a big reference gets fewer cells per value,
 # i.e. more values to search inside a cell, rather than a table of hundreds of MB
 MAX_TABLE_CELLS = 1 << 22
+# packed table entries: (#ref in earlier cells) << FLAG_BITS | ONE_VALUE | OCCUPIED
+FLAG_BITS = 2
+OCCUPIED = 1  # the cell holds reference values
+ONE_VALUE = 2  # ... and they are all one value
+FLAG_MASK = OCCUPIED | ONE_VALUE
 # crowded queries compare against the fullest cell's count of values, up to this many; beyond
 # (a value repeated many times), a binary search in the cell
 LINEAR_WINDOW = 16
+
+
+def pack_entry(
+    first: np.ndarray, occupied: np.ndarray, one_value: np.ndarray, n_ref: int
+) -> np.ndarray:
+    """Table entries from per-cell counts (#ref in earlier cells, 0..n) and flags.
+
+    uint16 while the packed value fits (n < 2^14: the table is then 2 bytes a cell), else
+    uint32; the same bits either way.
+    """
+    dtype = np.uint16 if (n_ref << FLAG_BITS) | FLAG_MASK < 2**16 else np.uint32
+    packed = np.asarray(first, dtype=np.int64) << FLAG_BITS
+    packed |= np.where(occupied, OCCUPIED, 0)
+    packed |= np.where(one_value, ONE_VALUE, 0)
+    return packed.astype(dtype)
 
 
 @dataclass(frozen=True, eq=False)
@@ -36,15 +60,14 @@ class RankGrid:
     cells: int  # G per feature
     low: np.ndarray  # float32 (d,): each feature's smallest reference value
     scale: np.ndarray  # float32 (d,): G / (max - min), 1 for a constant feature
-    cell_base: np.ndarray  # int64 (d,): j * (G + 1), feature j's first entry in `first`
-    first: np.ndarray  # int64 (d * (G + 1),): flat index of the first reference value >= cell
+    cell_base: np.ndarray  # int64 (d,): j * (G + 1), feature j's first entry in `table`
+    # (d * (G + 1),) packed entries (`pack_entry`): #ref of feature j in earlier cells and the
+    # cell's flags; the spare last entry of a feature holds n and no flags
+    table: np.ndarray
     ref: np.ndarray  # float32 (d * (n + window),): sorted references, each followed by +inf
     ref_base: np.ndarray  # int64 (d,): j * (n + window), feature j's first entry in `ref`
-    run: np.ndarray  # int64, like `ref`: how many reference values equal this one (0 at +inf)
+    run: np.ndarray  # int32, like `ref`: how many reference values equal this one (0 at +inf)
     window: int  # the fullest mixed cell's count: reference values compared per crowded query
-    # per entry of `first`: the cell holds reference values, all equal (a tied value, e.g. an
-    # integer feature): a query there is resolved by one comparison, whatever the count
-    uniform: np.ndarray | None = None
 
     @classmethod
     def build(cls, values: np.ndarray) -> RankGrid | None:
@@ -67,10 +90,10 @@ class RankGrid:
             low=low,
             scale=scale,
             cell_base=np.arange(d, dtype=np.int64) * (cells + 1),
-            first=np.zeros(0, np.int64),
+            table=np.zeros(0, np.uint16),
             ref=np.zeros(0, np.float32),
             ref_base=np.zeros(0, np.int64),
-            run=np.zeros(0, np.int64),
+            run=np.zeros(0, np.int32),
             window=0,
         )
         ref_cells = grid._cells(ordered.T).T  # (d, n), non-decreasing along each row
@@ -84,23 +107,30 @@ class RankGrid:
         uniform = (held > 0) & same
         window = max(int(np.where(uniform, 0, held).max()), 1)
         stride = n_ref + window  # each feature's sorted values, then `window` +inf
-        first += (np.arange(d) * stride)[:, None]
+        # the spare entry per feature (never a query's cell) holds first = n and no flags
+        occupied = np.zeros((d, cells + 1), dtype=bool)
+        occupied[:, :cells] = held > 0
+        one_value = np.zeros_like(occupied)
+        one_value[:, :cells] = uniform
+        table = pack_entry(first, occupied, one_value, n_ref)
         ref = np.full((d, stride), np.inf, dtype=np.float32)
         ref[:, :n_ref] = ordered
-        run = np.zeros((d, stride), dtype=np.int64)
+        run = np.zeros((d, stride), dtype=np.int32)
         for j in range(d):
             _, inverse, counts = np.unique(ordered[j], return_inverse=True, return_counts=True)
             run[j, :n_ref] = counts[inverse]
-        object.__setattr__(grid, "first", first.ravel().astype(np.int64))
+        object.__setattr__(grid, "table", table.ravel())
         object.__setattr__(grid, "ref", ref.ravel())
         object.__setattr__(grid, "ref_base", np.arange(d, dtype=np.int64) * stride)
         object.__setattr__(grid, "run", run.ravel())
         object.__setattr__(grid, "window", window)
-        # aligned with `first` (one spare entry per feature, never a query's cell)
-        flags = np.zeros((d, cells + 1), dtype=bool)
-        flags[:, :cells] = uniform
-        object.__setattr__(grid, "uniform", flags.ravel())
         return grid
+
+    @property
+    def uniform(self) -> np.ndarray:
+        """Per table entry: the cell holds reference values, all equal (e.g. an integer
+        feature's value): a query there is resolved by one comparison, whatever the count."""
+        return (self.table & ONE_VALUE) > 0
 
     def _cells(
         self, values: np.ndarray, low: np.ndarray | None = None, scale: np.ndarray | None = None
@@ -120,48 +150,65 @@ class RankGrid:
         return position.astype(np.int32)
 
     def codes(self, values: np.ndarray, shift: int, dtype: type[np.signedinteger]) -> np.ndarray:
-        """`(#ref < x) << shift | #ref == x` per value of a NaN-free batch (rows, d) float32."""
-        # C order throughout: the crowded queries are written back through flat views
+        """`(#ref < x) << shift | #ref == x` per value of a NaN-free batch (rows, d) float32.
+
+        Every value is first resolved as if its cell held at most one distinct reference
+        value v (`run` copies): L = #ref in earlier cells, plus `run` if x > v, and T = `run`
+        if x == v. That is exact for an empty cell too (v is then the next reference value,
+        > x, and nothing is added) and costs a few flat passes over the batch, cheaper than
+        picking those values out. Only the cells holding several distinct values are redone.
+        """
+        # C order throughout: the mixed cells' queries are written back through flat views
         values = np.ascontiguousarray(values, dtype=np.float32)
         low, scale, cell_base, ref_base = self._row_tiles(values.shape[0])
         cell = self._cells(values, low, scale)
         cell += cell_base
-        lo = self.first[cell]
-        crowded = np.flatnonzero(self.first[cell + 1] > lo)  # cells holding reference values
-        lo -= ref_base
-        code = lo.astype(dtype, copy=False)
+        entry = self.table[cell]
+        below = entry.astype(dtype)
+        below >>= FLAG_BITS  # #ref in earlier cells
+        first = below + ref_base  # the cell's first reference value (or the next one's)
+        run = self.run[first]
+        ties = run * (values == self.ref[first])
+        run *= values > self.ref[first]
+        below += run
+        code = below
         code <<= shift
-        if crowded.size:
-            flat = cell.ravel()
-            tied = self.uniform[flat[crowded]]
-            if tied.any():  # cells of one repeated value: below it, on it, or above it
-                at = crowded[tied]
-                start = self.first[flat[at]]
-                x, v = values.ravel()[at], self.ref[start]
-                position = start + np.where(x > v, self.first[flat[at] + 1] - start, 0)
-                ties = np.where(x == v, self.run[start], 0)
-                position -= self.ref_base[at % values.shape[1]]
-                code.ravel()[at] = (position << shift) | ties
-                crowded = crowded[~tied]
-        if crowded.size:
-            # every reference value past the cell is > x (later cells, then the +inf padding),
-            # so counting the `window` values from the cell's first one needs no bound check
-            start = self.first[flat[crowded]]
-            x = values.ravel()[crowded]
-            if self.window <= LINEAR_WINDOW:
-                seen = self.ref[start[:, None] + np.arange(self.window)]
-                # a count along a short axis is a matrix-vector product (sum() is ~3x slower)
-                below = (seen < x[:, None]).astype(np.float32) @ self._ones
-                position = start + below.astype(np.int64)
-            else:  # a cell crowded with distinct values: a binary search in it
-                position = self._lower_bound(x, start, self.first[flat[crowded] + 1])
-            ties = np.where(self.ref[position] == x, self.run[position], 0)
-            position -= self.ref_base[crowded % values.shape[1]]
-            code.ravel()[crowded] = (position << shift) | ties
+        code |= ties
+        mixed = np.flatnonzero((entry & FLAG_MASK) == OCCUPIED)
+        if mixed.size:
+            self._resolve_mixed(values.ravel(), first.ravel(), cell.ravel(), mixed, shift, code)
         return code
 
+    def _resolve_mixed(
+        self,
+        values: np.ndarray,
+        first: np.ndarray,
+        cell: np.ndarray,
+        mixed: np.ndarray,
+        shift: int,
+        code: np.ndarray,
+    ) -> None:
+        """Codes of the queries at flat positions `mixed` (cells of several distinct reference
+        values) searched inside their cell; written into `code` (flat views: same order)."""
+        start = first[mixed].astype(np.int64)
+        base = start - (self.table[cell[mixed]] >> FLAG_BITS)  # the feature's ref_base
+        x = values[mixed]
+        # every reference value past the cell is > x (later cells, then the +inf padding),
+        # so counting the `window` values from the cell's first one needs no bound check
+        if self.window <= LINEAR_WINDOW:
+            seen = self.ref[start[:, None] + np.arange(self.window)]
+            # a count along a short axis is a matrix-vector product (sum() is ~3x slower)
+            below = (seen < x[:, None]).astype(np.float32) @ self._ones
+            position = start + below.astype(np.int64)
+        else:  # a cell crowded with distinct values: a binary search in it
+            stop = base + (self.table[cell[mixed] + 1] >> FLAG_BITS)
+            position = self._lower_bound(x, start, stop)
+        ties = np.where(self.ref[position] == x, self.run[position], 0)
+        position -= base
+        code.reshape(-1)[mixed] = (position << shift) | ties
+
     def _row_tiles(self, rows: int) -> tuple[np.ndarray, ...]:
-        """low, scale, cell_base (int32) and ref_base repeated to (rows, d), contiguous.
+        """low, scale, cell_base and ref_base (int32) repeated to (rows, d), contiguous.
 
         Same-shape operands make each per-value operation one flat loop; against a (d,) one
         numpy runs a loop of d values per row. Kept for the last few batch sizes seen.
@@ -171,12 +218,17 @@ class RankGrid:
             d = self.low.size
             tiles = tuple(
                 np.ascontiguousarray(np.broadcast_to(a, (rows, d)))
-                for a in (self.low, self.scale, self.cell_base.astype(np.int32), self.ref_base)
+                for a in (self.low, self.scale, *self._int32_bases)
             )
             if len(self._tiles) >= 4:
                 self._tiles.clear()
             self._tiles[rows] = tiles
         return tiles
+
+    @cached_property
+    def _int32_bases(self) -> tuple[np.ndarray, np.ndarray]:
+        """cell_base and ref_base as int32 (both index tables far below 2^31 entries)."""
+        return self.cell_base.astype(np.int32), self.ref_base.astype(np.int32)
 
     @cached_property
     def _tiles(self) -> dict[int, tuple[np.ndarray, ...]]:

@@ -105,7 +105,23 @@ def test_a_big_reference_gets_a_bounded_table_and_stays_exact(monkeypatch) -> No
     monkeypatch.setattr(rank_grid, "MAX_TABLE_CELLS", 3000)  # as if the reference were huge
     rng = np.random.default_rng(8)
     index = NumericIndex.build(rng.standard_normal((5000, 3)).astype(np.float32))
-    assert index.grid is not None and index.grid.first.size <= 3000 + 3
+    assert index.grid is not None and index.grid.table.size <= 3000 + 3
     assert index.grid.window > LINEAR_WINDOW  # a few cells hold many values: binary search
     queries = _queries(index.sorted_ref.T, rng)
     np.testing.assert_array_equal(_grid_codes(index, queries), index.searched_codes(queries))
+
+
+@pytest.mark.parametrize("n", [16_383, 16_384, 40_000])
+def test_wide_table_entries_and_int64_codes_stay_exact(n: int) -> None:
+    # from 2^14 reference rows the packed entries need uint32; from 2^15 codes are int64
+    rng = np.random.default_rng([9, n])
+    reference = np.concatenate(
+        [_reference("normal", rng, n, 2), _reference("mixed", rng, n, 3)], axis=1
+    )
+    index = NumericIndex.build(reference)
+    assert index.grid is not None
+    assert index.grid.table.dtype == (np.uint16 if n < 2**14 else np.uint32)
+    queries = _queries(index.sorted_ref.T, rng)
+    codes = _grid_codes(index, queries)
+    assert codes.dtype == code_dtype(n)
+    np.testing.assert_array_equal(codes, index.searched_codes(queries))
