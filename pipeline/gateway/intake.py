@@ -18,7 +18,6 @@ import os
 import random
 import re
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -92,6 +91,7 @@ class StreamIntake:
             if isinstance(f["type"], dict) and f["type"].get("logicalType") == "timestamp-millis"
         }
         self._checks = {f["name"]: _type_check(f["type"]) for f in self._fields}
+        self._column_checks = [(f["name"], _column_check(f["type"])) for f in self._fields]
         # the worker's cache of this stream's model outputs (pipeline/assembly.py names it so)
         self.cache = ResultCache(
             settings.redis_url, f"{self.topics.prefix}:{plugin.model_name}", redis=redis
@@ -167,6 +167,12 @@ class StreamIntake:
         owners: list[int] = []  # submission of each record
         positions: list[int] = []  # its index within the submission
         for s, (items, tenant) in enumerate(submissions):
+            valid_records = self._valid_records(items, tenant)
+            if valid_records is not None:  # the common case, checked a column at a time
+                records += valid_records
+                owners += [s] * len(valid_records)
+                positions += range(len(valid_records))
+                continue
             seen: set[str] = set()
             for index, item in enumerate(items):
                 record, problems = self._record(index, item, tenant)
@@ -196,6 +202,11 @@ class StreamIntake:
             )
             costs = self._costs(features, len(valid))
             fields = getattr(features, "fields", None) or {}
+            if len(outs) == 1 and not outs[0].problems:  # one submission, every row valid
+                out = outs[0]
+                out.records, out.hashes, out.costs = records, list(hashes), costs
+                out.fields = {name: list(values) for name, values in fields.items()}
+                valid = []
             for j, r in enumerate(valid):
                 out = outs[owners[r]]
                 if out.problems:
@@ -210,6 +221,51 @@ class StreamIntake:
                 out.problems.sort(key=lambda p: p.index)
                 out.records, out.hashes, out.costs, out.fields = [], [], [], {}
         return outs
+
+    def _valid_records(self, items: Sequence[Any], tenant: str) -> list[dict[str, Any]] | None:
+        """The records of a submission when every item passes the schema checks, checked a
+        field at a time over all items (a C-level pass per column instead of Python per
+        value: ~10 us a row less); None at the first doubt - `_record` then checks row by row
+        and words every problem, so what is accepted and what is said stay `_record`'s."""
+        names = self._names
+        if not all(type(item) is dict for item in items):
+            return None
+        if not all(names.issuperset(item) for item in items):  # an unknown field
+            return None
+        defaults = self._defaults
+        records = [{**defaults, **item} for item in items]
+        ids = [record.get("request_id") for record in records]
+        missing = [i for i, request_id in enumerate(ids) if request_id in (None, "")]
+        if len(missing) < len(ids):
+            given = [request_id for request_id in ids if request_id not in (None, "")]
+            if not all(type(v) is str and _REQUEST_ID.match(v) for v in given):
+                return None
+            if len(set(given)) < len(given):  # used twice in this submission
+                return None
+        for i, request_id in zip(missing, _new_ids(len(missing)), strict=True):
+            records[i]["request_id"] = request_id
+        tenant_field = self.plugin.tenant_field
+        if tenant_field:
+            if not all(record.get(tenant_field) in (None, "", tenant) for record in records):
+                return None
+            for record in records:
+                record[tenant_field] = tenant
+        for name in self._times:
+            for record in records:
+                value = record.get(name)
+                if isinstance(value, str):
+                    millis = _iso_millis(value)
+                    if millis is None:
+                        return None
+                    record[name] = millis
+        for name, column_check in self._column_checks:
+            try:
+                column = [record[name] for record in records]
+            except KeyError:  # missing
+                return None
+            if not column_check(column):
+                return None
+        return records
 
     def _record(self, index: int, item: Any, tenant: str) -> tuple[dict[str, Any], list[Problem]]:
         if not isinstance(item, dict):
@@ -366,7 +422,32 @@ _ids = random.Random(os.urandom(32))  # uuid4-shaped ids: unique, not secrets (p
 
 
 def _new_id() -> str:
-    return str(uuid.UUID(int=_ids.getrandbits(128), version=4))
+    return _new_ids(1)[0]
+
+
+# uuid.UUID(int=n, version=4)'s bits, set without building a UUID object per id (~1 us each)
+_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & (2**128 - 1)
+_UUID4_SET = (0x8000 << 48) | (4 << 76)
+
+
+def _uuid4_text(n: int) -> str:
+    """str(uuid.UUID(int=n, version=4))."""
+    h = f"{n & _UUID4_CLEAR | _UUID4_SET:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def _new_ids(count: int) -> list[str]:
+    bits = _ids.getrandbits
+    return [_uuid4_text(bits(128)) for _ in range(count)]
+
+
+def _iso_millis(value: str) -> int | None:
+    """An ISO-8601 time with a UTC offset as epoch milliseconds; None for anything else."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return None if parsed.tzinfo is None else int(parsed.timestamp() * 1000)
 
 
 _INT32, _INT64 = 2**31, 2**63
@@ -401,6 +482,36 @@ def _type_check(avro_type: Any) -> Callable[[Any], bool]:
             return False
 
     return slow
+
+
+def _column_check(avro_type: Any) -> Callable[[list[Any]], bool]:
+    """`_type_check` (and `_record`'s finiteness rule) over a whole column at once: True only
+    when every value passes; the common types by the set of value types and min / max."""
+    kind = avro_type.get("type") if isinstance(avro_type, dict) else avro_type
+    if kind == "string":
+        return lambda column: set(map(type, column)) == {str}
+    if kind in ("double", "float"):
+        return lambda column: set(map(type, column)) <= {int, float} and all(
+            map(math.isfinite, column)
+        )
+    if kind in ("int", "long"):
+        bound = _INT32 if kind == "int" else _INT64
+        return lambda column: (
+            set(map(type, column)) == {int} and -bound <= min(column) and max(column) < bound
+        )
+    if kind == "boolean":
+        return lambda column: set(map(type, column)) == {bool}
+    if kind == "enum":
+        symbols = frozenset(avro_type["symbols"])
+        return lambda column: set(map(type, column)) == {str} and symbols.issuperset(column)
+    check = _type_check(avro_type)  # unions, maps, ...: value by value
+
+    def each(column: list[Any]) -> bool:
+        return all(
+            check(v) and not (isinstance(v, float) and not math.isfinite(v)) for v in column
+        )
+
+    return each
 
 
 def jsonable(value: Any) -> Any:
