@@ -203,11 +203,19 @@ def _baseline_python(args: argparse.Namespace) -> Path | None:
 
 
 def measure_ar1(args: argparse.Namespace, config: DriftConfig) -> dict:
-    """False alarms on AR(1) phi=0.5 streams: iid calibration vs block bootstrap."""
+    """False alarms on AR(1) phi=0.5 streams: iid calibration vs block bootstrap.
+
+    The bootstrap threshold is calibrated per reference (each one its own ordered sample), and
+    its target is the false-alarm rate averaged over references: a few references say little
+    (one fires 4x as often as another), so the rows are spread over `--ar1-refs` of them and
+    the interval is a bootstrap over references, not a Poisson one over alarms.
+    """
     out: dict = {"phi": 0.5}
-    runs = max(1, -(-args.ar1_rows // 400_000))
+    refs = max(1, min(args.ar1_refs, args.ar1_rows // 10_000))
     for mode in ("iid", "block-bootstrap"):
-        rows = args.ar1_rows // runs if mode == "block-bootstrap" else min(args.ar1_rows, 100_000)
+        bootstrap = mode == "block-bootstrap"
+        seeds = [2000 + i for i in range(refs if bootstrap else 1)]
+        rows = args.ar1_rows // refs if bootstrap else min(args.ar1_rows, 100_000)
         started = time.perf_counter()
         fn = partial(
             scenarios.ar1_false_alarms,
@@ -219,18 +227,35 @@ def measure_ar1(args: argparse.Namespace, config: DriftConfig) -> dict:
             cache=args.cache,
             config=config,
         )
-        results = _map(args.workers, fn, [2000 + i for i in range(runs)])
+        results = _map(args.workers, fn, seeds)
         total = sum(r["rows"] for r in results)
         opens = sum(r["opens"] for r in results)
         out[mode] = {
             "rows": total,
+            "references": len(results),
             "false_alarms": opens,
             "ert": total / opens if opens else None,
+            "ert_95ci": _reference_interval(results),
+            "opens_per_reference": [r["opens"] for r in results],
             "threshold": results[0]["threshold"],
+            "thresholds": [r["threshold"] for r in results],
             "calibration": results[0]["calibration"],
             "seconds": time.perf_counter() - started,
         }
     return out
+
+
+def _reference_interval(results: list[dict], draws: int = 2000) -> list[float | None]:
+    """95 % interval of rows per alarm, resampling whole references (their alarms cluster)."""
+    rows = np.array([r["rows"] for r in results], dtype=np.float64)
+    opens = np.array([r["opens"] for r in results], dtype=np.float64)
+    if rows.size < 2:
+        return [None, None]
+    pick = np.random.default_rng(0).integers(0, rows.size, (draws, rows.size))
+    alarms = opens[pick].sum(axis=1)
+    ert = np.where(alarms > 0, rows[pick].sum(axis=1) / np.maximum(alarms, 1), np.inf)
+    low, high = np.quantile(ert, [0.025, 0.975])
+    return [float(low), None if np.isinf(high) else float(high)]
 
 
 def measure_diurnal(args: argparse.Namespace) -> dict:
@@ -255,6 +280,12 @@ def _fmt(value: object, digits: int = 0) -> str:
     if isinstance(value, float):
         return f"{value:,.{digits}f}"
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def _interval(ci: list[float | None]) -> str:
+    if ci[0] is None:
+        return ""
+    return f"; 95 % interval {_fmt(ci[0])}-{_fmt(ci[1]) if ci[1] is not None else 'inf'}"
 
 
 def print_table(report: dict) -> None:
@@ -345,8 +376,9 @@ def print_table(report: dict) -> None:
             m = ar1[mode]
             lines.append(
                 f"AR(1) phi={ar1['phi']} ERT, {m['calibration']}: {_fmt(m['ert'])} rows "
-                f"({m['false_alarms']} alarms in {m['rows']:,} rows, "
-                f"threshold {m['threshold']:.3f})"
+                f"({m['false_alarms']} alarms in {m['rows']:,} rows of "
+                f"{m['references']} reference(s){_interval(m['ert_95ci'])}, "
+                f"threshold {min(m['thresholds']):.3f}-{max(m['thresholds']):.3f})"
             )
     diurnal = report.get("diurnal")
     if diurnal:
@@ -386,10 +418,21 @@ def main(argv: list[str] | None = None) -> dict:
         help=f"pip-install the baselines into {BASELINE_VENV} first (a few minutes, ~1 GB)",
     )
     parser.add_argument(
-        "--ar1-rows", type=int, default=1_200_000, help="AR(1) rows for the bootstrap ERT"
+        "--ar1-rows", type=int, default=6_400_000, help="AR(1) rows for the bootstrap ERT"
+    )
+    parser.add_argument(
+        "--ar1-refs",
+        type=int,
+        default=16,
+        help="AR(1) references (each calibrated on its own) the bootstrap rows are spread over",
     )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    for flag in ("runs", "ert_rows", "features", "n_ref", "workers", "ar1_refs"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
+    if args.ar1_rows < 0:
+        parser.error("--ar1-rows must be >= 0 (0 skips the AR(1) section)")
     if args.smoke:
         args.runs, args.ert_rows, args.workers, args.baseline_python = 3, 20_000, 1, "none"
         args.ar1_rows = 0
