@@ -22,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from pipeline.config import Settings
@@ -399,7 +400,7 @@ async def submit(request: web.Request) -> web.Response:
     except web.HTTPRequestEntityTooLarge:
         return error(413, "too-large", f"request body over {limit_kb} KiB")
     try:
-        body = json.loads(raw)
+        body = _parse_json(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         return error(400, "invalid-json", f"the body is not JSON: {exc}")
     items = body if isinstance(body, list) else [body]
@@ -560,19 +561,21 @@ async def submit(request: web.Request) -> web.Response:
     }
     if admission is None or checked.degraded_to is not None:
         payload["degraded"] = True
-    text = json.dumps(payload)
+    answer_json = orjson.dumps(payload)  # ~5x json.dumps for a list's answers
     if idem and admission is not None:
         await gw.in_pool(
             gw.limits.store_replay,
             tenant,
             idem,
             fingerprint,
-            f"{code}\n{text}",
+            f"{code}\n{answer_json.decode()}",
             gw.settings.gateway_idempotency_ttl_s,
         )
     if misses:
         headers["Retry-After"] = "1"
-    return web.Response(text=text, status=code, content_type=JSON, headers=headers)
+    return web.Response(
+        body=answer_json, status=code, content_type=JSON, charset="utf-8", headers=headers
+    )
 
 
 async def _produce(
@@ -599,6 +602,25 @@ async def _produce(
         return unavailable("Kafka did not acknowledge the requests", breaker.retry_after_s())
     breaker.succeeded()
     return None
+
+
+# 20 digits in a row: an integer that may not fit 64 bits (u64's largest has 20), which
+# orjson would read as a float. Found as zeros after mapping every digit to 0 (a C scan of
+# the body, ~10x faster than a regex's)
+_DIGITS_AS_ZERO = bytes.maketrans(b"123456789", b"000000000")
+_LONG_DIGITS = b"0" * 20
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The body as JSON: orjson (~3x json.loads), and json.loads for what orjson refuses or
+    reads otherwise - NaN and Infinity, lone surrogates, every malformed body, and integers
+    over 64 bits - so what is accepted, and the reason a body is refused, stay json.loads's."""
+    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw)
 
 
 def _summary(checked: Checked) -> str:

@@ -1,20 +1,25 @@
-"""The gateway's side of the project's one request producer: sends off the event loop, and a
-future per request resolved by its delivery report.
+"""The gateway's side of the project's one request producer: sends off the event loop, and one
+future per submission resolved by its records' delivery reports.
 
-`RequestProducer.send` (pipeline/kafka/producer.py, with `produce_waiting`) does the encoding,
-keys, ids and headers. A small submission (up to INLINE_RECORDS records) is sent on the event
-loop itself - tens of microseconds, and librdkafka's `produce` only queues - while its queue
-has room (so `produce_waiting` never waits there); a bigger one, or one meeting a queue over
-half full, goes to one dedicated sender thread. A second thread serves delivery reports, and
-each report resolves the asyncio future of its request on the event loop. A record undelivered
-within INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
+A submission's records come from the intake complete (schema defaults, request id, tenant), so
+they are sent as a batch (`_Producer.send_batch`): every record encoded first (one the schema
+refuses fails the submission before any record is produced), then each handed to librdkafka
+through `produce_waiting`, the project's one produce-with-backpressure, with one poll per
+batch rather than per record. A small submission (up to INLINE_RECORDS records) is sent on the
+event loop itself - librdkafka's `produce` only queues - while its queue has room (so
+`produce_waiting` never waits there); a bigger one, or one meeting a queue over half full,
+goes to one dedicated sender thread. A second thread serves delivery reports; they count down
+the submission's records and its one asyncio future is resolved on the event loop when the
+last is acknowledged, or at the first failure. A record undelivered within
+INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import os
+import random
 import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,19 +29,41 @@ from confluent_kafka import KafkaError, Message
 
 from pipeline.config import Settings
 from pipeline.core.topics import StreamTopics
-from pipeline.kafka.producer import RequestProducer
+from pipeline.kafka.producer import RequestProducer, produce_waiting
 
-# records a submission may have to be sent on the event loop: each costs the loop ~50 us
-# (encoding, headers, librdkafka's enqueue), less than the hand-off to the sender thread and
-# back (two thread wake-ups, each a wait for a CPU on a busy machine)
-INLINE_RECORDS = 16
+# records a submission may have to be sent on the event loop: each costs the loop ~10 us
+# (encoding, headers, librdkafka's enqueue), so a list of 100 holds it ~1 ms - less than the
+# hand-off to the sender thread and back (two thread wake-ups, each a wait for a CPU and the
+# GIL on a busy machine)
+INLINE_RECORDS = 100
 # librdkafka's default queue.buffering.max.messages is 100,000: under half of it, `produce`
 # cannot meet a full queue (BufferError, on which produce_waiting would block the loop)
 _INLINE_QUEUE_LIMIT = 50_000
 
+# W3C trace ids from a PRNG seeded once: random, not secrets, and no os.urandom call per
+# record (a syscall that hands back the GIL, and waits to get it again on a busy machine)
+_trace_bits = random.Random(os.urandom(32)).getrandbits
+
+
+def _traceparent() -> bytes:
+    return f"00-{_trace_bits(128) | 1:032x}-{_trace_bits(64) | 1:016x}-01".encode()
+
+
+class Submission:
+    """One submission's records on their way to the broker: the reports count down to its
+    future; the first failure settles it at once (later reports then change nothing)."""
+
+    __slots__ = ("future", "left", "loop", "settled")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, count: int) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self.left = count
+        self.settled = False
+
 
 class _Producer(RequestProducer):
-    """RequestProducer whose delivery reports resolve futures by request id."""
+    """RequestProducer that sends a submission's completed records as one batch."""
 
     def __init__(self, settings: Settings, stream: StreamTopics, owner: GatewayProducer) -> None:
         super().__init__(
@@ -49,14 +76,35 @@ class _Producer(RequestProducer):
         )
         self.owner = owner
 
-    def send_one(self, record: Mapping[str, Any], headers: Mapping[str, str], ticket: int) -> None:
-        """`send`, with a delivery report that resolves the request's ticket. Called from the
-        gateway's sender thread or, for small submissions, the event loop."""
+    def send_batch(
+        self, records: Sequence[Mapping[str, Any]], headers: Mapping[str, str], batch: Submission
+    ) -> None:
+        """`send` of records the intake completed (defaults, request_id and tenant set, so
+        nothing is filled in here), each with its request_id and a new traceparent header
+        before `headers`; every delivery report goes to `batch`. Raises ValueError (nothing
+        produced) when the schema refuses one. Called from the sender thread or, for small
+        submissions, the event loop."""
+        values = [self.serialize(record) for record in records]
+        key_field = self.plugin.key_field
+        topic = self.stream.requests
+        extra = [(k, v.encode()) for k, v in headers.items()]
+        report = self.owner._report
 
         def delivered(error: KafkaError | None, message: Message) -> None:
-            self.owner._resolve(ticket, None if error is None else str(error))
+            report(batch, error)
 
-        self.send(record, headers=headers, on_delivery=delivered)
+        for record, value in zip(records, values, strict=True):
+            key = record.get(key_field)
+            produce_waiting(
+                self._producer,
+                topic,
+                value,
+                None if key is None else str(key).encode(),
+                [("request_id", str(record["request_id"]).encode()),
+                 ("traceparent", _traceparent()), *extra],
+                on_delivery=delivered,
+            )  # fmt: skip
+        self._producer.poll(0)  # reports already in, served here (the rest come from _poll)
 
 
 class GatewayProducer:
@@ -64,15 +112,12 @@ class GatewayProducer:
         self._producers = {
             name: _Producer(settings, topics, self) for name, topics in streams.items()
         }
-        self._pending: dict[int, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
-        # delivery reports of the current poll, handed to the event loop together
-        self._settled: list[tuple[tuple[asyncio.AbstractEventLoop, Any], str | None]] = []
-        self._tickets = itertools.count()
+        # submissions settled by the current poll's reports, handed to the event loop together
+        self._settled: list[tuple[Submission, str | None]] = []
         self._lock = threading.Lock()
         # what the sender thread has still to send; one wake-up drains all of it
-        self._queue: list[
-            tuple[_Producer, Sequence[Mapping[str, Any]], Mapping[str, str], list[int]]
-        ] = []
+        self._queue: list[tuple[_Producer, Sequence[Mapping[str, Any]], Mapping[str, str],
+                                Submission]] = []  # fmt: skip
         self._draining = False
         self._sender = ThreadPoolExecutor(1, thread_name_prefix="gateway-produce")
         self._stop = threading.Event()
@@ -88,22 +133,28 @@ class GatewayProducer:
                 producer._producer.poll(timeout)
             self._hand_over()
 
-    def _resolve(self, ticket: int, error: str | None) -> None:
+    def _report(self, batch: Submission, error: KafkaError | str | None) -> None:
+        """One record's delivery report (or refusal) for its submission."""
         with self._lock:
-            entry = self._pending.pop(ticket, None)
-            if entry is not None:
-                self._settled.append((entry, error))
+            if batch.settled:
+                return
+            if error is None:
+                batch.left -= 1
+                if batch.left > 0:
+                    return
+            batch.settled = True
+            self._settled.append((batch, None if error is None else str(error)))
 
     def _hand_over(self) -> None:
-        """The reports of one poll to their event loops, one call each: one wake-up of the
-        loop (a write to its self-pipe) per poll, not per record."""
+        """The submissions settled since the last call to their event loops, one call each:
+        one wake-up of the loop (a write to its self-pipe) per poll, not per record."""
         with self._lock:
             if not self._settled:
                 return
             settled, self._settled = self._settled, []
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Any, str | None]]] = {}
-        for (loop, future), error in settled:
-            by_loop.setdefault(loop, []).append((future, error))
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Submission, str | None]]] = {}
+        for batch, error in settled:
+            by_loop.setdefault(batch.loop, []).append((batch, error))
         for loop, items in by_loop.items():
             # a closed loop: nobody waits for these any more
             with contextlib.suppress(RuntimeError):
@@ -114,17 +165,11 @@ class GatewayProducer:
     ) -> None:
         """Produce `records` (ids already set) and wait until the broker acknowledged each;
         raises RuntimeError with the reason when one failed, was refused or timed out."""
-        loop = asyncio.get_running_loop()
-        futures = []
-        tickets = []
+        if not records:
+            return
+        batch = Submission(asyncio.get_running_loop(), len(records))
+        producer = self._producers[stream]
         with self._lock:
-            for _ in records:
-                ticket = next(self._tickets)
-                future: asyncio.Future[None] = loop.create_future()
-                self._pending[ticket] = (loop, future)
-                futures.append(future)
-                tickets.append(ticket)
-            producer = self._producers[stream]
             inline = (
                 len(records) <= INLINE_RECORDS
                 and not self._draining  # behind queued records: their turn first
@@ -132,44 +177,42 @@ class GatewayProducer:
             )
             start = False
             if not inline:
-                self._queue.append((producer, records, headers, tickets))
+                self._queue.append((producer, records, headers, batch))
                 start = not self._draining
                 self._draining = True
         if inline:
-            self._send_all(producer, records, headers, tickets)
+            self._send_all(producer, records, headers, batch)
         if start:
             self._sender.submit(self._drain)
         try:
-            await asyncio.gather(*futures)
-        finally:
+            await batch.future
+        finally:  # cancelled (a timeout): later reports change nothing
             with self._lock:
-                for ticket in tickets:
-                    self._pending.pop(ticket, None)
+                batch.settled = True
 
     def _drain(self) -> None:
         """On the sender thread: send everything queued, until the queue is empty."""
         while True:
             with self._lock:
-                batch, self._queue = self._queue, []
-                if not batch:
+                queued, self._queue = self._queue, []
+                if not queued:
                     self._draining = False
                     return
-            for producer, records, headers, tickets in batch:
-                self._send_all(producer, records, headers, tickets)
+            for producer, records, headers, batch in queued:
+                self._send_all(producer, records, headers, batch)
 
     def _send_all(
         self,
         producer: _Producer,
         records: Sequence[Mapping[str, Any]],
         headers: Mapping[str, str],
-        tickets: Sequence[int],
+        batch: Submission,
     ) -> None:
-        for record, ticket in zip(records, tickets, strict=True):
-            try:
-                producer.send_one(record, headers, ticket)
-            except Exception as exc:  # a record the schema refuses, a full queue
-                self._resolve(ticket, f"{type(exc).__name__}: {exc}")
-        # refusals, and the reports `send`'s poll(0) served here (the rest come from _poll)
+        try:
+            producer.send_batch(records, headers, batch)
+        except Exception as exc:  # a record the schema refuses, a queue full for too long
+            self._report(batch, f"{type(exc).__name__}: {exc}")
+        # refusals, and the reports send_batch's poll(0) served here (the rest come from _poll)
         self._hand_over()
 
     def close(self, timeout: float = 5.0) -> None:
@@ -180,11 +223,11 @@ class GatewayProducer:
             producer._producer.flush(timeout)
 
 
-def _settle_many(items: Sequence[tuple[asyncio.Future[None], str | None]]) -> None:
-    for future, error in items:
-        if future.done():
+def _settle_many(items: Sequence[tuple[Submission, str | None]]) -> None:
+    for batch, error in items:
+        if batch.future.done():
             continue
         if error is None:
-            future.set_result(None)
+            batch.future.set_result(None)
         else:
-            future.set_exception(RuntimeError(error))
+            batch.future.set_exception(RuntimeError(error))
