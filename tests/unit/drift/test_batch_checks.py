@@ -144,3 +144,33 @@ def test_wide_codes_and_categorical_only_alert_alike_in_any_batching(tmp_path, k
     assert any(e.state is AlertState.OPEN for e in expected)
     for batch in (256, 3000):
         assert _feed(detector(), stream.astype(np.float32), batch) == expected
+
+
+@pytest.mark.parametrize("every", [10, 30])
+def test_checkpoints_at_any_set_of_ends_are_those_of_the_regular_run(every: int) -> None:
+    """The regular run (strided prefix slices) and an irregular subset (gathered) agree.
+
+    K = 30 with windows of multiples of 10: the prefix grain is 10, three grains a check.
+    """
+    rng = np.random.default_rng(5)
+    ref = rng.standard_normal((1500, 3)).astype(np.float32)
+    index = NumericIndex.build(ref)
+    widths = (40, 120, 400)
+    stream = rng.standard_normal((1800, 3)).astype(np.float32)
+    stream[900:, 1] += 0.5
+    level = np.array([1.2, 1.5, 1.9])
+
+    def windows() -> KSWindows:
+        out = KSWindows(3, widths, 1500, index.distance, check_every=every)
+        out.push(index.codes(stream[:800]).T)
+        out.checkpoints(np.arange(every, 801, every), level)  # the prefix held so far
+        out.push(index.codes(stream[800:]).T)
+        return out
+
+    ends = np.arange(-(-801 // every) * every, 1801, every)
+    z, dist = windows().checkpoints(ends, level)
+    assert (dist > 0).all() and (z[:, :, 1] >= level[1]).any()  # bounds and exact values
+    picked = np.array([0, 1, 3, 4, 9, 20, ends.size - 1])
+    some_z, some_dist = windows().checkpoints(ends[picked], level)
+    np.testing.assert_array_equal(some_dist, dist[picked])
+    np.testing.assert_array_equal(some_z, z[picked])

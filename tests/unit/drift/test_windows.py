@@ -132,3 +132,24 @@ def test_bucket_bounds_match_the_gaps_written_out() -> None:
             upto = np.cumsum(counts, axis=2).astype(np.int32)
             got = windows.bucket_bounds(upto, width)
             np.testing.assert_array_equal(got, _bucket_bounds_side_by_side(windows, upto, width))
+
+
+@pytest.mark.parametrize("shift", [0.3, 10.0])
+def test_bound_integers_widen_when_n_times_w_passes_int32(shift: float) -> None:
+    """n = 48,000 and w = 45,000: the bound's integers (up to n w ~ 2.2e9) need int64; the
+    bounds stay above the exact distance (a gap near n w wrapped negative in int32: D = 1)."""
+    rng = np.random.default_rng(29)
+    n, widths = 48_000, (100, 45_000)
+    ref = rng.standard_normal((n, 1)).astype(np.float32)
+    index = NumericIndex.build(ref)
+    windows = KSWindows(
+        1, widths, n, index.distance, tops=bucket_tops(n, *index.rank_table(), 1), check_every=10
+    )
+    assert windows._prefix.data.dtype == np.int64
+    stream = (rng.standard_normal((45_020, 1)) + shift).astype(np.float32)
+    windows.push(index.codes(stream).T)
+    ends = np.array([45_000, 45_010, 45_020])
+    _, dist = windows.checkpoints(ends, np.full(1, np.inf))  # bounds only
+    for c, end in enumerate(ends):
+        exact = ks_distance(ref[:, 0], stream[end - widths[1] : end, 0])
+        assert exact <= dist[c, 1, 0] <= exact + 2 / 48  # the bound: a bucket's width above D
