@@ -218,45 +218,58 @@ def _fail(batch: Sequence[tuple[Ticket, asyncio.Future[Any]]], exc: BaseExceptio
 def lookup_and_admit(
     gw: Gateway, stream: str, pairs: Sequence[tuple[Ticket, Checked]]
 ) -> list[tuple[list[Any] | None, Admission | None]]:
-    """Cached rows and the admission of each submission (synchronous: on the Redis pool).
+    """Cached rows and the admission of each submission (synchronous: on the Redis pool), in
+    one round trip: each submission's admission script reads its requests' cached answers
+    itself, and charges and marks pending only the others.
 
     (None, None) for all of them when Redis is unavailable."""
     intake = gw.intakes[stream]
-    rows_all = intake.cached_rows([h for _, checked in pairs for h in checked.hashes])
-    if rows_all is None:
-        return [(None, None)] * len(pairs)
-    calls, per_rows, offset = [], [], 0
+    lookup = intake.cache_lookup([h for _, checked in pairs for h in checked.hashes])
+    calls, offset = [], 0
     ttl = gw.settings.gateway_status_ttl_s
     for ticket, checked in pairs:
-        rows = rows_all[offset : offset + len(checked.hashes)]
-        offset += len(checked.hashes)
-        misses = [i for i, row in enumerate(rows) if row is None]
+        count = len(checked.hashes)
         calls.append(
             {
                 "key_digest": ticket.digest,
                 "stream": stream,
                 "count": len(checked.records),
-                "cost": sum(checked.costs[i] for i in misses),
+                "cost": sum(checked.costs),  # the script leaves out what its cache answers
                 "idempotency_key": ticket.idempotency_key,
                 "fingerprint": ticket.fingerprint,
-                "request_ids": [checked.records[i]["request_id"] for i in misses],
-                "request_costs": [checked.costs[i] for i in misses],
+                "request_ids": [record["request_id"] for record in checked.records],
+                "request_costs": checked.costs,
+                "cache_names": lookup.names[offset : offset + count],
+                "tagged": lookup.tagged,
                 "pending": pending_entry(stream, ticket.tenant),
                 "pending_ttl_s": ttl,
             }
         )
-        per_rows.append(rows)
+        offset += count
     admissions = gw.limits.admit_many(calls)
     if admissions is None:
         return [(None, None)] * len(pairs)
+    per_rows = [
+        [None] * len(checked.hashes) if admission.cached is None else lookup.rows(admission.cached)
+        for (_, checked), admission in zip(pairs, admissions, strict=True)
+    ]
     over = [j for j, admission in enumerate(admissions) if admission.outcome == "cost"]
     cheaper = intake.cheaper_fallback() if over else None
     if cheaper is not None:  # over budget: degraded to the cheaper route where it still fits
         version, units = cheaper
         again = []
         for j in over:
-            misses = len(calls[j]["request_ids"])
-            again.append({**calls[j], "cost": units * misses, "request_costs": [units] * misses})
+            checked = pairs[j][1]
+            misses = [i for i, row in enumerate(per_rows[j]) if row is None]
+            again.append(
+                {
+                    **calls[j],
+                    "cost": units * len(misses),
+                    "request_ids": [checked.records[i]["request_id"] for i in misses],
+                    "request_costs": [units] * len(misses),
+                    "cache_names": (),  # the rows found above are answered from the cache
+                }
+            )
         second = gw.limits.admit_many(again)  # the refusal wrote nothing: each run is atomic
         for j, admission in zip(over, second or [], strict=second is not None):
             admissions[j] = admission

@@ -346,23 +346,44 @@ class StreamIntake:
             return None, policy
         return stable_scope(None, policy), policy
 
+    def cache_lookup(self, hashes: Sequence[str]) -> CacheLookup:
+        """Where the worker's cached answers to `hashes` are under the current policy, and
+        how to read what is found there (the admission script reads them in its own call)."""
+        scope, policy = self._cache_scope()
+        if scope is None:
+            return CacheLookup([], False, lambda values: [None] * len(values))
+        # ResultCache's key names (pipeline/redis/cache.py: its prefix + `<scope>:<hash>`)
+        prefix = f"{self.cache._prefix}{scope}:"
+        names = [prefix + h for h in hashes]
+        if scope.startswith(CASCADE_SCOPE):  # tagged: 1.0 the large model's row, 0.0 the small's
+            small, large = policy.cascade.small, policy.cascade.large
+
+            def tagged(values: Sequence[bytes | None]) -> list[CachedRow | None]:
+                rows = [None if v is None else np.frombuffer(v, dtype="<f8") for v in values]
+                return [
+                    None if row is None or not len(row) or row[-1] not in (0.0, 1.0)
+                    else CachedRow(large if row[-1] == 1.0 else small, row[:-1])
+                    for row in rows
+                ]  # fmt: skip
+
+            return CacheLookup(names, True, tagged)
+        return CacheLookup(
+            names,
+            False,
+            lambda values: [
+                None if v is None else CachedRow(scope, np.frombuffer(v, dtype="<f8"))
+                for v in values
+            ],
+        )
+
     def cached_rows(self, hashes: Sequence[str]) -> list[CachedRow | None] | None:
         """The worker's cached answers under the current policy, None per row where there is
         none; None when the cache is unavailable (synchronous: run off the event loop)."""
-        scope, policy = self._cache_scope()
-        if scope is None:
+        lookup = self.cache_lookup(hashes)
+        if not lookup.names:
             return [None] * len(hashes)
-        found = self.cache.get_many([f"{scope}:{h}" for h in hashes])
-        if found is None:
-            return None
-        if scope.startswith(CASCADE_SCOPE):  # tagged: 1.0 the large model's row, 0.0 the small's
-            small, large = policy.cascade.small, policy.cascade.large
-            return [
-                None if row is None or row[-1] not in (0.0, 1.0)
-                else CachedRow(large if row[-1] == 1.0 else small, row[:-1])
-                for row in found
-            ]  # fmt: skip
-        return [None if row is None else CachedRow(scope, row) for row in found]
+        found = self.cache.redis.call(lambda client: client.mget(lookup.names))
+        return None if found is None else lookup.rows(found)
 
     def _head_of(self, version: str) -> Callable[[np.ndarray], Mapping[str, Any]]:
         head = self._heads.get(version)
@@ -407,6 +428,17 @@ class StreamIntake:
                 result[name] = jsonable(values[k])
             results.append(result)
         return results
+
+
+@dataclass(frozen=True)
+class CacheLookup:
+    """The Redis names of a submission's cached answers (none: no fast path, as under a
+    canary), whether a tier tag ends each (a cascade's scope), and `rows`: the values found
+    there as CachedRows, None where there is none."""
+
+    names: list[str]
+    tagged: bool
+    rows: Callable[[Sequence[bytes | None]], list[CachedRow | None]]
 
 
 @dataclass(frozen=True)
@@ -491,8 +523,8 @@ def _column_check(avro_type: Any) -> Callable[[list[Any]], bool]:
     if kind == "string":
         return lambda column: set(map(type, column)) == {str}
     if kind in ("double", "float"):
-        return lambda column: set(map(type, column)) <= {int, float} and all(
-            map(math.isfinite, column)
+        return lambda column: (
+            set(map(type, column)) <= {int, float} and all(map(math.isfinite, column))
         )
     if kind in ("int", "long"):
         bound = _INT32 if kind == "int" else _INT64
@@ -507,9 +539,7 @@ def _column_check(avro_type: Any) -> Callable[[list[Any]], bool]:
     check = _type_check(avro_type)  # unions, maps, ...: value by value
 
     def each(column: list[Any]) -> bool:
-        return all(
-            check(v) and not (isinstance(v, float) and not math.isfinite(v)) for v in column
-        )
+        return all(check(v) and not (isinstance(v, float) and not math.isfinite(v)) for v in column)
 
     return each
 

@@ -32,7 +32,7 @@ built inside the script (a standalone Redis, as in pipeline/redis/request_ids.py
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pipeline.redis.client import DegradingRedis
@@ -59,6 +59,45 @@ if mode == 'auth' then
   return {'ok', tenant, info[1], info[2], info[3], '-1', '0', '-1', '0', status, priority}
 end
 
+-- the fast path's cache (ARGV[13]: the worker's cache names of the submission's requests,
+-- in order), read in this same call: a request answered there is neither charged nor given
+-- a pending status, and the values found come back as the reply's last element
+local all_ids, all_costs = {}, {}
+for id in string.gmatch(ARGV[11], '([^\n]+)') do all_ids[#all_ids + 1] = id end
+for c in string.gmatch(ARGV[12] or '', '([^\n]+)') do all_costs[#all_costs + 1] = c end
+local found = nil
+local ids, costs = all_ids, all_costs
+if (ARGV[13] or '') ~= '' then
+  local names = {}
+  for name in string.gmatch(ARGV[13], '([^\n]+)') do names[#names + 1] = name end
+  found = {}
+  for i = 1, #names, 500 do  -- unpack's stack limit
+    for _, v in ipairs(redis.call('MGET', unpack(names, i, math.min(i + 499, #names)))) do
+      found[#found + 1] = v
+    end
+  end
+  -- ARGV[14] 'tagged' (a cascade's scope): an answer counts only when its last float64 is
+  -- the tier tag 0.0 (-0.0) or 1.0, as the gateway reads it (pipeline/gateway/intake.py)
+  local tagged = ARGV[14] == 'tagged'
+  local zero, negzero = string.rep('\0', 8), string.rep('\0', 7) .. '\128'
+  local one = string.rep('\0', 6) .. '\240?'
+  ids, costs, cost = {}, {}, 0
+  for i, v in ipairs(found) do
+    local hit = v and true or false
+    if hit and tagged then
+      local tail = string.sub(v, -8)
+      hit = #v >= 8 and (tail == zero or tail == negzero or tail == one)
+    end
+    if not hit then
+      ids[#ids + 1] = all_ids[i]
+      costs[#costs + 1] = all_costs[i]
+      cost = cost + tonumber(all_costs[i])
+    end
+  end
+end
+
+-- the decision (its body left unindented); its reply gets the cache's values appended below
+local function decide()
 local idem = ARGV[7]
 local idem_key = prefix .. 'idem:' .. tenant .. ':' .. idem
 if idem ~= '' then
@@ -73,9 +112,7 @@ end
 
 -- a caller-chosen request id whose status another tenant holds is refused now, not later
 -- as the worker's dead letter (the same tenant reusing one is the worker's rule to judge)
-local ids = {}
-for id in string.gmatch(ARGV[11], '([^\n]+)') do
-  ids[#ids + 1] = id
+for _, id in ipairs(ids) do
   local held = redis.call('GET', prefix .. 'req:' .. id)
   if held then
     local ok, entry = pcall(cjson.decode, held)
@@ -127,8 +164,6 @@ if budget > 0 then
 end
 if idem ~= '' then redis.call('SET', idem_key, ARGV[8] .. '\n', 'EX', 60) end
 local ttl, pending = ARGV[9], ARGV[10]
-local costs = {}
-for c in string.gmatch(ARGV[12] or '', '([^\n]+)') do costs[#costs + 1] = c end
 for i, id in ipairs(ids) do
   redis.call('SET', prefix .. 'req:' .. id, pending, 'NX', 'EX', ttl)
   -- the reservation of each request, settled (or refunded) once the worker served it; a
@@ -143,6 +178,11 @@ end
 return {'ok', tenant, info[1], info[2], info[3], tostring(rate_left),
         string.format('%.3f', rate_reset), string.format('%.6f', cost_left),
         string.format('%.3f', cost_reset), '', priority}
+end
+
+local out = decide()
+if found then out[#out + 1] = found end
+return out
 """
 
 # give back the cost of a submission that was never produced (its reservation), and free its
@@ -218,6 +258,9 @@ class Admission:
     replay: str = ""  # the stored answer of an idempotent retry; `taken`: the request id
     status: str = ""  # auth-only reads of a request's status: its record (JSON) or ""
     priority: int = 0  # the key's load-shedding priority: higher is shed later
+    # the values of the call's `cache_names`, in order (None where there is none); None
+    # when it gave no names
+    cached: Sequence[bytes | None] | None = None
 
     def headers(self) -> dict[str, str]:
         """IETF RateLimit-Policy / RateLimit headers (draft-ietf-httpapi-ratelimit-headers)."""
@@ -274,14 +317,22 @@ class Limits:
         pending_ttl_s: int = 86400,
         auth_only: bool = False,
         request_costs: Sequence[float] = (),
+        cache_names: Sequence[str] = (),
+        tagged: bool = False,
     ) -> Admission | None:
-        """One admission (see the module doc); None when Redis is unavailable."""
+        """One admission (see the module doc); None when Redis is unavailable.
+
+        With `cache_names` (one per request id, in order: the worker's cache of each
+        request's answer), the requests found there are left out of the charge (`cost` is
+        then the sum of the others' `request_costs`) and of the pending statuses, and the
+        values found come back as `cached`: the fast path's lookup in the same round trip.
+        `tagged`: a value counts only with a tier tag (a cascade's scope)."""
         args = _args(
             self.prefix, key_digest, stream, count, cost, idempotency_key, fingerprint,
-            request_ids, pending, pending_ttl_s, auth_only, request_costs,
+            request_ids, pending, pending_ttl_s, auth_only, request_costs, cache_names, tagged,
         )  # fmt: skip
         reply = self.redis.call(lambda client: self._admit(keys=[], args=args, client=client))
-        return None if reply is None else _parse(_strings(reply))
+        return None if reply is None else _parse_reply(reply)
 
     def admit_many(self, calls: Sequence[Mapping[str, Any]]) -> list[Admission] | None:
         """Several admissions (each `admit`'s arguments as a mapping) in one round trip: each
@@ -293,13 +344,13 @@ class Limits:
                 self.prefix, c["key_digest"], c["stream"], c["count"], c["cost"],
                 c.get("idempotency_key", ""), c.get("fingerprint", ""), c.get("request_ids", ()),
                 c.get("pending", ""), c.get("pending_ttl_s", 86400), c.get("auth_only", False),
-                c.get("request_costs", ()),
+                c.get("request_costs", ()), c.get("cache_names", ()), c.get("tagged", False),
             )
             for c in calls
         ]  # fmt: skip
 
         replies = self.redis.call(lambda client: self._run_admits(client, argv))
-        return None if replies is None else [_parse(_strings(r)) for r in replies]
+        return None if replies is None else [_parse_reply(r) for r in replies]
 
     def _run_admits(self, client: Any, argv: Sequence[Sequence[Any]]) -> list[Any]:
         """The admission script once per `argv` entry, in one pipeline of EVALSHAs.
@@ -382,15 +433,28 @@ def _args(
     pending_ttl_s: int,
     auth_only: bool,
     request_costs: Sequence[float] = (),
+    cache_names: Sequence[str] = (),
+    tagged: bool = False,
 ) -> list[Any]:
-    for request_id in request_ids:
-        if "\n" in request_id:
-            raise ValueError(f"request_id {request_id!r} contains a newline")
+    ids = "\n".join(request_ids)
+    if ids.count("\n") != max(len(request_ids) - 1, 0):
+        raise ValueError(f"a request_id of {list(request_ids)!r} contains a newline")
+    if cache_names and not len(cache_names) == len(request_ids) == len(request_costs):
+        raise ValueError("cache_names needs one name, request id and cost per request")
     return [
         prefix, key_digest, stream, count, repr(float(cost)), "auth" if auth_only else "admit",
-        idempotency_key, fingerprint, pending_ttl_s, pending, "\n".join(request_ids),
-        "\n".join(repr(float(c)) for c in request_costs),
+        idempotency_key, fingerprint, pending_ttl_s, pending, ids,
+        "\n".join(repr(float(c)) for c in request_costs), "\n".join(cache_names),
+        "tagged" if tagged else "",
     ]  # fmt: skip
+
+
+def _parse_reply(reply: Sequence[Any]) -> Admission:
+    """The script's reply: its decision, and the cache's values when it was given names (the
+    one nested list, always last)."""
+    if reply and isinstance(reply[-1], list):
+        return replace(_parse(_strings(reply[:-1])), cached=reply[-1])
+    return _parse(_strings(reply))
 
 
 def _strings(reply: Sequence[Any]) -> list[str]:
