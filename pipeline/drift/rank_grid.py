@@ -167,16 +167,20 @@ class RankGrid:
         below = entry.astype(dtype)
         below >>= FLAG_BITS  # #ref in earlier cells
         first = below + ref_base  # the cell's first reference value (or the next one's)
-        run = self.run[first]
-        ties = run * (values == self.ref[first])
-        run *= values > self.ref[first]
-        below += run
+        # one gather of (value, run) pairs: a cache miss a value, not two
+        pair = self._ref_run[first]
+        halves = pair.view(np.int32).reshape(*pair.shape, 2)
+        v = halves.view(np.float32)[..., 0]
+        run = halves[..., 1]
+        ties = run * (values == v)
+        above = run * (values > v)
+        below += above
         code = below
         code <<= shift
         code |= ties
         mixed = np.flatnonzero((entry & FLAG_MASK) == OCCUPIED)
         if mixed.size:
-            self._resolve_mixed(values.ravel(), first.ravel(), cell.ravel(), mixed, shift, code)
+            self._resolve_mixed(values, first, cell, ref_base, mixed, shift, code)
         return code
 
     def _resolve_mixed(
@@ -184,26 +188,31 @@ class RankGrid:
         values: np.ndarray,
         first: np.ndarray,
         cell: np.ndarray,
+        ref_base: np.ndarray,
         mixed: np.ndarray,
         shift: int,
         code: np.ndarray,
     ) -> None:
         """Codes of the queries at flat positions `mixed` (cells of several distinct reference
-        values) searched inside their cell; written into `code` (flat views: same order)."""
-        start = first[mixed].astype(np.int64)
-        base = start - (self.table[cell[mixed]] >> FLAG_BITS)  # the feature's ref_base
-        x = values[mixed]
-        # every reference value past the cell is > x (later cells, then the +inf padding),
-        # so counting the `window` values from the cell's first one needs no bound check
+        values) searched inside their cell; written into `code`. All arrays (rows, d), C order.
+        """
+        start = first.reshape(-1)[mixed].astype(np.int64)
+        base = ref_base.reshape(-1)[mixed]  # the feature's first entry in `ref`
+        x = values.reshape(-1)[mixed]
         if self.window <= LINEAR_WINDOW:
+            # every reference value past the cell is > x (later cells, then the +inf padding),
+            # so the `window` values from the cell's first one hold every one <= x; and every
+            # copy of a value is in its one cell. Counts along a short axis as matrix-vector
+            # products (sum() is ~3x slower).
             seen = self.ref[start[:, None] + np.arange(self.window)]
-            # a count along a short axis is a matrix-vector product (sum() is ~3x slower)
-            below = (seen < x[:, None]).astype(np.float32) @ self._ones
-            position = start + below.astype(np.int64)
+            less = (seen < x[:, None]).astype(np.float32) @ self._ones
+            upto = (seen <= x[:, None]).astype(np.float32) @ self._ones
+            position = start + less.astype(np.int64)
+            ties = (upto - less).astype(np.int64)
         else:  # a cell crowded with distinct values: a binary search in it
-            stop = base + (self.table[cell[mixed] + 1] >> FLAG_BITS)
+            stop = base + (self.table[cell.reshape(-1)[mixed] + 1] >> FLAG_BITS)
             position = self._lower_bound(x, start, stop)
-        ties = np.where(self.ref[position] == x, self.run[position], 0)
+            ties = np.where(self.ref[position] == x, self.run[position], 0)
         position -= base
         code.reshape(-1)[mixed] = (position << shift) | ties
 
@@ -233,6 +242,15 @@ class RankGrid:
     @cached_property
     def _tiles(self) -> dict[int, tuple[np.ndarray, ...]]:
         return {}
+
+    @cached_property
+    def _ref_run(self) -> np.ndarray:
+        """`ref` and `run` side by side, each pair one int64 (a carrier for one gather; split
+        again through the same int32 view, so the byte order does not matter)."""
+        pair = np.empty((self.ref.size, 2), dtype=np.int32)
+        pair[:, 0] = self.ref.view(np.int32)
+        pair[:, 1] = self.run
+        return pair.view(np.int64).reshape(-1)
 
     @cached_property
     def _ones(self) -> np.ndarray:

@@ -125,3 +125,18 @@ def test_wide_table_entries_and_int64_codes_stay_exact(n: int) -> None:
     codes = _grid_codes(index, queries)
     assert codes.dtype == code_dtype(n)
     np.testing.assert_array_equal(codes, index.searched_codes(queries))
+
+
+def test_repeated_values_sharing_a_cell_with_others_count_their_ties() -> None:
+    # a cell of two distinct values, 3 and 2 copies (the linear in-cell count, not one value)
+    rng = np.random.default_rng(10)
+    reference = rng.standard_normal((5000, 2)).astype(np.float32)
+    one, above_one = np.float32(1.0), np.nextafter(np.float32(1.0), np.float32(2.0))
+    reference[:3], reference[3:5] = one, above_one
+    index = NumericIndex.build(reference)
+    assert index.grid is not None and index.grid.window <= LINEAR_WINDOW
+    tied = np.repeat(np.array([[one], [above_one], [np.nextafter(one, np.float32(0))]]), 2, 1)
+    queries = np.concatenate([tied, _queries(reference, rng)]).astype(np.float32)
+    codes = _grid_codes(index, queries)
+    assert (codes[:2] & 0xFFFF).tolist() == [[3, 3], [2, 2]]
+    np.testing.assert_array_equal(codes, index.searched_codes(queries))
