@@ -467,14 +467,17 @@ class KSWindows:
         buckets *= cuts * rows
         buckets += self._cut_row_offsets(cuts)
         hist = np.bincount(buckets.ravel(), minlength=rows * BUCKETS * cuts)
-        # times n before the sums (they are linear): the bound's unit 1 / (n w) from the start
-        hist = np.multiply(hist, self.n_ref, dtype=self._bound_dtype, casting="unsafe")
-        hist = hist.reshape(BUCKETS, cuts, rows)
+        # the sums reach the rows counted (a series' every value): int16 below 2^15 rows
+        # halves the memory the running sums stream through (they are bandwidth-bound)
+        small = np.int16 if codes.shape[1] < 2**15 else np.int32
+        hist = hist.astype(small).reshape(BUCKETS, cuts, rows)
         running_sum(hist, axis=0)
         # (cuts, series, B): buckets last for the bound's maxima
         hist = np.ascontiguousarray(hist.transpose(1, 2, 0))
         running_sum(hist, axis=0)
-        return hist
+        # times n (the sums are linear): the bound's unit 1 / (n w); int32 may wrap, as the
+        # prefix sums themselves do (only differences, at most n w, are used)
+        return np.multiply(hist, self.n_ref, dtype=self._bound_dtype)
 
     def _cut_row_offsets(self, cuts: int) -> np.ndarray:
         """cut * series + row for every code of `cuts` grains: (series, cuts, grain), intp.
