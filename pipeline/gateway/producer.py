@@ -4,13 +4,13 @@ future per submission resolved by its records' delivery reports.
 A submission's records come from the intake complete (schema defaults, request id, tenant), so
 they are sent as a batch (`_Producer.send_batch`): every record encoded first (one the schema
 refuses fails the submission before any record is produced), then each handed to librdkafka
-through `produce_waiting`, the project's one produce-with-backpressure, with one poll per
-batch rather than per record. A small submission (up to INLINE_RECORDS records) is sent on the
-event loop itself - librdkafka's `produce` only queues - while its queue has room (so
-`produce_waiting` never waits there); a bigger one, or one meeting a queue over half full,
-goes to one dedicated sender thread. A second thread serves delivery reports; they count down
-the submission's records and its one asyncio future is resolved on the event loop when the
-last is acknowledged, or at the first failure. A record undelivered within
+through `produce_waiting`, the project's one produce-with-backpressure, without a poll per
+record (the delivery thread serves the reports). A small submission (up to INLINE_RECORDS
+records) is sent on the event loop itself - librdkafka's `produce` only queues - while its
+queue has room (so `produce_waiting` never waits there); a bigger one, or one meeting a queue
+over half full, goes to one dedicated sender thread. A second thread serves delivery reports;
+they count down the submission's records and its one asyncio future is resolved on the event
+loop when the last is acknowledged, or at the first failure. A record undelivered within
 INFERSTREAM_GATEWAY_PRODUCE_TIMEOUT_S fails (librdkafka's `message.timeout.ms`).
 """
 
@@ -104,7 +104,8 @@ class _Producer(RequestProducer):
                  ("traceparent", _traceparent()), *extra],
                 on_delivery=delivered,
             )  # fmt: skip
-        self._producer.poll(0)  # reports already in, served here (the rest come from _poll)
+        # no poll here: the delivery thread serves every report, and a poll hands back the GIL
+        # (~0.1 ms to get it again on a busy machine, where the event loop calls this)
 
 
 class GatewayProducer:
@@ -212,8 +213,7 @@ class GatewayProducer:
             producer.send_batch(records, headers, batch)
         except Exception as exc:  # a record the schema refuses, a queue full for too long
             self._report(batch, f"{type(exc).__name__}: {exc}")
-        # refusals, and the reports send_batch's poll(0) served here (the rest come from _poll)
-        self._hand_over()
+        self._hand_over()  # a refusal: answered now, not at the delivery thread's next poll
 
     def close(self, timeout: float = 5.0) -> None:
         self._stop.set()
