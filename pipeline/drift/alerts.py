@@ -207,6 +207,9 @@ class AlertMachine:
         """
         if self.streak.any():
             return 0
+        if not self.phase.any():  # all idle, the common case: quiet up to the first loud check
+            loud_checks = (evidence > threshold).any(axis=1)
+            return int(loud_checks.argmax()) if loud_checks.any() else evidence.shape[0]
         threshold = np.asarray(threshold, dtype=np.float64)
         idle = self.phase == self.IDLE
         active = self.phase == self.ACTIVE
@@ -227,7 +230,7 @@ class AlertMachine:
     def skip(self, evidence: np.ndarray, threshold: np.ndarray | float, rows: int) -> None:
         """Advance through quiet checks (`quiet_checks`; one per row of `evidence`) at once."""
         checks = evidence.shape[0]
-        if not checks:
+        if not checks or not self.phase.any():  # all idle: no counter moves
             return
         cooling = self.phase == self.COOLING
         if cooling.any():
