@@ -70,6 +70,7 @@ class Gateway:
     # tenant -> (monotonic deadline, its refusal): refused here until then, see `throttled`
     _throttled: dict[str, tuple[float, Admission]] = field(default_factory=dict)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _cost_counters: dict[tuple[str, str], Any] = field(default_factory=dict)  # metric children
 
     async def in_pool(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.redis_pool, fn, *args)
@@ -125,7 +126,13 @@ class Gateway:
 
     def cost(self, tenant: str, step: str, units: float) -> None:
         if self.metrics is not None and units > 0:
-            self.metrics.cost.labels(self.metrics.tenant(tenant), step).inc(units)
+            counter = self._cost_counters.get((tenant, step))
+            if counter is None:  # labels() costs a lock and a tuple per call: once per series
+                if len(self._cost_counters) > _KEY_CACHE:
+                    self._cost_counters.clear()
+                counter = self.metrics.cost.labels(self.metrics.tenant(tenant), step)
+                self._cost_counters[(tenant, step)] = counter
+            counter.inc(units)
 
 
 class RedisBreakerView:
@@ -607,7 +614,8 @@ async def _produce(
         headers = {"tenant": tenant}
         if degraded_to is not None:  # the worker serves them with the policy's fallback
             headers[DEGRADE_HEADER] = "budget"
-        await asyncio.wait_for(gw.producer.send(stream, records, headers), timeout)
+        async with asyncio.timeout(timeout):  # not wait_for: no task of its own per call
+            await gw.producer.send(stream, records, headers)
     except (TimeoutError, RuntimeError, Exception) as exc:
         breaker.failed(type(exc).__name__)
         gw.counts["kafka_failed"] += 1

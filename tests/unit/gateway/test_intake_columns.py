@@ -58,7 +58,7 @@ def _same_outcome(intake: StreamIntake, items: list) -> None:
     by_rows = [intake._record(i, item, "acme") for i, item in enumerate(items)]
     given = [r.get("request_id") for r, _ in by_rows]
     rows_valid = not any(problems for _, problems in by_rows) and len(set(given)) == len(given)
-    fast = intake._valid_records(items, "acme")
+    fast = intake._valid_records(items, ["acme"] * len(items))
     if not rows_valid:
         assert fast is None, items
         return
@@ -87,6 +87,33 @@ def test_two_fields_changed_at_once_and_repeated_ids_are_judged_as_row_by_row(in
     _same_outcome(intake, [_with(base, "request_id", "r-1"), _with(base, "request_id", "r-2")])
     _same_outcome(intake, [base, [1, 2]])
     _same_outcome(intake, [base, "text"])
+
+
+def test_coalesced_submissions_are_checked_together_as_each_alone(intake):
+    base = _valid(intake)
+    tenant_field = intake.plugin.tenant_field
+    submissions = [
+        ([_with(base, "request_id", "r-1")], "acme"),
+        ([_with(base, "request_id", "r-1"), base], "globex"),  # r-1 again: another submission
+        ([base], "initech"),
+    ]
+    together = intake.check_many(submissions)
+    for (items, tenant), checked in zip(submissions, together, strict=True):
+        alone = intake.check(items, tenant)
+        assert not checked.problems and not alone.problems
+        assert [r[tenant_field] for r in checked.records] == [tenant] * len(items)
+        assert checked.hashes == alone.hashes and checked.costs == alone.costs
+        given = [i for i, item in enumerate(items) if "request_id" in item]
+        assert [checked.records[i]["request_id"] for i in given] == [
+            items[i]["request_id"] for i in given
+        ]
+    # one repeated id inside a submission: refused there, the others still pass
+    refused, fine = intake.check_many(
+        [([_with(base, "request_id", "r-2"), _with(base, "request_id", "r-2")], "acme"),
+         ([base], "acme")]
+    )  # fmt: skip
+    assert [(p.index, p.field) for p in refused.problems] == [(1, "request_id")]
+    assert not fine.problems and len(fine.records) == 1
 
 
 def test_made_ids_are_uuid4_text():
