@@ -6,6 +6,7 @@ batch's checkpoints are evaluated at once, each exact wherever its value could c
 
 from __future__ import annotations
 
+import bisect
 import math
 from collections.abc import Callable, Sequence
 
@@ -349,7 +350,9 @@ class KSWindows:
         if not checks or not series:
             return z, dist
         seen = self.rows_seen
-        level = np.broadcast_to(np.asarray(level, dtype=np.float64), (series,))
+        level = np.asarray(level, dtype=np.float64)
+        if level.shape != (series,):  # a scalar level (np.broadcast_to costs ~3 us a call)
+            level = np.full(series, level, dtype=np.float64)
         # checks are multiples of K and windows multiples of the grain: so is every start
         start = max(int(ends[0]) - max(self.windows), 0)
         view = self.ring.last(seen - start)
@@ -359,9 +362,10 @@ class KSWindows:
         # checks every K rows (an arithmetic run, as the detector asks): each window's counts
         # are two strided slices of the prefix, no gathers
         step = int(stops[1] - stops[0]) if checks > 1 else 1
-        regular = step > 0 and np.array_equal(stops, stops[0] + step * np.arange(checks))
+        regular = step > 0 and bool((stops[1:] - stops[:-1] == step).all())
+        end_list = ends.tolist()
         for k, width in enumerate(self.windows):
-            first = int(np.searchsorted(ends, width))  # ends ascend: full from here on
+            first = bisect.bisect_left(end_list, width)  # ends ascend: full from here on
             if first == checks:
                 continue
             stop, back = stops[first:], width // grain
