@@ -202,17 +202,18 @@ class RankGrid:
         if self.window <= LINEAR_WINDOW:
             # every reference value past the cell is > x (later cells, then the +inf padding),
             # so the `window` values from the cell's first one hold every one <= x; and every
-            # copy of a value is in its one cell. Counts along a short axis as matrix-vector
-            # products (sum() is ~3x slower).
-            seen = self.ref[start[:, None] + np.arange(self.window)]
-            less = (seen < x[:, None]).astype(np.float32) @ self._ones
-            upto = (seen <= x[:, None]).astype(np.float32) @ self._ones
-            position = start + less.astype(np.int64)
-            ties = (upto - less).astype(np.int64)
-        else:  # a cell crowded with distinct values: a binary search in it
-            stop = base + (self.table[cell.reshape(-1)[mixed] + 1] >> FLAG_BITS)
-            position = self._lower_bound(x, start, stop)
-            ties = np.where(self.ref[position] == x, self.run[position], 0)
+            # copy of a value is in its one cell. Window-major (window, m), so the count is
+            # window - 1 long adds; integers, no BLAS (OpenBLAS can flag a spurious FE_INVALID)
+            seen = self.ref[start[None, :] + self._window_steps]
+            # (#ref < x) << shift + #ref == x, summed over the window in one pass
+            weight = np.where(seen < x, np.int64(1) << shift, np.int64(0))
+            weight += seen == x
+            code.reshape(-1)[mixed] = ((start - base) << shift) + weight.sum(axis=0)
+            return
+        # a cell crowded with distinct values: a binary search in it
+        stop = base + (self.table[cell.reshape(-1)[mixed] + 1] >> FLAG_BITS)
+        position = self._lower_bound(x, start, stop)
+        ties = np.where(self.ref[position] == x, self.run[position], 0)
         position -= base
         code.reshape(-1)[mixed] = (position << shift) | ties
 
@@ -253,8 +254,9 @@ class RankGrid:
         return pair.view(np.int64).reshape(-1)
 
     @cached_property
-    def _ones(self) -> np.ndarray:
-        return np.ones(self.window, dtype=np.float32)
+    def _window_steps(self) -> np.ndarray:
+        """0 .. window - 1 as a column: a crowded query's reference values, window-major."""
+        return np.arange(self.window, dtype=np.int64)[:, None]
 
     def _lower_bound(self, x: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """First index in [lo, hi) of `ref` whose value is >= x, for all queries at once."""
