@@ -203,6 +203,53 @@ def ar1_false_alarms(
     }
 
 
+SHARES = np.array([0.5, 0.3, 0.2])  # the sticky categorical features' category shares
+
+
+def sticky_categories(seed: int, rows: int, d: int, stay: float) -> np.ndarray:
+    """d categorical features (codes 0-2, SHARES) each repeating its previous row's category
+    with probability `stay`, else a fresh draw: bursts like a card's run of one channel."""
+    rng = np.random.default_rng([seed, 9])
+    fresh = rng.choice(SHARES.size, size=(rows, d), p=SHARES)
+    keep = rng.random((rows, d)) < stay
+    out = np.empty((rows, d), dtype=np.float32)
+    out[0] = fresh[0]
+    for t in range(1, rows):
+        out[t] = np.where(keep[t], out[t - 1], fresh[t])
+    return out
+
+
+def sticky_false_alarms(
+    seed: int,
+    rows: int,
+    n_ref: int,
+    d: int,
+    stay: float,
+    calibration: str,
+    cache: Path | None,
+    config: DriftConfig,
+    batch: int = 256,
+) -> dict:
+    """OPEN events on stationary sticky categorical streams (G tests); the reference is a
+    stretch of the same chain in arrival order."""
+    from dataclasses import replace
+
+    labels = names(d)
+    ref = Reference.from_rows(sticky_categories(seed, n_ref, d, stay), labels, labels)
+    detector = DriftDetector(ref, replace(config, calibration=calibration), cache)
+    stream = sticky_categories(seed + 10_000, rows, d, stay)
+    opens = 0
+    for start in range(0, rows, batch):
+        opens += sum(e.state == "OPEN" for e in detector.update(stream[start : start + batch]))
+    return {
+        "seed": seed,
+        "rows": rows,
+        "opens": opens,
+        "threshold": float(detector.thresholds.mean()),
+        "calibration": detector.calibration[0],
+    }
+
+
 # ---- time of day ----------------------------------------------------------------------------
 
 # the fraud generator's hourly traffic profile

@@ -44,7 +44,7 @@ import numpy as np
 from pipeline.drift.alerts import AlertMachine
 from pipeline.drift.categorical import g_test
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.dependence import DependentNull
+from pipeline.drift.dependence import CategoricalNull, DependentNull
 from pipeline.drift.ks import code_dtype, code_shift, ks_distance_sorted
 from pipeline.drift.windows import KSWindows
 
@@ -281,20 +281,30 @@ def simulate_g_evidence(
     streams: int,
     checks: int,
     rng: np.random.Generator,
+    draw: NullDraw | None = None,
 ) -> np.ndarray:
-    """(streams, checks) evidence of null categorical streams, both samples bootstrapped."""
+    """(streams, checks) evidence of null categorical streams, both samples bootstrapped.
+
+    By default the reference counts are multinomial and the rows independent draws from
+    `ref_counts`' shares; `draw` (a CategoricalNull's) gives block resamples of an ordered
+    sample instead: `(rng, streams, n_ref, total) -> (reference counts, codes)`.
+    """
     counts = np.asarray(ref_counts, dtype=np.float64)
     counts = counts[counts > 0]
     n_ref = int(counts.sum())
-    probs = counts / n_ref
     k, warm = config.check_every, config.w_max
     total = warm + checks * k
-    boot = rng.multinomial(n_ref, probs, size=streams).astype(np.float64)  # (streams, C)
-    cdf = np.cumsum(probs)
-    cdf[-1] = 1.0
-    codes = np.searchsorted(cdf, rng.random((streams, total)), side="right")
-    cumulative = np.zeros((streams, total + 1, probs.size), dtype=np.int32)
-    for c in range(probs.size):
+    if draw is None:
+        probs = counts / n_ref
+        boot = rng.multinomial(n_ref, probs, size=streams).astype(np.float64)  # (streams, C)
+        cdf = np.cumsum(probs)
+        cdf[-1] = 1.0
+        codes = np.searchsorted(cdf, rng.random((streams, total)), side="right")
+    else:
+        boot, codes = draw(rng, streams, n_ref, total)
+    categories = boot.shape[1]
+    cumulative = np.zeros((streams, total + 1, categories), dtype=np.int32)
+    for c in range(categories):
         np.cumsum(codes == c, axis=1, out=cumulative[:, 1:, c])
     ends = warm + k * np.arange(1, checks + 1)
     evidence = np.zeros((streams, checks))
@@ -380,9 +390,19 @@ class Calibrator:
         self._store(curve)
         return curve
 
-    def g_threshold(self, config: DriftConfig, ref_counts: np.ndarray, n_features: int) -> float:
+    def g_threshold(
+        self,
+        config: DriftConfig,
+        ref_counts: np.ndarray,
+        n_features: int,
+        dependence: CategoricalNull | None = None,
+    ) -> float:
+        """One categorical feature's threshold; from block-bootstrap streams of `dependence`'s
+        ordered codes if given (its counts then stand in for `ref_counts`'s shares)."""
         per_feature = config.target_ert * max(n_features, 1)
-        return self.g_curve(config, ref_counts, per_feature).threshold_for(per_feature)
+        return self.g_curve(config, ref_counts, per_feature, dependence).threshold_for(
+            per_feature
+        )
 
     # ---- curves -----------------------------------------------------------------------------
 
@@ -396,14 +416,25 @@ class Calibrator:
         return curve
 
     def g_curve(
-        self, config: DriftConfig, ref_counts: np.ndarray, rows_per_event: float
+        self,
+        config: DriftConfig,
+        ref_counts: np.ndarray,
+        rows_per_event: float,
+        dependence: CategoricalNull | None = None,
     ) -> NullCurve:
         key = g_key(config, ref_counts)
+        if dependence is not None:
+            key = {**key, **dependence.key()}
         name = NullCurve("G", key, KS_GRID, KS_GRID * 0, 0).name
         cached = self._load(name, key)
         if cached is not None and cached.covers(rows_per_event):
             return cached
-        curve = self._simulate_g(config, key, rows_per_event)
+        draw = None if dependence is None else dependence.draw
+        curve = self._simulate_g(config, key, rows_per_event, draw)
+        if dependence is not None:
+            log.info(
+                "G block-bootstrap calibration %s: %d rows in %.1fs", key, curve.rows, curve.seconds
+            )
         self._store(curve)
         return curve
 
@@ -422,7 +453,11 @@ class Calibrator:
         return curve
 
     def _simulate_g(
-        self, config: DriftConfig, key: dict[str, Any], rows_per_event: float
+        self,
+        config: DriftConfig,
+        key: dict[str, Any],
+        rows_per_event: float,
+        draw: NullDraw | None = None,
     ) -> NullCurve:
         budget = self._budget(config, rows_per_event)
         ref_counts = np.asarray(key["ref_counts"], dtype=np.float64)
@@ -434,7 +469,7 @@ class Calibrator:
         rows = part = 0
         while rows < budget:
             rng = np.random.default_rng(_seed(key, config, part))
-            evidence = simulate_g_evidence(config, ref_counts, streams, checks, rng)
+            evidence = simulate_g_evidence(config, ref_counts, streams, checks, rng, draw)
             if part == 0:
                 # G's scale depends on the categories: the first part sets the grid, from
                 # where checks exceed ~50x as often as the target alarm rate (plenty of

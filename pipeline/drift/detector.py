@@ -26,7 +26,7 @@ from pipeline.drift.alerts import (
 from pipeline.drift.calibration import Calibrator
 from pipeline.drift.categorical import CategoricalIndex, GWindows, g_p_value
 from pipeline.drift.config import DriftConfig
-from pipeline.drift.dependence import dependent_columns
+from pipeline.drift.dependence import CategoricalNull, dependent_columns
 from pipeline.drift.ks import NumericIndex, ks_p_value
 from pipeline.drift.reference import Reference
 from pipeline.drift.snapshot import pack, unpack
@@ -270,8 +270,8 @@ class DriftDetector:
         if len(self._kind) != self._d:
             raise ValueError("one calibration label per feature expected")
 
-    def _ordered_sample(self) -> np.ndarray | None:
-        """The ordered numeric sample behind a block-bootstrap calibration, or None for iid."""
+    def _ordered_rows(self) -> np.ndarray | None:
+        """The ordered sample behind a block-bootstrap calibration, or None for iid."""
         mode = self.config.calibration
         if mode == "iid" or (mode == "auto" and self._null_sample is None):
             return None
@@ -280,16 +280,18 @@ class DriftDetector:
             raise ValueError(
                 f"null sample must have the reference's {self._d} features, got {sample.shape}"
             )
-        return sample[:, self._num]
+        return sample
 
     def _calibrate(self) -> tuple[np.ndarray, list[str]]:
         out = np.zeros(self._d)
         kind = ["iid"] * self._d
+        sample = self._ordered_rows()
         if self._num.size:
             cal, n_ref = self._calibrator, self._reference.n_ref
-            sample = self._ordered_sample()
             dependent, dependence = (
-                (np.zeros(0, np.int64), None) if sample is None else dependent_columns(sample)
+                (np.zeros(0, np.int64), None)
+                if sample is None
+                else dependent_columns(sample[:, self._num])
             )
             out[self._num] = cal.ks_threshold(self.config, n_ref, self._d)
             if dependence is not None:
@@ -297,8 +299,17 @@ class DriftDetector:
                 out[columns] = cal.ks_threshold(self.config, n_ref, self._d, dependence)
                 for j in columns:
                     kind[j] = dependence.label
+        codes = None if sample is None or not self._cat.size else self._cindex.codes(
+            sample[:, self._cat]
+        )
         for i, j in enumerate(self._cat):
-            out[j] = self._calibrator.g_threshold(self.config, self._cindex.ref_counts[i], self._d)
+            # each categorical feature on its own: one in bursts keeps the others' iid threshold
+            null = None if codes is None else CategoricalNull.from_codes(codes[:, i])
+            out[j] = self._calibrator.g_threshold(
+                self.config, self._cindex.ref_counts[i], self._d, null
+            )
+            if null is not None:
+                kind[j] = null.label
         return out, kind
 
     def _rings(self) -> dict[str, Ring]:

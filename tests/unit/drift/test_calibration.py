@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.drift import Calibrator, DriftConfig, DriftDetector, NullCurve, Reference
 from pipeline.drift.calibration import SHIPPED_DIR, ks_key
-from pipeline.drift.dependence import DependentNull
+from pipeline.drift.dependence import CategoricalNull, DependentNull
 
 
 def _false_alarm_rate(detector: DriftDetector, stream: np.ndarray, batch: int) -> int:
@@ -118,3 +118,47 @@ def test_block_length_follows_the_measured_autocorrelation() -> None:
         DependentNull.from_sample(rng.standard_normal((100, 3)))
     with pytest.raises(ValueError, match="calibration 'bootstrap' is not one of"):
         DriftConfig(calibration="bootstrap")
+
+
+def _sticky_codes(rng: np.random.Generator, rows: int, stay: float) -> np.ndarray:
+    """Categories 0-2 (shares 0.5 / 0.3 / 0.2) that repeat the previous row's with `stay`."""
+    fresh = rng.choice(3, size=rows, p=[0.5, 0.3, 0.2])
+    keep = rng.random(rows) < stay
+    out = fresh.copy()
+    for t in range(1, rows):
+        if keep[t]:
+            out[t] = out[t - 1]
+    return out
+
+
+def test_a_categorical_feature_in_bursts_gets_a_block_bootstrap_null() -> None:
+    rng = np.random.default_rng(3)
+    assert CategoricalNull.from_codes(rng.choice(3, 5000, p=[0.5, 0.3, 0.2])) is None
+    null = CategoricalNull.from_codes(_sticky_codes(rng, 5000, 0.7) + 10)  # any code values
+    assert null is not None and null.block > 2 and null.categories == 3
+    counts, codes = null.draw(np.random.default_rng(0), 4, 5000, 1200)
+    assert counts.shape == (4, 3) and (counts.sum(axis=1) == 5000).all()
+    assert codes.shape == (4, 1200) and set(np.unique(codes)) <= {0, 1, 2}
+    # blocks keep the bursts: a resample repeats its previous code about as often as the sample
+    sample = np.mean(null.codes[1:] == null.codes[:-1])
+    assert np.mean(codes[:, 1:] == codes[:, :-1]) == pytest.approx(sample, abs=0.05)
+    with pytest.raises(ValueError, match="ordered sample of >= 500 rows"):
+        CategoricalNull.from_codes(np.zeros(100))
+
+
+def test_block_bootstrap_calibrates_a_categorical_feature_in_bursts(tmp_path) -> None:
+    # one feature repeats its category in bursts, the other is independent: only the first
+    # gets the block bootstrap, and its threshold is higher (its windows are noisier)
+    config = DriftConfig(windows=(50, 150), target_ert=2000, calibration="block-bootstrap")
+    rng = np.random.default_rng(11)
+    rows = np.column_stack(
+        [_sticky_codes(rng, 4000, 0.6), rng.choice(3, 4000, p=[0.5, 0.3, 0.2])]
+    )
+    reference = Reference.from_rows(rows, ["bursty", "calm"], categorical=["bursty", "calm"])
+    detector = DriftDetector(reference, config, tmp_path)
+    assert detector.calibration[0].startswith("block-bootstrap(block=")
+    assert detector.calibration[1] == "iid"
+    iid = DriftDetector(reference, replace(config, calibration="iid"), tmp_path)
+    assert detector.thresholds[0] > 1.2 * iid.thresholds[0]
+    assert detector.thresholds[1] == iid.thresholds[1]
+    assert list(tmp_path.glob("g-*.json"))
