@@ -214,7 +214,8 @@ class StreamIntake:
             )
             costs = self._costs(features, len(valid))
             fields = getattr(features, "fields", None) or {}
-            if len(outs) == 1 and not outs[0].problems:  # one submission, every row valid
+            if len(outs) == 1 and not outs[0].problems and len(valid) == len(records):
+                # one submission, every row valid: its columns as they are
                 out = outs[0]
                 out.records, out.hashes, out.costs = records, list(hashes), costs
                 out.fields = {name: list(values) for name, values in fields.items()}
