@@ -40,6 +40,7 @@ from scipy.stats import chi2
 
 from bench.drift import scenarios
 from bench.drift.scenarios import SHIFT, VARIANCE, Scenario
+from pipeline.cli import Parser, non_negative_int, positive_float, positive_int
 from pipeline.drift import DriftConfig
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "results"
@@ -426,49 +427,53 @@ def print_table(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(prog="python -m bench.drift", description=__doc__)
+    parser = Parser(prog="python -m bench.drift", description=__doc__)
     parser.add_argument("--smoke", action="store_true", help="tiny run: seconds, no baselines")
-    parser.add_argument("--runs", type=int, default=50, help="seeded runs per change scenario")
     parser.add_argument(
-        "--ert-rows", type=int, default=4_000_000, help="stationary rows for the ERT estimate"
+        "--runs", type=positive_int, default=50, help="seeded runs per change scenario"
     )
-    parser.add_argument("--features", type=int, default=20)
-    parser.add_argument("--n-ref", type=int, default=5000)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument(
+        "--ert-rows",
+        type=positive_int,
+        default=4_000_000,
+        help="stationary rows for the ERT estimate",
+    )
+    parser.add_argument("--features", type=positive_int, default=20)
+    parser.add_argument("--n-ref", type=positive_int, default=5000)
+    parser.add_argument("--workers", type=positive_int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--cache", type=Path, default=None, help="calibration cache directory")
     parser.add_argument(
         "--baseline-python", default="", help="interpreter with river/alibi-detect, or 'none'"
     )
-    parser.add_argument("--baseline-timeout", type=float, default=1800.0)
+    parser.add_argument("--baseline-timeout", type=positive_float, default=1800.0)
     parser.add_argument(
         "--setup-baselines",
         action="store_true",
         help=f"pip-install the baselines into {BASELINE_VENV} first (a few minutes, ~1 GB)",
     )
     parser.add_argument(
-        "--ar1-rows", type=int, default=6_400_000, help="AR(1) rows for the bootstrap ERT"
+        "--ar1-rows",
+        type=non_negative_int,
+        default=6_400_000,
+        help="AR(1) rows for the bootstrap ERT (0 skips it)",
     )
     parser.add_argument(
         "--ar1-refs",
-        type=int,
+        type=positive_int,
         default=16,
         help="AR(1) references (each calibrated on its own) the bootstrap rows are spread over",
     )
     parser.add_argument(
         "--sticky-rows",
-        type=int,
+        type=non_negative_int,
         default=1_600_000,
         help="rows of bursty categorical streams for the G bootstrap ERT (0 skips it)",
     )
-    parser.add_argument("--sticky-refs", type=int, default=8, help="references for those rows")
+    parser.add_argument(
+        "--sticky-refs", type=positive_int, default=8, help="references for those rows"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    for flag in ("runs", "ert_rows", "features", "n_ref", "workers", "ar1_refs", "sticky_refs"):
-        if getattr(args, flag) < 1:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 1")
-    for flag in ("ar1_rows", "sticky_rows"):
-        if getattr(args, flag) < 0:
-            parser.error(f"--{flag.replace('_', '-')} must be >= 0 (0 skips its section)")
     if args.smoke:
         args.runs, args.ert_rows, args.workers, args.baseline_python = 3, 20_000, 1, "none"
         args.ar1_rows = args.sticky_rows = 0

@@ -185,20 +185,32 @@ def ar1_false_alarms(
 ) -> dict:
     """OPEN events on a stationary AR(1) stream; the reference is an AR(1) stretch in arrival
     order (the model's reference window as recorded), the sample the bootstrap resamples."""
+    reference = Reference.from_rows(ar1(seed, n_ref, d, phi), names(d))
+    stream = ar1(seed + 10_000, rows, d, phi)
+    return _stationary_opens(seed, reference, stream, calibration, cache, config, batch)
+
+
+def _stationary_opens(
+    seed: int,
+    reference: Reference,
+    stream: np.ndarray,
+    calibration: str,
+    cache: Path | None,
+    config: DriftConfig,
+    batch: int,
+) -> dict:
+    """OPEN events (all false) of a detector calibrated `calibration`-wise on `stream`."""
     from dataclasses import replace
 
-    ref = ar1(seed, n_ref, d, phi)
-    cfg = replace(config, calibration=calibration)
-    detector = DriftDetector(Reference.from_rows(ref, names(d)), cfg, cache)
-    stream = ar1(seed + 10_000, rows, d, phi)
+    detector = DriftDetector(reference, replace(config, calibration=calibration), cache)
     opens = 0
-    for start in range(0, rows, batch):
+    for start in range(0, stream.shape[0], batch):
         opens += sum(e.state == "OPEN" for e in detector.update(stream[start : start + batch]))
     return {
         "seed": seed,
-        "rows": rows,
+        "rows": int(stream.shape[0]),
         "opens": opens,
-        "threshold": float(detector.thresholds[0]),
+        "threshold": float(detector.thresholds.mean()),
         "calibration": detector.calibration[0],
     }
 
@@ -232,22 +244,10 @@ def sticky_false_alarms(
 ) -> dict:
     """OPEN events on stationary sticky categorical streams (G tests); the reference is a
     stretch of the same chain in arrival order."""
-    from dataclasses import replace
-
     labels = names(d)
-    ref = Reference.from_rows(sticky_categories(seed, n_ref, d, stay), labels, labels)
-    detector = DriftDetector(ref, replace(config, calibration=calibration), cache)
+    reference = Reference.from_rows(sticky_categories(seed, n_ref, d, stay), labels, labels)
     stream = sticky_categories(seed + 10_000, rows, d, stay)
-    opens = 0
-    for start in range(0, rows, batch):
-        opens += sum(e.state == "OPEN" for e in detector.update(stream[start : start + batch]))
-    return {
-        "seed": seed,
-        "rows": rows,
-        "opens": opens,
-        "threshold": float(detector.thresholds.mean()),
-        "calibration": detector.calibration[0],
-    }
+    return _stationary_opens(seed, reference, stream, calibration, cache, config, batch)
 
 
 # ---- time of day ----------------------------------------------------------------------------

@@ -35,4 +35,4 @@ def test_bad_flags_are_refused_before_any_work(capsys) -> None:
         with pytest.raises(SystemExit) as exit_info:
             main(flag)
         assert exit_info.value.code == 2
-        assert "must be >=" in capsys.readouterr().err
+        assert "expected an integer >=" in capsys.readouterr().err
