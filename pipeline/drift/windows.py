@@ -345,10 +345,9 @@ class KSWindows:
         """
         ends = np.asarray(ends, dtype=np.int64)
         checks, series = ends.size, self.series
-        z = np.zeros((checks, len(self.windows), series))
-        dist = np.zeros_like(z)
+        dist = np.zeros((checks, len(self.windows), series))
         if not checks or not series:
-            return z, dist
+            return np.zeros_like(dist), dist
         seen = self.rows_seen
         level = np.asarray(level, dtype=np.float64)
         if level.shape != (series,):  # a scalar level (np.broadcast_to costs ~3 us a call)
@@ -364,8 +363,10 @@ class KSWindows:
         step = int(stops[1] - stops[0]) if checks > 1 else 1
         regular = step > 0 and bool((stops[1:] - stops[:-1] == step).all())
         end_list = ends.tolist()
+        # ends ascend: each window is full from check `first` on
+        firsts = [bisect.bisect_left(end_list, width) for width in self.windows]
         for k, width in enumerate(self.windows):
-            first = bisect.bisect_left(end_list, width)  # ends ascend: full from here on
+            first = firsts[k]
             if first == checks:
                 continue
             stop, back = stops[first:], width // grain
@@ -376,16 +377,19 @@ class KSWindows:
                 scaled = np.subtract(prefix[rows], prefix[early], order="C")  # (checks, series, B)
             else:
                 scaled = prefix[stop] - prefix[stop - back]
-            bound = np.zeros((checks, series))
-            bound[first:] = self.scaled_bucket_bounds(scaled, width)
-            exact = np.zeros((checks, series), dtype=bool)
-            # class-bucketed series' bounds are their exact D already
-            todo = bound * self.scale[k] >= level
-            todo[:first] = False
-            todo &= self._plain_series
-            self._exact(view, start, ends, width, todo, bound, exact)
-            dist[:, k] = bound
-            np.multiply(bound, self.scale[k], out=z[:, k])
+            dist[first:, k] = self.scaled_bucket_bounds(scaled, width)
+        # the bounds that reach the level, every window at once (a few array operations per
+        # piece, not per window); class-bucketed series' bounds are their exact D already
+        z = dist * self.scale[:, None]
+        todo = z >= level
+        todo &= self._plain_series
+        for k, width in enumerate(self.windows):
+            pairs = todo[:, k]
+            pairs[: firsts[k]] = False  # not full yet: z = 0 stays (a level <= 0 too)
+            if pairs.any():
+                marks = np.zeros((checks, series), dtype=bool)
+                self._exact(view, start, ends, width, pairs, dist[:, k], marks)
+                np.multiply(dist[:, k], self.scale[k], out=z[:, k])
         return z, dist
 
     def refine(
