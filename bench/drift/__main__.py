@@ -271,16 +271,21 @@ def _dependent_erts(
 
 
 def _reference_interval(results: list[dict], draws: int = 2000) -> list[float | None]:
-    """95 % interval of rows per alarm, resampling whole references (their alarms cluster)."""
+    """95 % interval of rows per alarm, resampling whole references (their alarms cluster);
+    None for an unbounded end (resamples with no alarm)."""
     rows = np.array([r["rows"] for r in results], dtype=np.float64)
     opens = np.array([r["opens"] for r in results], dtype=np.float64)
     if rows.size < 2:
         return [None, None]
     pick = np.random.default_rng(0).integers(0, rows.size, (draws, rows.size))
-    alarms = opens[pick].sum(axis=1)
-    ert = np.where(alarms > 0, rows[pick].sum(axis=1) / np.maximum(alarms, 1), np.inf)
-    low, high = np.quantile(ert, [0.025, 0.975])
-    return [float(low), None if np.isinf(high) else float(high)]
+    # quantiles of the alarm rate, turned into rows per alarm (an ERT of a resample without
+    # alarms is infinite, and quantiles of infinities are not numbers)
+    rate = opens[pick].sum(axis=1) / rows[pick].sum(axis=1)
+    low_rate, high_rate = np.quantile(rate, [0.025, 0.975])
+    return [
+        None if high_rate == 0 else float(1.0 / high_rate),
+        None if low_rate == 0 else float(1.0 / low_rate),
+    ]
 
 
 def measure_diurnal(args: argparse.Namespace) -> dict:
@@ -308,9 +313,9 @@ def _fmt(value: object, digits: int = 0) -> str:
 
 
 def _interval(ci: list[float | None]) -> str:
-    if ci[0] is None:
+    if ci == [None, None]:
         return ""
-    return f"; 95 % interval {_fmt(ci[0])}-{_fmt(ci[1]) if ci[1] is not None else 'inf'}"
+    return f"; 95 % interval {_fmt(ci[0]) if ci[0] else 'inf'}-{_fmt(ci[1]) if ci[1] else 'inf'}"
 
 
 def print_table(report: dict) -> None:

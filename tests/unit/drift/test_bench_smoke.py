@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from bench.drift.__main__ import main
 
 
@@ -24,13 +26,15 @@ def test_the_ar1_interval_resamples_whole_references() -> None:
     assert low < 800_000 / 80 < high  # the pooled ERT (10,000) lies inside
     assert low >= 100_000 / 18 and high <= 100_000 / 2  # never beyond one reference alone
     # identical references leave nothing to resample; one reference gives no interval
-    assert _reference_interval([quiet] * 5) == [50_000.0, 50_000.0]
+    assert _reference_interval([quiet] * 5) == pytest.approx([50_000.0, 50_000.0])
     assert _reference_interval([quiet]) == [None, None]
+    # resamples without an alarm: the upper end is unbounded, not a NaN
+    silent = {"rows": 100_000, "opens": 0}
+    low, high = _reference_interval([silent, {"rows": 100_000, "opens": 1}])
+    assert low == pytest.approx(100_000) and high is None
 
 
 def test_bad_flags_are_refused_before_any_work(capsys) -> None:
-    import pytest
-
     for flag in (["--ar1-refs", "0"], ["--runs", "0"], ["--ar1-rows", "-1"]):
         with pytest.raises(SystemExit) as exit_info:
             main(flag)
