@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -473,8 +472,6 @@ class CachedRow:
     output: np.ndarray
 
 
-_ids = random.Random(os.urandom(32))  # uuid4-shaped ids: unique, not secrets (polls check
-# the tenant), without an os.urandom call per request (slow on busy virtual machines)
 
 
 def _new_id() -> str:
@@ -493,8 +490,12 @@ def _uuid4_text(n: int) -> str:
 
 
 def _new_ids(count: int) -> list[str]:
-    bits = _ids.getrandbits
-    return [_uuid4_text(bits(128)) for _ in range(count)]
+    """`count` uuid4 ids from one os.urandom call (not one per request: a syscall that
+    hands back the GIL, slow on busy virtual machines). Not from a seeded PRNG: its outputs
+    can be predicted from enough of them, and a tenant that could predict the ids given to
+    others' requests could take them first (its status record would refuse theirs)."""
+    raw = memoryview(os.urandom(16 * count))
+    return [_uuid4_text(int.from_bytes(raw[i : i + 16], "big")) for i in range(0, 16 * count, 16)]
 
 
 def _iso_millis(value: str) -> int | None:
