@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -478,24 +479,39 @@ def _new_id() -> str:
     return _new_ids(1)[0]
 
 
-# uuid.UUID(int=n, version=4)'s bits, set without building a UUID object per id (~1 us each)
-_UUID4_CLEAR = ~((0xC000 << 48) | (0xF000 << 64)) & (2**128 - 1)
-_UUID4_SET = (0x8000 << 48) | (4 << 76)
+class _RandomBytes:
+    """os.urandom's bytes, drawn 4 KiB at a time: one syscall (which hands back the GIL, and
+    is slow on busy virtual machines) per 256 request ids, not per request. Not a seeded
+    PRNG: its outputs can be predicted from enough of them, and a tenant that predicted the
+    ids given to others' requests could take them first (its status record refuses theirs)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the loop and the check's thread both draw
+        self._buffer = memoryview(b"")
+        self._at = 0
+
+    def take(self, size: int) -> memoryview:
+        with self._lock:
+            if self._at + size > len(self._buffer):
+                self._buffer, self._at = memoryview(os.urandom(max(4096, size))), 0
+            self._at += size
+            return self._buffer[self._at - size : self._at]
 
 
-def _uuid4_text(n: int) -> str:
-    """str(uuid.UUID(int=n, version=4))."""
-    h = f"{n & _UUID4_CLEAR | _UUID4_SET:032x}"
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+_random_bytes = _RandomBytes()
+
+
+_VARIANT = "89ab89ab89ab89ab"  # RFC 4122's variant: a hex digit's top two bits set to 10
+
+
+def _uuid4_hex(h: str) -> str:
+    """str(uuid.UUID(hex=h, version=4)) of 32 hex digits, by string slices."""
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[int(h[16], 16)]}{h[17:20]}-{h[20:32]}"
 
 
 def _new_ids(count: int) -> list[str]:
-    """`count` uuid4 ids from one os.urandom call (not one per request: a syscall that
-    hands back the GIL, slow on busy virtual machines). Not from a seeded PRNG: its outputs
-    can be predicted from enough of them, and a tenant that could predict the ids given to
-    others' requests could take them first (its status record would refuse theirs)."""
-    raw = memoryview(os.urandom(16 * count))
-    return [_uuid4_text(int.from_bytes(raw[i : i + 16], "big")) for i in range(0, 16 * count, 16)]
+    digits = _random_bytes.take(16 * count).hex()
+    return [_uuid4_hex(digits[i : i + 32]) for i in range(0, 32 * count, 32)]
 
 
 def _iso_millis(value: str) -> int | None:

@@ -5,6 +5,7 @@ row-by-row check, which words the problems. And the ids it makes are UUID4s."""
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ import pytest
 from pipeline.codec import registry_from_settings
 from pipeline.config import Settings
 from pipeline.core.registry import get_plugin
-from pipeline.gateway.intake import StreamIntake, _new_ids, _uuid4_text
+from pipeline.gateway.intake import StreamIntake, _new_ids, _uuid4_hex
 from pipeline.redis.client import DegradingRedis
 
 DOWN = DegradingRedis("redis://127.0.0.1:1/0", retry_after_s=0.05, timeout_s=0.05)
@@ -117,7 +118,7 @@ def test_coalesced_submissions_are_checked_together_as_each_alone(intake):
 
 
 def test_made_ids_are_uuid4_text():
-    for n in (0, 2**128 - 1, 0x0123456789ABCDEF0123456789ABCDEF):
-        assert _uuid4_text(n) == str(uuid.UUID(int=n, version=4))
+    for n in [0, 2**128 - 1, *(int.from_bytes(os.urandom(16), "big") for _ in range(200))]:
+        assert _uuid4_hex(f"{n:032x}") == str(uuid.UUID(int=n, version=4))
     ids = _new_ids(1000)
     assert len(set(ids)) == 1000 and all(uuid.UUID(i).version == 4 for i in ids)
