@@ -27,7 +27,7 @@ import numpy as np
 
 # cells per reference value: more cells, fewer values left to search inside a cell
 CELLS_PER_REF = 8
-# cells of all features together (8 bytes each): a big reference gets fewer cells per value,
+# cells of all features together (2-4 bytes each): a big reference gets fewer cells per value,
 # i.e. more values to search inside a cell, rather than a table of hundreds of MB
 MAX_TABLE_CELLS = 1 << 22
 # packed table entries: (#ref in earlier cells) << FLAG_BITS | ONE_VALUE | OCCUPIED
