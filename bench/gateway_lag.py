@@ -52,6 +52,36 @@ from pipeline.redis.state import scan_keys
 PROG = "python -m bench.gateway_lag"
 
 
+class _TimedProducer:
+    """librdkafka's producer with each delivery report timed: librdkafka's own latency
+    (produce() to the report) and the time from the produce() call to the report's callback
+    (the gateway's delivery thread serving it); everything else is the producer's own."""
+
+    def __init__(self, inner: Any, probe: Any) -> None:
+        self._inner = inner
+        self._probe = probe  # its `phases`, replaced at each take()
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def produce(self, *args: Any, on_delivery: Any = None, **kwargs: Any) -> Any:
+        called = time.perf_counter()
+
+        def delivered(error: Any, message: Any) -> None:
+            phases = self._probe.phases
+            latency = message.latency()
+            if latency is not None:
+                phases["librdkafka produce() to report"].append(latency)
+            phases["produce() call to report callback"].append(time.perf_counter() - called)
+            if on_delivery is not None:
+                on_delivery(error, message)
+
+        return self._inner.produce(*args, on_delivery=delivered, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -229,26 +259,7 @@ class LoopProbe:
         gateway.in_pool = timed_pool
         gateway.producer.send = timed_send
         for producer in gateway.producer._producers.values():
-            producer.send_one = self._timed_send_one(producer)
-
-    def _timed_send_one(self, producer: Any) -> Any:
-        """send_one whose delivery report records librdkafka's own latency (produce() to
-        the report) and the time from the sender thread's call to the report's callback."""
-
-        def send_one(record: Any, headers: Any, ticket: int) -> None:
-            called = time.perf_counter()
-
-            def delivered(error: Any, message: Any) -> None:
-                now = time.perf_counter()
-                latency = message.latency()
-                if latency is not None:
-                    self.phases["librdkafka produce() to report"].append(latency)
-                self.phases["send_one call to report callback"].append(now - called)
-                producer.owner._resolve(ticket, None if error is None else str(error))
-
-            producer.send(record, headers=headers, on_delivery=delivered)
-
-        return send_one
+            producer._producer = _TimedProducer(producer._producer, self)
 
     def install(self, app: Any) -> None:
         from aiohttp import web
