@@ -9,9 +9,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from fastavro.validation import ValidationError, validate
-
 from pipeline.codec import SchemaVersion
+from pipeline.codec.checks import field_problems
 
 # a stream's preprocessing: `.errors` lists (position, reason) of the records it would reject
 BuildFeatures = Callable[[Sequence[Mapping[str, Any]]], Any]
@@ -68,32 +67,6 @@ def parse_line(text: str, schema: SchemaVersion, times: set[str]) -> dict[str, A
     if problems:
         raise ValueError("; ".join(problems))
     return record
-
-
-def field_problems(record: dict[str, Any], schema: SchemaVersion) -> list[str]:
-    """Per-field reasons (fastavro's own error names the whole record, not the field)."""
-    problems = []
-    for field in schema.parsed["fields"]:
-        name = field["name"]
-        if name not in record:
-            if "default" not in field:
-                problems.append(f"missing field {name}")
-            continue
-        try:
-            validate(record[name], field["type"], raise_errors=True, strict=True)
-        except ValidationError:
-            problems.append(f"{name}={record[name]!r} is not {_type_name(field['type'])}")
-    return problems
-
-
-def _type_name(avro_type: Any) -> str:
-    if isinstance(avro_type, dict):
-        if avro_type.get("type") == "enum":
-            return "one of " + "/".join(avro_type["symbols"])
-        return str(avro_type.get("logicalType") or avro_type.get("type"))
-    if isinstance(avro_type, list):
-        return " or ".join(_type_name(t) for t in avro_type)
-    return f"a {avro_type}"
 
 
 def _decode(raw: bytes) -> str:

@@ -30,7 +30,8 @@ class AvroSerializer:
     def __call__(self, record: Mapping[str, Any], ctx: object = None) -> bytes:
         buffer = io.BytesIO()
         buffer.write(self._header)
-        # strict: a missing or mistyped field raises instead of writing a default silently
+        # strict: a missing or unknown field raises instead of writing a default silently; it
+        # does not check types ("12.5" is written as a double): pipeline.codec.checks does
         fastavro.schemaless_writer(buffer, self._parsed, record, strict=True)
         return buffer.getvalue()
 
