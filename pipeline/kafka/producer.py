@@ -100,13 +100,18 @@ class RequestProducer:
             }
         )
         self.delivered = 0
-        self.failed: list[str] = []
+        # failed deliveries: a count and the first error (a long outage fails every record,
+        # and a list of each would grow without bound in a long-running producer)
+        self.failed = 0
+        self.first_error: str | None = None
 
     def _on_delivery(self, error: KafkaError | None, message: Message) -> None:
         if error is None:
             self.delivered += 1
         else:
-            self.failed.append(str(error))
+            self.failed += 1
+            if self.first_error is None:
+                self.first_error = str(error)
 
     def send(
         self,
@@ -160,8 +165,8 @@ class RequestProducer:
         remaining = self._producer.flush(timeout)
         if remaining or self.failed:
             raise DeliveryFailed(
-                f"{remaining} requests undelivered, {len(self.failed)} failed"
-                + (f" (first error: {self.failed[0]})" if self.failed else "")
+                f"{remaining} requests undelivered, {self.failed} failed"
+                + (f" (first error: {self.first_error})" if self.first_error else "")
             )
 
     def __enter__(self) -> RequestProducer:

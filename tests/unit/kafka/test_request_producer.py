@@ -54,3 +54,16 @@ def test_records_built_by_the_project_can_skip_the_check(produced: list[bytes]) 
     # fastavro coerces the float to the long 2, as it did before the check existed
     _producer(check_records=False).send({**_record(), "card_txn_count_1h": 2.7})
     assert len(produced) == 1
+
+
+def test_failed_deliveries_are_counted_and_the_first_error_kept() -> None:
+    from confluent_kafka import KafkaError
+
+    from pipeline.kafka.exceptions import DeliveryFailed
+
+    producer = _producer()
+    for code in [KafkaError._MSG_TIMED_OUT] * 1000 + [KafkaError._ALL_BROKERS_DOWN]:
+        producer._on_delivery(KafkaError(code), None)  # type: ignore[arg-type]
+    assert producer.failed == 1001
+    with pytest.raises(DeliveryFailed, match=r"0 requests undelivered, 1001 failed .*TIMED_OUT"):
+        producer.flush(1)
