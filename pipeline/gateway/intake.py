@@ -376,9 +376,7 @@ class StreamIntake:
         scope, policy = self._cache_scope()
         if scope is None:
             return CacheLookup([], False, lambda values: [None] * len(values))
-        # ResultCache's key names (pipeline/redis/cache.py: its prefix + `<scope>:<hash>`)
-        prefix = f"{self.cache._prefix}{scope}:"
-        names = [prefix + h for h in hashes]
+        names = self.cache.key_names([f"{scope}:{h}" for h in hashes])
         if scope.startswith(CASCADE_SCOPE):  # tagged: 1.0 the large model's row, 0.0 the small's
             small, large = policy.cascade.small, policy.cascade.large
 

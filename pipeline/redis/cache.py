@@ -30,6 +30,11 @@ class ResultCache:
         self._prefix = f"inferstream:output:{namespace}:"
         self.ttl_s = ttl_s
 
+    def key_names(self, keys: Sequence[str]) -> list[str]:
+        """The Redis key of each cache key (for a reader that fetches them in its own call,
+        such as the gateway's admission script)."""
+        return [self._prefix + k for k in keys]
+
     @property
     def degraded(self) -> bool:
         return self.redis.degraded
@@ -40,7 +45,7 @@ class ResultCache:
 
     def get_many(self, keys: Sequence[str]) -> list[np.ndarray | None] | None:
         """Cached output rows in order (None where missing); None when Redis is unavailable."""
-        names = [self._prefix + k for k in keys]
+        names = self.key_names(keys)
         found = self.redis.call(lambda client: client.mget(names))
         if found is None:
             return None
