@@ -5,7 +5,8 @@ flushes (the floor of what producing costs in Python); (2) a gateway process (`i
 gateway`, with a key under generous limits, so that every request runs the full admission
 path: key, GCRA rate and cost, pending status) receives them one request per POST from
 `--concurrency` HTTP connections, and (3) as lists of `--list-size` per POST; (4) a paced open
-loop at half of (2)'s rate gives the submit-to-202 latency; (5) with a worker running, paced
+loop at half of (2)'s rate gives the submit-to-202 latency, and one of lists at half of (3)'s
+rate the latency of each list's 202 at half the sustained rate; (5) with a worker running, paced
 open loops at 25/50/90 % of (2)'s rate, each request submitted and then long-polled
 (`?wait=`) until done, give the end-to-end submit-to-result latency; (6) with
 `--throttled-tenant`, a calm tenant's paced submits at 50 % alone and while another tenant
@@ -373,6 +374,12 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         paced_n = int(single_rate * 0.5 * args.paced_seconds)
         paced_bodies = records[3 * n : 3 * n + paced_n]
         paced_ok, paced_lat = asyncio.run(_paced(url, key, paced_bodies, single_rate * 0.5))
+        # the same at half of (3)'s rate, as lists: the sustained rate's latency (each list of
+        # `size` requests answered with one 202); bodies reuse (3)'s lists
+        list_rate = list_accepted / list_seconds
+        paced_lists = [lists[i % len(lists)] for i in range(
+            max(1, int(list_rate * 0.5 * args.paced_seconds / size)))]  # fmt: skip
+        lists_ok, lists_lat = asyncio.run(_paced(url, key, paced_lists, list_rate * 0.5 / size))
         isolated: dict[str, Any] = {}
         if args.throttled_tenant:
             store = KeyStore(redis, namespace)
@@ -435,6 +442,10 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         "paced_accepted": paced_ok,
         "paced_sent": paced_n,
         "paced_p50_p99_ms": [_ms(paced_lat, 0.5), _ms(paced_lat, 0.99)],
+        "paced_lists_rate_per_s": round(list_rate * 0.5),
+        "paced_lists_sent": len(paced_lists),
+        "paced_lists_accepted": lists_ok,
+        "paced_lists_p50_p99_ms": [_ms(lists_lat, 0.5), _ms(lists_lat, 0.99)],
         "end_to_end_submit_to_result": e2e,
         "other_tenant_p99_while_one_is_throttled": isolated,
         "concurrency": args.concurrency,

@@ -45,8 +45,10 @@ def test_gateway_rate_measures_single_list_and_paced_submits(stack, tmp_path) ->
     assert result["ratio_list_to_plain"] == pytest.approx(
         result["gateway_list_records_per_s"] / result["plain_request_producer_per_s"], abs=0.01
     )
-    p50, p99 = result["paced_p50_p99_ms"]
-    assert 0 < p50 <= p99
+    for name in ("paced_p50_p99_ms", "paced_lists_p50_p99_ms"):
+        p50, p99 = result[name]
+        assert 0 < p50 <= p99, name
+    assert result["paced_lists_accepted"] == result["paced_lists_sent"] > 0
 
 
 def test_gateway_lag_probes_the_loop_and_the_broker(stack, tmp_path) -> None:
