@@ -17,7 +17,7 @@ import uuid
 from dataclasses import replace
 from typing import Any
 
-from pipeline.cli import Parser, positive_float, positive_int
+from pipeline.cli import Parser, non_negative_int, positive_float, positive_int
 from pipeline.errors import InferstreamError
 
 PROG = "python -m bench.docs_rate"
@@ -32,17 +32,6 @@ def share(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
     if not 0 <= value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
     return value
 
 
@@ -73,7 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--long-chars",
-        type=nonnegative_int,
+        type=non_negative_int,
         default=1500,
         help="characters of each man-page excerpt, 0: whole pages (default 1500)",
     )

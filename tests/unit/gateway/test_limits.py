@@ -7,26 +7,10 @@ import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 
-import pytest
-
 from pipeline.gateway.keys import KeyStore, hash_key, redis_prefix
 from pipeline.gateway.limits import Limits
 from pipeline.redis.client import DegradingRedis
 from pipeline.redis.state import scan_keys
-
-
-@pytest.fixture
-def redis(stack) -> DegradingRedis:
-    return DegradingRedis(stack.redis_url, retry_after_s=0.1, timeout_s=2.0)
-
-
-@pytest.fixture
-def namespace(redis: DegradingRedis):
-    ns = f"u{uuid.uuid4().hex[:8]}."
-    yield ns
-    keys = scan_keys(redis.client, redis_prefix(ns) + "*")
-    if keys:
-        redis.client.delete(*keys)
 
 
 def _limits(redis, namespace) -> tuple[KeyStore, Limits]:
