@@ -50,6 +50,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--list-concurrency", type=positive_int, default=8, help="HTTP connections sending lists"
     )
     p.add_argument("--paced-seconds", type=positive_int, default=5, help="latency part length")
+    p.add_argument(
+        "--paced-list-rate",
+        type=positive_float,
+        help="requests/s of the paced lists part (default: half of the lists' closed-loop rate;"
+        " e.g. half of the worker's flat-out rate)",
+    )
     p.add_argument("--no-e2e", action="store_true", help="skip the end-to-end part (a worker)")
     p.add_argument(
         "--throttled-tenant",
@@ -377,9 +383,10 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         # the same at half of (3)'s rate, as lists: the sustained rate's latency (each list of
         # `size` requests answered with one 202); bodies reuse (3)'s lists
         list_rate = list_accepted / list_seconds
+        paced_list_rate = args.paced_list_rate or list_rate * 0.5
         paced_lists = [lists[i % len(lists)] for i in range(
-            max(1, int(list_rate * 0.5 * args.paced_seconds / size)))]  # fmt: skip
-        lists_ok, lists_lat = asyncio.run(_paced(url, key, paced_lists, list_rate * 0.5 / size))
+            max(1, int(paced_list_rate * args.paced_seconds / size)))]  # fmt: skip
+        lists_ok, lists_lat = asyncio.run(_paced(url, key, paced_lists, paced_list_rate / size))
         isolated: dict[str, Any] = {}
         if args.throttled_tenant:
             store = KeyStore(redis, namespace)
@@ -442,7 +449,7 @@ def execute(args: argparse.Namespace) -> dict[str, Any]:
         "paced_accepted": paced_ok,
         "paced_sent": paced_n,
         "paced_p50_p99_ms": [_ms(paced_lat, 0.5), _ms(paced_lat, 0.99)],
-        "paced_lists_rate_per_s": round(list_rate * 0.5),
+        "paced_lists_rate_per_s": round(paced_list_rate),
         "paced_lists_sent": len(paced_lists),
         "paced_lists_accepted": lists_ok,
         "paced_lists_p50_p99_ms": [_ms(lists_lat, 0.5), _ms(lists_lat, 0.99)],
